@@ -1,0 +1,76 @@
+"""Documents and how they are read from .txt, .md and .jsonl files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["Document", "corpus_checksum", "read_documents"]
+
+_DOC_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class Document(msgspec.Struct, frozen=True):
+    """A source document; every offset in the index points into ``text``."""
+
+    doc_id: str
+    title: str
+    text: str
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def _doc_id_from_path(path: Path) -> str:
+    return _DOC_ID.sub("-", path.stem).strip("-") or "doc"
+
+
+def _read_jsonl(path: Path) -> Iterator[Document]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                yield Document(
+                    doc_id=str(record["doc_id"]),
+                    title=str(record.get("title") or record["doc_id"]),
+                    text=str(record["text"]),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with doc_id and text"
+                ) from exc
+
+
+def read_documents(paths: Iterable[Path]) -> list[Document]:
+    """Read documents from .txt/.md files (one each) and .jsonl files (one per line)."""
+    docs: list[Document] = []
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            docs.extend(_read_jsonl(path))
+        elif suffix in {".txt", ".md", ".markdown"}:
+            text = path.read_text(encoding="utf-8")
+            docs.append(Document(doc_id=_doc_id_from_path(path), title=path.stem, text=text))
+        else:
+            raise ValueError(f"{path}: unsupported file type (use .txt, .md or .jsonl)")
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.doc_id in seen:
+            raise ValueError(f"duplicate doc_id {doc.doc_id!r}")
+        seen.add(doc.doc_id)
+    return docs
+
+
+def corpus_checksum(docs: Iterable[Document]) -> str:
+    """Hash of every document's id, title and text, in order."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        for part in (doc.doc_id, doc.title, doc.text):
+            digest.update(part.encode("utf-8"))
+            digest.update(b"\0")
+    return digest.hexdigest()

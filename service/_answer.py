@@ -1,0 +1,309 @@
+"""Retrieve, ask the LLM, align its claims to source sentences, verify, or abstain."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from index import CorpusIndex, Embedder, Sentence, split_spans
+from service._errors import LLMError
+from service._llm import ChatModel
+from service._prompts import render_answer_prompt
+from service._schemas import AnswerMode, AskResponse, Citation, Passage, SentenceHit
+from service._settings import Settings
+from service._verify import coverage, entities_supported, numbers_supported, terms
+
+__all__ = ["Answerer", "Candidate"]
+
+log = logging.getLogger(__name__)
+
+_REFUSAL = re.compile(
+    r"\bnot\s+found\b|\b(?:does|do|did)\s+not\s+(?:say|mention|state|specify|provide|contain)"
+    r"|\bnot\s+(?:mentioned|stated|specified|provided|available)\b|\bno\s+information\b"
+    r"|\bcannot\s+(?:be\s+)?(?:determined|answered|found)\b",
+    re.IGNORECASE,
+)
+_LABELS = re.compile(r"\s*[\[(]\s*S?\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*[\])]")
+_LABEL_NUMBER = re.compile(r"\d+")
+_POOL = 30
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A retrieved sentence with its evidence for the question."""
+
+    index: int  # position in CorpusIndex.sentences
+    dense: float
+    lexical: float
+
+    @property
+    def evidence(self) -> float:
+        """How strongly this sentence bears on the question, 0..1."""
+        return 0.5 * max(self.dense, 0.0) + 0.5 * self.lexical
+
+
+@dataclass(frozen=True)
+class _Claim:
+    text: str
+    hints: frozenset[int]  # sentence indices the model labelled
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
+
+
+def _claims(reply: str, labelled: list[int]) -> Iterator[_Claim]:
+    """Split the model's reply into claims, each with the sentences it labelled."""
+    pieces = _LABELS.split(reply)
+    labels = _LABELS.findall(reply)
+    for i, piece in enumerate(pieces):
+        hint_numbers = (
+            [int(n) for n in _LABEL_NUMBER.findall(labels[i])] if i < len(labels) else []
+        )
+        hints = frozenset(labelled[n - 1] for n in hint_numbers if 1 <= n <= len(labelled))
+        spans = split_spans(piece)
+        for j, (start, end) in enumerate(spans):
+            text = piece[start:end].strip(" \t\n-*•")
+            if text and any(ch.isalnum() for ch in text):
+                yield _Claim(text, hints if j == len(spans) - 1 else frozenset())
+
+
+@dataclass
+class Answerer:
+    """The question-answering pipeline over one corpus index."""
+
+    index: CorpusIndex
+    embedder: Embedder
+    llm: ChatModel | None
+    settings: Settings
+
+    # -- retrieval -------------------------------------------------------------
+
+    def candidates(self, question: str, pool: int = _POOL) -> list[Candidate]:
+        """Sentences ranked by evidence: dense similarity and question-term coverage."""
+        q_vec = self.embedder.encode([question])
+        scores, ids = self.index.store.search(q_vec, pool)
+        q_terms = terms(question)
+        found = []
+        for score, i in zip(scores[0], ids[0], strict=True):
+            if i < 0:
+                continue
+            lexical = coverage(q_terms, terms(self.index.sentences[i].text))
+            found.append(Candidate(int(i), float(score), lexical))
+        found.sort(key=lambda c: c.evidence, reverse=True)
+        return found
+
+    def sentence_hits(self, candidates: list[Candidate], top_k: int) -> list[SentenceHit]:
+        """The best ``top_k`` candidates as wire objects."""
+        hits = []
+        for c in candidates[:top_k]:
+            s = self.index.sentences[c.index]
+            hits.append(
+                SentenceHit(s.doc_id, s.sentence_id, s.start, s.end, s.text, round(c.evidence, 4))
+            )
+        return hits
+
+    def passages(self, candidates: list[Candidate], top_k: int) -> list[Passage]:
+        """Chunks around the best candidates, each once, best first."""
+        seen: set[str] = set()
+        passages = []
+        for c in candidates:
+            chunk = self.index.chunk_of(c.index)
+            if chunk.chunk_id in seen:
+                continue
+            seen.add(chunk.chunk_id)
+            text = self.index.documents[chunk.doc_id].text[chunk.start : chunk.end]
+            passages.append(
+                Passage(
+                    chunk.doc_id, chunk.chunk_id, chunk.start, chunk.end, text, round(c.evidence, 4)
+                )
+            )
+            if len(passages) == top_k:
+                break
+        return passages
+
+    # -- answering -------------------------------------------------------------
+
+    def _context(self, candidates: list[Candidate]) -> list[int]:
+        """Sentence indices shown to the LLM, in document order.
+
+        A small corpus goes in whole, so the prompt prefix is the same for every
+        question and the LLM server reuses its cache; a large one is cut to the
+        best candidates.
+        """
+        total = sum(len(d.text) for d in self.index.documents.values())
+        if total <= self.settings.whole_corpus_chars:
+            return list(range(len(self.index.sentences)))
+        chosen = [c.index for c in candidates[: self.settings.context_sentences]]
+        return sorted(chosen)
+
+    def _citation(self, sentence: Sentence, score: float) -> Citation:
+        return Citation(
+            sentence.doc_id, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
+            round(score, 4),
+        )  # fmt: skip
+
+    def _abstain(
+        self, mode: AnswerMode, passages: list[Passage], timings: dict[str, float], *, degraded: bool
+    ) -> AskResponse:
+        return AskResponse(None, False, [], passages, mode, degraded, timings)
+
+    def extractive(
+        self,
+        question: str,
+        candidates: list[Candidate],
+        passages: list[Passage],
+        timings: dict[str, float],
+        *,
+        degraded: bool = False,
+    ) -> AskResponse:
+        """Answer with the single best supporting sentence, or abstain."""
+        if not candidates or candidates[0].evidence < self.settings.min_evidence:
+            return self._abstain("extractive", passages, timings, degraded=degraded)
+        best = candidates[0]
+        sentence = self.index.sentences[best.index]
+        answer = " ".join(sentence.text.split()) + " [1]"
+        citation = self._citation(sentence, best.evidence)
+        return AskResponse(answer, True, [citation], passages, "extractive", degraded, timings)
+
+    def _verify(
+        self, question: str, claims: list[_Claim], context: list[int]
+    ) -> list[tuple[str, int, float]]:
+        """Keep the claims a context sentence supports, each with its best sentence."""
+        if not claims:
+            return []
+        claim_vecs = self.embedder.encode([c.text for c in claims])
+        sent_vecs = self.index.store.vectors(context)
+        dense = claim_vecs @ sent_vecs.T
+        kept = []
+        q_terms = terms(question)
+        for ci, claim in enumerate(claims):
+            claim_terms = terms(claim.text)
+            novel = claim_terms - q_terms
+            scored = []
+            for si, sentence_index in enumerate(context):
+                source = self.index.sentences[sentence_index].text
+                if not numbers_supported(claim.text, source):
+                    continue
+                if not entities_supported(claim.text, source, question):
+                    continue
+                source_terms = terms(source)
+                # What the claim adds beyond the question must be in the source too.
+                support = (
+                    0.5 * coverage(claim_terms, source_terms)
+                    + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
+                    + 0.3 * max(float(dense[ci, si]), 0.0)
+                )
+                hint = 0.05 if sentence_index in claim.hints else 0.0
+                scored.append((support + hint, support, sentence_index))
+            if not scored:
+                continue
+            _, support, sentence_index = max(scored)
+            if support >= self.settings.min_claim_support:
+                kept.append((claim.text, sentence_index, support))
+        return kept
+
+    async def warm(self) -> None:
+        """Send one question so the LLM server caches the shared prompt prefix."""
+        if self.llm is None:
+            return
+        candidates = self.candidates("warm-up")
+        messages = render_answer_prompt(
+            [self.index.sentences[i].text for i in self._context(candidates)], "warm-up"
+        )
+        try:
+            await self.llm.complete(messages, max_tokens=1)
+        except LLMError as exc:
+            log.warning("LLM warm-up failed: %s", exc)
+
+    async def ask(self, question: str, top_k: int = 5, mode: AnswerMode = "llm") -> AskResponse:
+        """Answer ``question`` with verified citations, or abstain."""
+        started = time.perf_counter()
+        candidates = self.candidates(question)
+        passages = self.passages(candidates, top_k)
+        timings = {"retrieve": _ms(started)}
+        if mode == "extractive" or self.llm is None:
+            response = self.extractive(
+                question, candidates, passages, timings, degraded=mode == "llm"
+            )
+            timings["total"] = _ms(started)
+            return response
+        if not candidates or candidates[0].evidence < self.settings.min_evidence:
+            timings["total"] = _ms(started)
+            return self._abstain("llm", passages, timings, degraded=False)
+        context = self._context(candidates)
+        messages = render_answer_prompt([self.index.sentences[i].text for i in context], question)
+        llm_started = time.perf_counter()
+        try:
+            reply = await self.llm.complete(messages, max_tokens=self.settings.llm_max_tokens)
+        except LLMError as exc:
+            log.warning("LLM failed, answering extractively: %s", exc)
+            timings["llm"] = _ms(llm_started)
+            response = self.extractive(question, candidates, passages, timings, degraded=True)
+            timings["total"] = _ms(started)
+            return response
+        timings["llm"] = _ms(llm_started)
+        verify_started = time.perf_counter()
+        response = self._from_reply(question, reply, context, candidates, passages, timings)
+        timings["verify"] = _ms(verify_started)
+        timings["total"] = _ms(started)
+        return response
+
+    def _overrule_refusal(
+        self,
+        question: str,
+        candidates: list[Candidate],
+        passages: list[Passage],
+        timings: dict[str, float],
+    ) -> AskResponse:
+        """Abstain as the model asked, unless one sentence plainly answers the question.
+
+        The small model refuses some answerable questions; when a sentence holds
+        nearly every term of the question, that sentence is the answer.
+        """
+        best = candidates[0] if candidates else None
+        if best is None or best.lexical < self.settings.refusal_override_coverage:
+            return self._abstain("llm", passages, timings, degraded=False)
+        return self.extractive(question, candidates, passages, timings)
+
+    def _from_reply(
+        self,
+        question: str,
+        reply: str,
+        context: list[int],
+        candidates: list[Candidate],
+        passages: list[Passage],
+        timings: dict[str, float],
+    ) -> AskResponse:
+        log.debug("LLM reply: %r", reply)
+        if not reply.strip() or _REFUSAL.search(reply):
+            return self._overrule_refusal(question, candidates, passages, timings)
+        kept = self._verify(question, list(_claims(reply, context)), context)
+        if not kept:
+            return self._abstain("llm", passages, timings, degraded=False)
+        q_vec = self.embedder.encode([question])[0]
+        cited = sorted({i for _, i, _ in kept})
+        cited_vecs = self.index.store.vectors(cited)
+        q_terms = terms(question)
+        q_coverage = coverage(q_terms, frozenset().union(*(terms(self.index.sentences[i].text) for i in cited)))
+        evidence = max(
+            Candidate(i, float(v @ q_vec), coverage(q_terms, terms(self.index.sentences[i].text))).evidence
+            for i, v in zip(cited, cited_vecs, strict=True)
+        )
+        log.debug("question evidence %.3f coverage %.3f", evidence, q_coverage)
+        if evidence < self.settings.min_evidence or q_coverage < self.settings.min_question_coverage:
+            return self._abstain("llm", passages, timings, degraded=False)
+        citations: list[Citation] = []
+        number_of: dict[int, int] = {}
+        parts = []
+        for text, sentence_index, support in kept:
+            if sentence_index not in number_of:
+                citations.append(self._citation(self.index.sentences[sentence_index], support))
+                number_of[sentence_index] = len(citations)
+            parts.append(f"{text} [{number_of[sentence_index]}]")
+        return AskResponse(" ".join(parts), True, citations, passages, "llm", False, timings)

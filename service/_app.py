@@ -1,0 +1,172 @@
+"""The Litestar application: thin handlers over the answering pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+
+from service._errors import CiteQAError, NotFoundError, NotReadyError
+from service._runtime import Runtime, load_runtime
+from service._schemas import (
+    AskRequest,
+    AskResponse,
+    DocumentDetail,
+    DocumentList,
+    DocumentSummary,
+    SearchRequest,
+    SearchResponse,
+    SentenceSpan,
+)
+from service._settings import Settings
+
+__all__ = ["Loader", "create_app"]
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[Settings], Awaitable[Runtime]]
+
+
+@dataclass
+class _Lifecycle:
+    """Where loading stands; handlers read it, the startup task writes it."""
+
+    runtime: Runtime | None = None
+    failure: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+def _runtime(state: State) -> Runtime:
+    life: _Lifecycle = state.life
+    if life.runtime is None:
+        raise NotReadyError(f"service failed to load: {life.failure}" if life.failure else None)
+    return life.runtime
+
+
+@get("/healthz", tags=["health"], sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["health"], sync_to_thread=False)
+def readyz(state: State) -> Response[dict[str, Any]]:
+    """Readiness: 200 once the index and the LLM are loaded, else 503."""
+    life: _Lifecycle = state.life
+    if life.runtime is None:
+        status = "failed" if life.failure else "loading"
+        body: dict[str, Any] = {"status": status}
+        if life.failure:
+            body["detail"] = life.failure
+        return Response(body, status_code=503)
+    runtime = life.runtime
+    manifest = runtime.answerer.index.manifest
+    return Response(
+        {
+            "status": "ready",
+            "index": msgspec.to_builtins(manifest),
+            "llm": runtime.llm.name if runtime.llm else None,
+            "embedded_llm": runtime.embedded is not None,
+            "load_ms": runtime.timings_ms,
+        }
+    )
+
+
+@post("/v1/ask", tags=["answers"], status_code=200)
+async def ask(data: AskRequest, state: State) -> AskResponse:
+    """Answer a question with verified sentence citations, or abstain."""
+    return await _runtime(state).answerer.ask(data.question, data.top_k, data.answer_mode)
+
+
+@post("/v1/search", tags=["answers"], status_code=200, sync_to_thread=True)
+def search(data: SearchRequest, state: State) -> SearchResponse:
+    """Rank sentences and passages for a query."""
+    started = time.perf_counter()
+    answerer = _runtime(state).answerer
+    candidates = answerer.candidates(data.query)
+    return SearchResponse(
+        sentences=answerer.sentence_hits(candidates, data.top_k),
+        passages=answerer.passages(candidates, data.top_k),
+        timings_ms={"total": round((time.perf_counter() - started) * 1000, 1)},
+    )
+
+
+@get("/v1/documents", tags=["documents"], sync_to_thread=False)
+def list_documents(state: State) -> DocumentList:
+    """List the indexed documents."""
+    index = _runtime(state).answerer.index
+    return DocumentList(
+        [
+            DocumentSummary(d.doc_id, d.title, len(d.text), len(index.sentences_of(d.doc_id)))
+            for d in index.documents.values()
+        ]
+    )
+
+
+@get("/v1/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False)
+def get_document(doc_id: str, state: State) -> DocumentDetail:
+    """A document's text and its sentences with offsets."""
+    index = _runtime(state).answerer.index
+    doc = index.documents.get(doc_id)
+    if doc is None:
+        raise NotFoundError(f"no document with doc_id {doc_id!r}")
+    spans = [SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in index.sentences_of(doc_id)]
+    return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
+
+
+def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, CiteQAError):
+        status, detail, extra = exc.status_code, exc.message, None
+        if status >= 500 and not isinstance(exc, NotReadyError):
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+    elif isinstance(exc, HTTPException):
+        status, detail, extra = exc.status_code, exc.detail, exc.extra
+        if isinstance(exc, ValidationException) and not extra:
+            extra = [{"message": detail, "key": "body"}]
+    else:
+        log.exception("%s %s crashed", request.method, request.url.path)
+        status, detail, extra = 500, "internal error", None
+    body: dict[str, Any] = {"status_code": status, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def create_app(settings: Settings | None = None, *, loader: Loader = load_runtime) -> Litestar:
+    """Build the app; the index and LLM load in the background after startup."""
+    settings = settings or Settings()
+    life = _Lifecycle()
+
+    async def _load() -> None:
+        try:
+            life.runtime = await loader(settings)
+        except Exception as exc:
+            log.exception("loading failed")
+            life.failure = str(exc) or type(exc).__name__
+
+    async def on_startup() -> None:
+        life.task = asyncio.create_task(_load())
+
+    async def on_shutdown() -> None:
+        if life.task is not None and not life.task.done():
+            life.task.cancel()
+        if life.runtime is not None:
+            await life.runtime.aclose()
+
+    return Litestar(
+        route_handlers=[healthz, readyz, ask, search, list_documents, get_document],
+        state=State({"life": life, "settings": settings}),
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        exception_handlers={Exception: _error},
+        openapi_config=OpenAPIConfig(title="citeqa", version="0.1.0", path="/schema"),
+    )

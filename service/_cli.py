@@ -1,0 +1,152 @@
+"""The ``citeqa`` command: serve, ask, index build, eval."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from index import CorpusIndex, SentenceTransformerEmbedder, corpus_checksum, read_documents
+from service._eval import evaluate, read_questions
+from service._runtime import load_runtime
+from service._schemas import AnswerMode
+from service._settings import Settings
+
+__all__ = ["main"]
+
+_MODES = click.Choice(["llm", "extractive"])
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """Question answering with verified sentence citations."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
+def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
+    """Serve the HTTP API; the index is built first if missing or stale."""
+    import uvicorn
+
+    from service._app import create_app
+
+    settings = _settings(host=host, port=port, index_dir=index_dir)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--mode", type=_MODES, default="llm", show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 20), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the full response as JSON.")
+def ask(question: str, mode: AnswerMode, top_k: int, as_json: bool) -> None:
+    """Answer QUESTION over the configured corpus and print its citations."""
+    import msgspec
+
+    async def run() -> None:
+        runtime = await load_runtime(Settings(), with_llm=mode == "llm")
+        try:
+            response = await runtime.answerer.ask(question, top_k, mode)
+        finally:
+            await runtime.aclose()
+        if as_json:
+            click.echo(msgspec.json.format(msgspec.json.encode(response)).decode())
+            return
+        if not response.answerable:
+            click.echo("The documents do not answer this question.")
+        else:
+            click.echo(response.answer)
+            for n, c in enumerate(response.citations, 1):
+                click.echo(f"  [{n}] {c.doc_id} [{c.start}, {c.end}) {c.text}")
+        if response.degraded:
+            click.echo("(the LLM failed; this is an extractive answer)", err=True)
+
+    asyncio.run(run())
+
+
+@main.group("index")
+def index_group() -> None:
+    """Build and inspect indexes."""
+
+
+@index_group.command("build")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Index directory.")
+def build(paths: tuple[Path, ...], out: Path | None) -> None:
+    """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article."""
+    settings = _settings(index_dir=out, corpus=list(paths) or None)
+    try:
+        docs = read_documents(settings.corpus)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    index = CorpusIndex.build(docs, SentenceTransformerEmbedder(), progress=True)
+    snapshot = index.save(settings.index_dir)
+    m = index.manifest
+    click.echo(
+        f"indexed {m.documents} documents, {m.sentences} sentences, {m.chunks} chunks -> {snapshot}"
+    )
+
+
+@main.command("eval")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--corpus",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Corpus files (default: the bundled article).",
+)
+@click.option("--mode", type=_MODES, default="llm", show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 20), default=5, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N questions.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
+def eval_command(
+    questions: Path,
+    corpus: tuple[Path, ...],
+    mode: AnswerMode,
+    top_k: int,
+    limit: int | None,
+    json_out: Path | None,
+) -> None:
+    """Run QUESTIONS through the pipeline and print accuracy, citation and latency figures."""
+    base = Settings()
+    settings = base
+    if corpus:
+        checksum = corpus_checksum(read_documents(corpus))[:12]
+        settings = _settings(
+            corpus=list(corpus), index_dir=base.index_dir.parent / f"eval-{checksum}"
+        )
+    items = read_questions(questions)[:limit]
+
+    async def run() -> dict[str, Any]:
+        runtime = await load_runtime(settings, with_llm=mode == "llm", progress=True)
+        try:
+            return await evaluate(runtime.answerer, items, mode, top_k)
+        finally:
+            await runtime.aclose()
+
+    result = asyncio.run(run())
+    for key, value in result["figures"].items():
+        click.echo(f"{key:>24}: {value}")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+        click.echo(f"wrote {json_out}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

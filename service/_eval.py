@@ -1,0 +1,171 @@
+"""Evaluation: run a question file through the pipeline and score answers and citations."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import string
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service._answer import Answerer
+from service._schemas import AnswerMode, AskResponse
+
+__all__ = ["Question", "evaluate", "read_questions"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One evaluation question in either supported format."""
+
+    id: str
+    question: str
+    answerable: bool
+    accept: list[list[str]]  # article format: any alternative whose words all appear
+    answers: list[str]  # SQuAD format: gold answer strings
+    gold: list[str]  # substrings a cited sentence must contain
+    gold_spans: list[tuple[int, int]]
+    doc_id: str | None = None
+
+
+def read_questions(path: Path) -> list[Question]:
+    """Read the article JSON format (``{"questions": [...]}``) or SQuAD-style JSONL."""
+    raw = path.read_text(encoding="utf-8")
+    questions: list[Question] = []
+    if path.suffix == ".jsonl":
+        for line in raw.splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            questions.append(
+                Question(
+                    id=str(r["id"]),
+                    question=r["question"],
+                    answerable=not r.get("is_impossible", False),
+                    accept=[],
+                    answers=list(r.get("answers", [])),
+                    gold=[],
+                    gold_spans=[tuple(s) for s in r.get("gold_sentence_doc_spans", [])],
+                    doc_id=r.get("doc_id"),
+                )
+            )
+        return questions
+    for r in json.loads(raw)["questions"]:
+        questions.append(
+            Question(
+                id=str(r["id"]),
+                question=r["q"],
+                answerable=r.get("answerable", True),
+                accept=r.get("accept", []),
+                answers=[],
+                gold=r.get("gold", []),
+                gold_spans=[],
+            )
+        )
+    return questions
+
+
+def _normalise(text: str) -> str:
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _f1(prediction: str, gold: str) -> float:
+    pred, truth = _normalise(prediction).split(), _normalise(gold).split()
+    common = sum((Counter(pred) & Counter(truth)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _correct(q: Question, answer: str) -> bool:
+    lowered = answer.lower()
+    if q.accept:
+        return any(all(word.lower() in lowered for word in alt) for alt in q.accept)
+    normalised = _normalise(answer)
+    return any(_normalise(a) and _normalise(a) in normalised for a in q.answers)
+
+
+def _gold_cited(q: Question, response: AskResponse) -> bool:
+    for c in response.citations:
+        if any(g in c.text for g in q.gold):
+            return True
+        if q.doc_id is None or c.doc_id == q.doc_id:
+            for start, end in q.gold_spans:
+                overlap = min(end, c.end) - max(start, c.start)
+                if overlap > 0.5 * min(end - start, c.end - c.start):
+                    return True
+    return False
+
+
+def _percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+async def evaluate(
+    answerer: Answerer, questions: Sequence[Question], mode: AnswerMode, top_k: int = 5
+) -> dict[str, Any]:
+    """Answer every question and return the figures and per-question rows."""
+    rows: list[dict[str, Any]] = []
+    for q in questions:
+        started = time.perf_counter()
+        response = await answerer.ask(q.question, top_k, mode)
+        latency = (time.perf_counter() - started) * 1000
+        docs = answerer.index.documents
+        verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
+        answer = response.answer or ""
+        rows.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "answerable": q.answerable,
+                "abstained": not response.answerable,
+                "answer": response.answer,
+                "correct": q.answerable and response.answerable and _correct(q, answer),
+                "f1": max((_f1(answer, a) for a in q.answers), default=0.0),
+                "gold_cited": q.answerable and _gold_cited(q, response),
+                "citations": len(verbatim),
+                "verbatim": sum(verbatim),
+                "latency_ms": round(latency, 1),
+                "degraded": response.degraded,
+            }
+        )
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    abstained = [r for r in rows if r["abstained"]]
+    citations = sum(r["citations"] for r in rows)
+    latencies = [r["latency_ms"] for r in rows]
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    figures = {
+        "mode": mode,
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "answer_accuracy": share(sum(r["correct"] for r in answerable), len(answerable)),
+        "answer_f1": share(sum(r["f1"] for r in answerable), len(answerable))
+        if any(q.answers for q in questions)
+        else None,
+        "gold_cited_rate": share(sum(r["gold_cited"] for r in answerable), len(answerable)),
+        "verbatim_citation_rate": share(sum(r["verbatim"] for r in rows), citations),
+        "abstention_precision": share(sum(not r["answerable"] for r in abstained), len(abstained)),
+        "abstention_recall": share(sum(r["abstained"] for r in unanswerable), len(unanswerable)),
+        "false_abstention_rate": share(sum(r["abstained"] for r in answerable), len(answerable)),
+        "degraded": sum(r["degraded"] for r in rows),
+        "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "latency_ms_p95": round(_percentile(latencies, 95), 1) if latencies else None,
+    }
+    return {"figures": figures, "rows": rows}

@@ -1,0 +1,30 @@
+"""Prompt templates, read from the ``prompts`` package."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from string import Template
+
+__all__ = ["render_answer_prompt"]
+
+_SYSTEM = "--- system ---"
+_USER = "--- user ---"
+
+
+@lru_cache
+def _template(name: str) -> tuple[Template, Template]:
+    raw = resources.files("prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
+    body = raw.split(_SYSTEM, 1)[1]
+    system, user = body.split(_USER, 1)
+    return Template(system.strip()), Template(user.strip())
+
+
+def render_answer_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
+    """Chat messages for one question: system (instructions, sources), then the question."""
+    system, user = _template("answer")
+    numbered = "\n".join(f"[S{i}] {text}" for i, text in enumerate(sentences, 1))
+    return [
+        {"role": "system", "content": system.substitute(sentences=numbered)},
+        {"role": "user", "content": user.substitute(question=question)},
+    ]

@@ -1,0 +1,76 @@
+"""Loading what the service runs on: embedder, index, LLM; and warming the LLM cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from index import SentenceTransformerEmbedder, load_or_build, read_documents
+from service._answer import Answerer
+from service._embedded import EmbeddedServer, assemble_model
+from service._llm import OpenAIChatModel
+from service._settings import Settings
+
+__all__ = ["Runtime", "load_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """A loaded pipeline and what it took to load it."""
+
+    answerer: Answerer
+    llm: OpenAIChatModel | None
+    embedded: EmbeddedServer | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        """Release the LLM client and the embedded server."""
+        if self.llm is not None:
+            await self.llm.aclose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def _elapsed(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
+
+
+async def load_runtime(settings: Settings, *, with_llm: bool = True, progress: bool = False) -> Runtime:
+    """Load the embedder and index, start or connect the LLM, and warm its prompt cache."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    embedder = SentenceTransformerEmbedder()
+    timings["embedder"] = _elapsed(started)
+    step = time.perf_counter()
+    docs = read_documents(settings.corpus)
+    index = load_or_build(settings.index_dir, docs, embedder, progress=progress)
+    timings["index"] = _elapsed(step)
+    llm: OpenAIChatModel | None = None
+    embedded: EmbeddedServer | None = None
+    if with_llm:
+        step = time.perf_counter()
+        base_url = settings.llm_base_url
+        if base_url is None:
+            model_path = assemble_model(settings.model_cache_dir)
+            embedded = EmbeddedServer(model_path, n_ctx=settings.llm_ctx, threads=settings.llm_threads)
+            base_url = embedded.start()
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        llm = OpenAIChatModel(
+            base_url,
+            model=settings.llm_model,
+            api_key=key,
+            timeout_s=settings.llm_timeout_s,
+            retries=settings.llm_retries,
+        )
+        timings["llm"] = _elapsed(step)
+    answerer = Answerer(index, embedder, llm, settings)
+    if llm is not None:
+        step = time.perf_counter()
+        await answerer.warm()
+        timings["warm"] = _elapsed(step)
+    timings["total"] = _elapsed(started)
+    log.info("ready: %s", timings)
+    return Runtime(answerer, llm, embedded, timings)

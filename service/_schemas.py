@@ -1,0 +1,137 @@
+"""Wire types: what the HTTP API accepts and returns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "AnswerMode",
+    "AskRequest",
+    "AskResponse",
+    "Citation",
+    "DocumentDetail",
+    "DocumentList",
+    "DocumentSummary",
+    "ErrorBody",
+    "Passage",
+    "SearchRequest",
+    "SearchResponse",
+    "SentenceHit",
+    "SentenceSpan",
+]
+
+AnswerMode = Literal["llm", "extractive"]
+Question = Annotated[str, Meta(min_length=1, max_length=2000)]
+TopK = Annotated[int, Meta(ge=1, le=20)]
+
+
+class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/ask``."""
+
+    question: Question
+    top_k: TopK = 5
+    answer_mode: AnswerMode = "llm"
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/search``."""
+
+    query: Question
+    top_k: TopK = 5
+
+
+class Citation(msgspec.Struct):
+    """A verified source sentence; ``text == document.text[start:end]``."""
+
+    doc_id: str
+    sentence_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+class Passage(msgspec.Struct):
+    """A chunk of consecutive sentences around a retrieved sentence."""
+
+    doc_id: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+class SentenceHit(msgspec.Struct):
+    """A retrieved sentence."""
+
+    doc_id: str
+    sentence_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+class AskResponse(msgspec.Struct):
+    """An answer whose ``[n]`` markers point at ``citations[n-1]``."""
+
+    answer: str | None
+    answerable: bool
+    citations: list[Citation]
+    passages: list[Passage]
+    mode: AnswerMode
+    degraded: bool
+    timings_ms: dict[str, float]
+
+
+class SearchResponse(msgspec.Struct):
+    """Ranked sentences and chunks for a query."""
+
+    sentences: list[SentenceHit]
+    passages: list[Passage]
+    timings_ms: dict[str, float]
+
+
+class SentenceSpan(msgspec.Struct):
+    """A sentence of a document with its offsets."""
+
+    sentence_id: str
+    start: int
+    end: int
+    text: str
+
+
+class DocumentSummary(msgspec.Struct):
+    """A document in the list."""
+
+    doc_id: str
+    title: str
+    chars: int
+    sentences: int
+
+
+class DocumentList(msgspec.Struct):
+    """``GET /v1/documents``."""
+
+    documents: list[DocumentSummary]
+
+
+class DocumentDetail(msgspec.Struct):
+    """``GET /v1/documents/{doc_id}``: the text and its sentences."""
+
+    doc_id: str
+    title: str
+    text: str
+    sentences: list[SentenceSpan]
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error response."""
+
+    status_code: int
+    detail: str
+    extra: list[dict[str, str]] | None = None

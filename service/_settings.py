@@ -1,0 +1,52 @@
+"""One settings object, read once from ``CITEQA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "bundled_corpus"]
+
+
+def bundled_corpus() -> Path:
+    """Path of the bundled Renault–Geely article."""
+    return Path(str(resources.files("corpus").joinpath("renault-geely-mou.txt")))
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; ``CITEQA_<NAME>`` sets ``<name>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CITEQA_", frozen=True)
+
+    corpus: list[Path] = Field(default_factory=lambda: [bundled_corpus()])
+    index_dir: Path = Path("var/index")
+    model_cache_dir: Path = Path.home() / ".cache" / "citeqa"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Unset: run the embedded model. Set: any OpenAI-compatible server.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    llm_timeout_s: float = 120.0
+    llm_retries: int = 2
+    llm_max_tokens: int = 160
+    llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
+    llm_ctx: int = 4096
+
+    # A corpus this small goes whole into the prompt, as a prefix the LLM caches.
+    whole_corpus_chars: int = 8000
+    context_sentences: int = 12
+
+    # Evidence thresholds (see service/_verify.py for what they measure).
+    min_evidence: float = 0.3
+    min_claim_support: float = 0.5
+    # Share of the question's terms the cited sentences must hold.
+    min_question_coverage: float = 0.5
+    # A refusal is overruled when one sentence holds this share of the question's terms.
+    refusal_override_coverage: float = 0.8

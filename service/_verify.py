@@ -1,0 +1,115 @@
+"""Evidence measures: does a sentence answer a question, does it support a claim.
+
+Lexical evidence is the share of content terms (stemmed, stopwords removed) of the
+question or claim that a sentence contains; dense evidence is embedding cosine.
+Numbers are checked separately: a claim may only state numbers that its sentence
+states, allowing for spaced and worded forms such as "18 10000" or "300 Ten thousand".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+__all__ = ["Terms", "coverage", "entities_supported", "numbers_in", "numbers_supported", "terms"]
+
+Terms = frozenset[str]
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_STOP = frozenset(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "also", "would", "could"}
+_NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1_000,
+    "million": 1_000_000, "billion": 1_000_000_000,
+}  # fmt: skip
+_MULTIPLIERS = {"hundred", "thousand", "million", "billion"}
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def terms(text: str) -> Terms:
+    """Stemmed content words of ``text``, numbers excluded."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and not w.isdigit()]
+    return frozenset(_stemmer().stemWords(words))
+
+
+def coverage(needle: Terms, haystack: Terms) -> float:
+    """Share of ``needle`` found in ``haystack``; 0 when ``needle`` is empty."""
+    return len(needle & haystack) / len(needle) if needle else 0.0
+
+
+def _value(token: str) -> float | None:
+    if token[0].isdigit():
+        plain = token.replace(",", "")
+        try:
+            return float(plain)
+        except ValueError:
+            return None
+    return _NUMBER_WORDS.get(token)
+
+
+@lru_cache(maxsize=65536)
+def numbers_in(text: str) -> frozenset[float]:
+    """Every number ``text`` states, including products of adjacent numbers and multipliers.
+
+    "18 10000 employees" yields 18, 10000 and 180000; "300 Ten thousand" yields 300,
+    10, 1000, 3000 and 3000000.
+    """
+    values: set[float] = set()
+    run: list[float] = []
+    for token in _TOKEN.findall(text.lower()):
+        value = _value(token)
+        if value is None:
+            run = []
+            continue
+        values.add(value)
+        run.append(value)
+        for width in range(2, len(run) + 1):
+            values.add(math.prod(run[-width:]))
+    return frozenset(values)
+
+
+def _stated_numbers(text: str) -> set[float]:
+    # Only numbers the claim writes with digits must be backed: "the two sides"
+    # and "one of" are ordinary words, not figures.
+    found: set[float] = set()
+    tokens = _TOKEN.findall(text.lower())
+    for i, token in enumerate(tokens):
+        if token[0].isdigit() and (value := _value(token)) is not None:
+            following = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if following in _MULTIPLIERS:
+                value *= _NUMBER_WORDS[following]
+            found.add(value)
+    return found
+
+
+def numbers_supported(claim: str, source: str) -> bool:
+    """True when every figure the claim states is one ``source`` states."""
+    available = numbers_in(source)
+    return all(
+        any(math.isclose(n, a, rel_tol=1e-9) for a in available) for n in _stated_numbers(claim)
+    )
+
+
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w-]*")
+
+
+def entities_supported(claim: str, source: str, question: str) -> bool:
+    """True when every capitalised word inside the claim appears in the source or question.
+
+    Names the model invents ("Li Shufu", "Busan") are the commonest unsupported
+    claims; a sentence-initial capital is ordinary and is not checked.
+    """
+    known = (source + " " + question).lower()
+    return all(word.lower() in known for word in _CAPITALISED.findall(claim.strip()))
