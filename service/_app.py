@@ -14,6 +14,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, JSONBody
 
 from service._errors import CiteQAError, NotFoundError, NotReadyError
 from service._runtime import Runtime, load_runtime
@@ -82,13 +83,13 @@ def readyz(state: State) -> Response[dict[str, Any]]:
 
 
 @post("/v1/ask", tags=["answers"], status_code=200)
-async def ask(data: AskRequest, state: State) -> AskResponse:
+async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse:
     """Answer a question with verified sentence citations, or abstain."""
     return await _runtime(state).answerer.ask(data.question, data.top_k, data.answer_mode)
 
 
 @post("/v1/search", tags=["answers"], status_code=200, sync_to_thread=True)
-def search(data: SearchRequest, state: State) -> SearchResponse:
+def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     """Rank sentences and passages for a query."""
     started = time.perf_counter()
     answerer = _runtime(state).answerer
@@ -113,13 +114,15 @@ def list_documents(state: State) -> DocumentList:
 
 
 @get("/v1/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False)
-def get_document(doc_id: str, state: State) -> DocumentDetail:
+def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
     """A document's text and its sentences with offsets."""
     index = _runtime(state).answerer.index
     doc = index.documents.get(doc_id)
     if doc is None:
         raise NotFoundError(f"no document with doc_id {doc_id!r}")
-    spans = [SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in index.sentences_of(doc_id)]
+    spans = [
+        SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in index.sentences_of(doc_id)
+    ]
     return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
 
 

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from index import CorpusIndex, SentenceTransformerEmbedder, corpus_checksum, read_documents
+from index import (
+    CorpusIndex,
+    SentenceTransformerEmbedder,
+    corpus_checksum,
+    load_or_build,
+    read_documents,
+)
 from service._eval import evaluate, read_questions
 from service._runtime import load_runtime
 from service._schemas import AnswerMode
@@ -48,6 +54,18 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
 
     settings = _settings(host=host, port=port, index_dir=index_dir)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+@main.command()
+def prepare() -> None:
+    """Assemble and verify the embedded model, and build the default index, ahead of serving."""
+    from service._embedded import assemble_model
+
+    settings = Settings()
+    click.echo(f"model: {assemble_model(settings.model_cache_dir)}")
+    docs = read_documents(settings.corpus)
+    index = load_or_build(settings.index_dir, docs, SentenceTransformerEmbedder(), progress=True)
+    click.echo(f"index: {settings.index_dir} ({index.manifest.sentences} sentences)")
 
 
 @main.command()

@@ -1,13 +1,13 @@
 """The service's exceptions, and the one HTTP status each maps to.
 
-    CiteQAError
-    ├── InvalidRequestError        400  input the schema cannot express as wrong
-    ├── NotFoundError              404  unknown document
-    ├── NotReadyError              503  index or LLM still loading
-    ├── IndexError_                500  index missing, corrupt or incompatible
-    └── LLMError                   502  upstream chat model failed
-        ├── LLMUnavailableError         could not connect, or 5xx after retries
-        └── ModelUnavailableError       embedded model cannot be assembled or loaded
+CiteQAError
+├── InvalidRequestError        400  input the schema cannot express as wrong
+├── NotFoundError              404  unknown document
+├── NotReadyError              503  index or LLM still loading
+├── IndexError_                500  index missing, corrupt or incompatible
+└── LLMError                   502  upstream chat model failed
+    ├── LLMUnavailableError         could not connect, or 5xx after retries
+    └── ModelUnavailableError       embedded model cannot be assembled or loaded
 """
 
 from __future__ import annotations

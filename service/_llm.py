@@ -72,7 +72,9 @@ class OpenAIChatModel:
         if response.status_code >= 500:
             raise _Retryable(f"LLM answered {response.status_code}")
         if response.status_code >= 400:
-            raise LLMError(f"LLM rejected the request: {response.status_code} {response.text[:200]}")
+            raise LLMError(
+                f"LLM rejected the request: {response.status_code} {response.text[:200]}"
+            )
         try:
             body: dict[str, Any] = response.json()
         except ValueError as exc:

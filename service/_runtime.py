@@ -38,7 +38,9 @@ def _elapsed(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-async def load_runtime(settings: Settings, *, with_llm: bool = True, progress: bool = False) -> Runtime:
+async def load_runtime(
+    settings: Settings, *, with_llm: bool = True, progress: bool = False
+) -> Runtime:
     """Load the embedder and index, start or connect the LLM, and warm its prompt cache."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -55,7 +57,9 @@ async def load_runtime(settings: Settings, *, with_llm: bool = True, progress: b
         base_url = settings.llm_base_url
         if base_url is None:
             model_path = assemble_model(settings.model_cache_dir)
-            embedded = EmbeddedServer(model_path, n_ctx=settings.llm_ctx, threads=settings.llm_threads)
+            embedded = EmbeddedServer(
+                model_path, n_ctx=settings.llm_ctx, threads=settings.llm_threads
+            )
             base_url = embedded.start()
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         llm = OpenAIChatModel(

@@ -13,7 +13,7 @@ __all__ = ["Settings", "bundled_corpus"]
 
 
 def bundled_corpus() -> Path:
-    """Path of the bundled Renault–Geely article."""
+    """Path of the bundled Renault-Geely article."""
     return Path(str(resources.files("corpus").joinpath("renault-geely-mou.txt")))
 
 

@@ -1,0 +1,146 @@
+"""Fakes at the seams: a hashing embedder and a queued OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+
+from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, read_documents
+from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
+from service._verify import terms
+
+ARTICLE = bundled_corpus()
+ARTICLE_TEXT = ARTICLE.read_text(encoding="utf-8")
+CMA = "Renault group and Geely Holding will be based on Lingke energy saving platform CMA"
+
+
+class HashingEmbedder:
+    """Bag of stemmed words hashed into 64 dimensions: similar words, similar vectors."""
+
+    model_id = "test/hashing-64"
+    dim = 64
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term in terms(text):
+                out[row, int(hashlib.md5(term.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+        return out
+
+
+class QueuedUpstream:
+    """An OpenAI-compatible upstream at the transport: replies are queued, requests recorded."""
+
+    def __init__(self) -> None:
+        self.replies: list[str | int | Exception] = []
+        self.requests: list[dict[str, Any]] = []
+
+    def queue(self, *replies: str | int | Exception) -> None:
+        self.replies.extend(replies)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(json.loads(request.content))
+        reply = self.replies.pop(0) if self.replies else "NOT FOUND"
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(reply, int):
+            return httpx.Response(reply, json={"error": {"message": "upstream trouble"}})
+        return httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": reply},
+                     "finish_reason": "stop"}
+                ],
+            },
+        )  # fmt: skip
+
+    def model(self) -> OpenAIChatModel:
+        return OpenAIChatModel(
+            "http://upstream.test/v1",
+            model="fake",
+            retries=2,
+            transport=httpx.MockTransport(self.handler),
+        )
+
+    @property
+    def questions(self) -> list[str]:
+        """The question of each chat request that was not a warm-up."""
+        asked = [r["messages"][-1]["content"] for r in self.requests]
+        return [q for q in asked if "warm-up" not in q]
+
+
+@pytest.fixture(scope="session")
+def hashing_embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture
+def upstream() -> QueuedUpstream:
+    return QueuedUpstream()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(corpus=[ARTICLE], index_dir=tmp_path / "index")
+
+
+def article_sentence(index: CorpusIndex, needle: str) -> int:
+    """Index of the one article sentence containing ``needle``."""
+    (found,) = [i for i, s in enumerate(index.sentences) if needle in s.text]
+    return found
+
+
+def _wait_ready(client: TestClient[Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"not ready: {client.get('/readyz').json()}")
+
+
+@pytest.fixture
+def make_client(
+    settings: Settings, hashing_embedder: HashingEmbedder, upstream: QueuedUpstream
+) -> Iterator[Callable[..., TestClient[Any]]]:
+    """A client on an app whose runtime uses the hashing embedder and the queued upstream."""
+    clients: list[TestClient[Any]] = []
+
+    def make(*, with_llm: bool = True, **overrides: Any) -> TestClient[Any]:
+        app_settings = settings.model_copy(update=overrides)
+
+        async def loader(s: Settings) -> Runtime:
+            index = CorpusIndex.build(read_documents(s.corpus), hashing_embedder)
+            llm = upstream.model() if with_llm else None
+            answerer = Answerer(index, hashing_embedder, llm, s)
+            await answerer.warm()
+            return Runtime(answerer, llm)
+
+        client = TestClient(create_app(app_settings, loader=loader))
+        client.__enter__()
+        clients.append(client)
+        _wait_ready(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

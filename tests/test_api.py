@@ -1,0 +1,127 @@
+"""The HTTP surface: validation, documents, search, health."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from service import Runtime, Settings, create_app
+from tests.conftest import ARTICLE_TEXT, CMA
+
+Client = Callable[..., TestClient[Any]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"question": ""}, "question"),
+        ({"question": "x" * 2001}, "question"),
+        ({"question": 42}, "question"),
+        ({}, "question"),
+        ({"question": "ok", "top_k": 0}, "top_k"),
+        ({"question": "ok", "top_k": 21}, "top_k"),
+        ({"question": "ok", "top_k": "five"}, "top_k"),
+        ({"question": "ok", "answer_mode": "magic"}, "answer_mode"),
+        ({"question": "ok", "topk": 3}, "topk"),
+    ],
+)
+def test_bad_ask_bodies_get_400_naming_the_field(
+    make_client: Client, body: dict[str, Any], field: str
+) -> None:
+    response = make_client().post("/v1/ask", json=body)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["status_code"] == 400
+    assert field in str(error["extra"]), error
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[]", b'"question"', b'{"question": "a"'])
+def test_malformed_json_gets_400(make_client: Client, raw: bytes) -> None:
+    response = make_client().post(
+        "/v1/ask", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+def test_bad_search_body_gets_400(make_client: Client) -> None:
+    response = make_client().post("/v1/search", json={"query": "", "top_k": 3})
+    assert response.status_code == 400
+    assert "query" in str(response.json()["extra"])
+
+
+def test_documents_list_and_detail_carry_offsets(make_client: Client) -> None:
+    client = make_client()
+    listing = client.get("/v1/documents").json()["documents"]
+    assert listing == [
+        {"doc_id": "renault-geely-mou", "title": "renault-geely-mou",
+         "chars": len(ARTICLE_TEXT), "sentences": 17}
+    ]  # fmt: skip
+    detail = client.get("/v1/documents/renault-geely-mou").json()
+    assert detail["text"] == ARTICLE_TEXT
+    for s in detail["sentences"]:
+        assert detail["text"][s["start"] : s["end"]] == s["text"]
+
+
+def test_unknown_document_is_404(make_client: Client) -> None:
+    response = make_client().get("/v1/documents/nope")
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+def test_search_ranks_sentences_and_passages_with_offsets(make_client: Client) -> None:
+    body = (
+        make_client()
+        .post("/v1/search", json={"query": "Lingke energy saving platform", "top_k": 3})
+        .json()
+    )
+    assert len(body["sentences"]) == 3 and len(body["passages"]) <= 3
+    assert CMA in body["sentences"][0]["text"]
+    scores = [s["score"] for s in body["sentences"]]
+    assert scores == sorted(scores, reverse=True)
+    for hit in body["sentences"] + body["passages"]:
+        assert ARTICLE_TEXT[hit["start"] : hit["end"]] == hit["text"]
+    assert any(CMA in p["text"] for p in body["passages"])
+
+
+def test_readyz_is_503_until_loaded_and_healthz_always_answers(settings: Settings) -> None:
+    gate = threading.Event()
+
+    async def slow_loader(s: Settings) -> Runtime:
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
+        raise RuntimeError("index exploded")
+
+    with TestClient(create_app(settings, loader=slow_loader)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz").json()["status"] == "loading"
+        ask = client.post("/v1/ask", json={"question": "Anything?"})
+        assert ask.status_code == 503
+        assert "starting" in ask.json()["detail"]
+        gate.set()
+        for _ in range(500):
+            if client.get("/readyz").json()["status"] == "failed":
+                break
+            time.sleep(0.01)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "failed", "detail": "index exploded"}
+
+
+def test_readyz_reports_what_is_loaded(make_client: Client) -> None:
+    body = make_client().get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["index"]["sentences"] == 17
+    assert body["llm"] == "fake"
+
+
+def test_openapi_schema_is_served(make_client: Client) -> None:
+    schema = make_client().get("/schema/openapi.json").json()
+    assert "/v1/ask" in schema["paths"]

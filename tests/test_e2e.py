@@ -1,0 +1,92 @@
+"""End to end: `citeqa serve` with the real embedder, FAISS index and embedded LLM, over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+READY_TIMEOUT_S = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "CITEQA_INDEX_DIR": str(workdir / "index"), "HF_HUB_OFFLINE": "1"}
+    log = (workdir / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service._cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, Path(log.name).read_text()[-3000:]
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.5)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_ready_reports_the_embedded_llm_and_the_index(server: httpx.Client) -> None:
+    body = server.get("/readyz").json()
+    assert body["status"] == "ready" and body["embedded_llm"] is True
+    assert body["index"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert body["index"]["dim"] == 384
+
+
+def test_cma_question_is_answered_and_cited_verbatim(server: httpx.Client) -> None:
+    response = server.post(
+        "/v1/ask", json={"question": "Which platform underpins the Korean models?"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["answerable"] is True and body["mode"] == "llm" and body["degraded"] is False
+    assert "CMA" in body["answer"] and "[1]" in body["answer"]
+    text = server.get("/v1/documents/renault-geely-mou").json()["text"]
+    assert any("Lingke energy saving platform CMA" in c["text"] for c in body["citations"])
+    for c in body["citations"]:
+        assert text[c["start"] : c["end"]] == c["text"]
+
+
+def test_unanswerable_question_is_abstained(server: httpx.Client) -> None:
+    body = server.post("/v1/ask", json={"question": "What is Geely's annual revenue?"}).json()
+    assert body["answerable"] is False and body["answer"] is None and body["citations"] == []
+
+
+def test_bad_input_over_real_http_is_a_400(server: httpx.Client) -> None:
+    response = server.post(
+        "/v1/ask", content=b"{oops", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
