@@ -144,3 +144,8 @@ def make_client(
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

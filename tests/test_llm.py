@@ -1,0 +1,91 @@
+"""The LLM seam: the OpenAI-compatible client and the embedded model's assembly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service import LLMError, LLMUnavailableError, ModelUnavailableError, OpenAIChatModel, _embedded
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_client_sends_key_model_and_greedy_settings() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]})
+
+    llm = OpenAIChatModel(
+        "http://llm.test/v1/", model="m", api_key="sk-1", transport=httpx.MockTransport(handler)
+    )
+    assert await llm.complete([{"role": "user", "content": "q"}], max_tokens=7) == "hi"
+    await llm.aclose()
+    (request,) = seen
+    assert str(request.url) == "http://llm.test/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-1"
+    body = json.loads(request.content)
+    assert body["model"] == "m" and body["max_tokens"] == 7 and body["temperature"] == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (httpx.Response(200, text="not json"), LLMError),
+        (httpx.Response(200, json={"choices": []}), LLMError),
+        (httpx.Response(502), LLMUnavailableError),
+    ],
+)
+async def test_client_maps_bad_upstream_answers_to_llm_errors(
+    response: httpx.Response, error: type[Exception]
+) -> None:
+    llm = OpenAIChatModel(
+        "http://llm.test/v1",
+        model="m",
+        retries=0,
+        transport=httpx.MockTransport(lambda r: response),
+    )
+    with pytest.raises(error):
+        await llm.complete([{"role": "user", "content": "q"}], max_tokens=1)
+    await llm.aclose()
+
+
+def test_model_is_assembled_verified_and_never_reassembled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = []
+    for n, chunk in enumerate([b"first-", b"second-", b"third"]):
+        part = tmp_path / f"part{n}"
+        part.write_bytes(chunk)
+        parts.append(part)
+    whole = b"first-second-third"
+    monkeypatch.setattr(_embedded, "_part_paths", lambda: parts)
+    monkeypatch.setattr(_embedded, "MODEL_SHA256", hashlib.sha256(whole).hexdigest())
+    monkeypatch.setattr(_embedded, "MODEL_SIZE", len(whole))
+    cache = tmp_path / "cache"
+
+    model = _embedded.assemble_model(cache)
+    assert model.read_bytes() == whole
+
+    monkeypatch.setattr(_embedded, "_part_paths", lambda: pytest.fail("re-assembled"))
+    assert _embedded.assemble_model(cache) == model
+
+    model.write_bytes(b"tampered-and-longer")  # size and mtime change: verify again
+    monkeypatch.setattr(_embedded, "_part_paths", lambda: parts)
+    assert _embedded.assemble_model(cache).read_bytes() == whole
+
+
+def test_model_with_wrong_checksum_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = tmp_path / "part"
+    part.write_bytes(b"corrupt")
+    monkeypatch.setattr(_embedded, "_part_paths", lambda: [part])
+    with pytest.raises(ModelUnavailableError, match="sha256"):
+        _embedded.assemble_model(tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
