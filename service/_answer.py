@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from index import CorpusIndex, Embedder, Sentence, split_spans
@@ -16,7 +16,15 @@ from service._schemas import AnswerMode, AskResponse, Citation, Passage, Sentenc
 from service._settings import Settings
 from service._verify import coverage, entities_supported, numbers_supported, terms
 
-__all__ = ["Answerer", "Candidate"]
+__all__ = [
+    "AnswerDelta",
+    "AnswerDone",
+    "Answerer",
+    "AskEvent",
+    "Candidate",
+    "CitationFound",
+    "StreamFailed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,38 @@ class Candidate:
     def evidence(self) -> float:
         """How strongly this sentence bears on the question, 0..1."""
         return 0.5 * max(self.dense, 0.0) + 0.5 * self.lexical
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    """More answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CitationFound:
+    """A verified citation; ``number`` is its ``[n]`` in the answer and never changes."""
+
+    number: int
+    citation: Citation
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    """The LLM failed after text was shown; the answer that follows is degraded."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    """The complete answer, as the non-streaming call returns it."""
+
+    response: AskResponse
+
+
+AskEvent = AnswerDelta | CitationFound | StreamFailed | AnswerDone
 
 
 @dataclass(frozen=True)
@@ -246,6 +286,20 @@ class Answerer:
 
     async def ask(self, question: str, top_k: int = 5, mode: AnswerMode = "llm") -> AskResponse:
         """Answer ``question`` with verified citations, or abstain."""
+        async for event in self.ask_events(question, top_k, mode):
+            if isinstance(event, AnswerDone):
+                return event.response
+        raise AssertionError("ask_events ended without AnswerDone")  # pragma: no cover
+
+    async def ask_events(
+        self, question: str, top_k: int = 5, mode: AnswerMode = "llm"
+    ) -> AsyncIterator[AskEvent]:
+        """Answer as a stream: text deltas, verified citations as they settle, then the answer.
+
+        A citation is yielded only once the claim it supports is complete and verified
+        and the citations so far bear on the question; later text can only add to them.
+        The final ``AnswerDone`` is what :meth:`ask` returns for the same request.
+        """
         started = time.perf_counter()
         candidates = self.candidates(question)
         passages = self.passages(candidates, top_k)
@@ -255,27 +309,49 @@ class Answerer:
                 question, candidates, passages, timings, degraded=mode == "llm"
             )
             timings["total"] = _ms(started)
-            return response
+            for event in _replay(response):
+                yield event
+            return
         if not candidates or candidates[0].evidence < self.settings.min_evidence:
             timings["total"] = _ms(started)
-            return self._abstain("llm", passages, timings, degraded=False)
+            yield AnswerDone(self._abstain("llm", passages, timings, degraded=False))
+            return
         context = self._context(candidates)
         messages = render_answer_prompt([self.index.sentences[i].text for i in context], question)
+        reply = _ReplyStream(self, question, context)
         llm_started = time.perf_counter()
         try:
-            reply = await self.llm.complete(messages, max_tokens=self.settings.llm_max_tokens)
+            async for token in self.llm.stream(messages, max_tokens=self.settings.llm_max_tokens):
+                if "first_token" not in timings:
+                    timings["first_token"] = _ms(llm_started)
+                for event in reply.feed(token):
+                    yield event
         except LLMError as exc:
-            log.warning("LLM failed, answering extractively: %s", exc)
+            log.warning("LLM failed: %s", exc)
             timings["llm"] = _ms(llm_started)
-            response = self.extractive(question, candidates, passages, timings, degraded=True)
+            if reply.emitted:
+                yield StreamFailed(str(exc))
+            if reply.sent_citations:
+                # Citations already sent stand; the answer is what was verified so far.
+                response = self._compose(reply.kept, passages, timings, degraded=True)
+            else:
+                response = self.extractive(question, candidates, passages, timings, degraded=True)
             timings["total"] = _ms(started)
-            return response
+            for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
+                yield event
+            return
         timings["llm"] = _ms(llm_started)
+        for event in reply.finish():
+            yield event
         verify_started = time.perf_counter()
-        response = self._from_reply(question, reply, context, candidates, passages, timings)
+        response = self._from_reply(question, reply.raw, context, candidates, passages, timings)
         timings["verify"] = _ms(verify_started)
         timings["total"] = _ms(started)
-        return response
+        sent = response.citations[: reply.sent_citations]
+        if [c.sentence_id for c in sent] != reply.sent_ids:  # pragma: no cover - by construction
+            log.error("streamed citations disagree with the answer")
+        for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
+            yield event
 
     def _overrule_refusal(
         self,
@@ -304,13 +380,26 @@ class Answerer:
         timings: dict[str, float],
     ) -> AskResponse:
         log.debug("LLM reply: %r", reply)
-        if not reply.strip() or _REFUSAL.search(reply):
-            return self._overrule_refusal(question, candidates, passages, timings)
-        kept = self._verify(question, list(_claims(reply, context)), context)
+        kept = self._verify(question, _claims_of(reply, context), context)
         if not kept:
+            if not reply.strip() or _REFUSAL.search(reply):
+                return self._overrule_refusal(question, candidates, passages, timings)
             return self._abstain("llm", passages, timings, degraded=False)
         if not self._answers_question(question, sorted({i for _, i, _ in kept})):
             return self._abstain("llm", passages, timings, degraded=False)
+        return self._compose(kept, passages, timings, degraded=False)
+
+    def _compose(
+        self,
+        kept: list[tuple[str, int, float]],
+        passages: list[Passage],
+        timings: dict[str, float],
+        *,
+        degraded: bool,
+    ) -> AskResponse:
+        """The answer text with ``[n]`` markers, and the citations they point at."""
+        if not kept:
+            return self._abstain("llm", passages, timings, degraded=degraded)
         citations: list[Citation] = []
         number_of: dict[int, int] = {}
         parts = []
@@ -321,4 +410,115 @@ class Answerer:
             body = text.rstrip(".!?;:, ")
             ending = text[len(body) :].strip()[:1] or "."
             parts.append(f"{body} [{number_of[sentence_index]}]{ending}")
-        return AskResponse(" ".join(parts), True, citations, passages, "llm", False, timings)
+        return AskResponse(" ".join(parts), True, citations, passages, "llm", degraded, timings)
+
+
+def _claims_of(reply: str, context: list[int]) -> list[_Claim]:
+    """The reply's claims, less those that only say the sources do not answer."""
+    return [c for c in _claims(reply, context) if not _REFUSAL.search(c.text)]
+
+
+def _replay(response: AskResponse, *, text: bool = True, after: int = 0) -> Iterator[AskEvent]:
+    """Events for a finished answer: its text (unless already streamed), unsent citations, done."""
+    if text and response.answer:
+        yield AnswerDelta(response.answer)
+    for number, citation in enumerate(response.citations[after:], after + 1):
+        yield CitationFound(number, citation)
+    yield AnswerDone(response)
+
+
+class _ReplyStream:
+    """Turns the LLM's tokens into display text and verified citations as they arrive.
+
+    Labels like ``[S3]`` never reach the display; at each label the claims before it
+    are complete, so they are verified there and, once the cited sentences bear on
+    the question, their citations are released. A reply that starts like a refusal
+    is held back until it is clear.
+    """
+
+    _HOLD_START = 12  # characters held back at the start, to catch "NOT FOUND"
+
+    def __init__(self, answerer: Answerer, question: str, context: list[int]) -> None:
+        self.answerer = answerer
+        self.question = question
+        self.context = context
+        self.raw = ""
+        self.cursor = 0
+        self.refused = False
+        self.emitted = False
+        self.claims_seen = 0
+        self.kept: list[tuple[str, int, float]] = []
+        self.numbers: dict[int, int] = {}
+        self.sent_ids: list[str] = []
+
+    @property
+    def sent_citations(self) -> int:
+        """How many citations have been released."""
+        return len(self.sent_ids)
+
+    def feed(self, token: str) -> list[AskEvent]:
+        """Take one token; return what can be shown now."""
+        self.raw += token
+        return self._advance(final=False)
+
+    def finish(self) -> list[AskEvent]:
+        """The reply is complete; return what was held back."""
+        return self._advance(final=True)
+
+    def _safe_end(self) -> int:
+        end = len(self.raw.rstrip())  # trailing space may precede a label
+        opening = max(self.raw.rfind("[", self.cursor), self.raw.rfind("(", self.cursor))
+        if opening >= 0 and not any(ch in self.raw[opening:] for ch in "])"):
+            end = min(end, opening)
+        return max(end, self.cursor)
+
+    def _delta(self, text: str) -> list[AskEvent]:
+        if not self.emitted:
+            text = text.lstrip()
+        if not text:
+            return []
+        self.emitted = True
+        return [AnswerDelta(text)]
+
+    def _advance(self, *, final: bool) -> list[AskEvent]:
+        if self.refused:
+            return []
+        if _REFUSAL.search(self.raw):
+            self.refused = True
+            return []
+        if not final and not self.emitted and len(self.raw.strip()) < self._HOLD_START:
+            return []
+        end = len(self.raw) if final else self._safe_end()
+        events: list[AskEvent] = []
+        position = self.cursor
+        for label in _LABELS.finditer(self.raw, self.cursor, end):
+            events += self._delta(self.raw[position : label.start()])
+            events += self._settle(label.end())
+            position = label.end()
+        events += self._delta(self.raw[position:end])
+        self.cursor = end
+        return events
+
+    def _settle(self, upto: int) -> list[AskEvent]:
+        """Verify the claims completed by the label ending at ``upto``."""
+        claims = _claims_of(self.raw[:upto], self.context)
+        fresh = claims[self.claims_seen :]
+        self.claims_seen = len(claims)
+        kept = self.answerer._verify(self.question, fresh, self.context)
+        if not kept:
+            return []
+        self.kept += kept
+        for _, sentence_index, _ in self.kept:
+            self.numbers.setdefault(sentence_index, len(self.numbers) + 1)
+        cited = sorted(self.numbers)
+        if not self.answerer._answers_question(self.question, cited):
+            return []
+        markers = sorted({self.numbers[i] for _, i, _ in kept})
+        events = self._delta(" " + "".join(f"[{n}]" for n in markers))
+        for sentence_index, number in sorted(self.numbers.items(), key=lambda item: item[1]):
+            if number > self.sent_citations:
+                sentence = self.answerer.index.sentences[sentence_index]
+                support = next(s for _, i, s in self.kept if i == sentence_index)
+                events.append(CitationFound(number, self.answerer._citation(sentence, support)))
+                self.sent_ids.append(sentence.sentence_id)
+        return events

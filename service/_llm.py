@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import httpx
+from httpx_sse import EventSource, SSEError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -29,6 +31,8 @@ class ChatModel(Protocol):
     name: str
 
     async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str: ...
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> AsyncIterator[str]: ...
 
 
 class _Retryable(Exception):
@@ -81,22 +85,30 @@ class OpenAIChatModel:
             raise LLMError("LLM answered with invalid JSON") from exc
         return body
 
-    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
-        """Return the assistant's reply to ``messages``, greedily decoded."""
-        payload = {
+    def _payload(
+        self, messages: Sequence[Message], max_tokens: int, stream: bool
+    ) -> dict[str, Any]:
+        return {
             "model": self.name,
             "messages": list(messages),
             "max_tokens": max_tokens,
             "temperature": 0,
-            "stream": False,
+            "stream": stream,
         }
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+
+    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
+        """Return the assistant's reply to ``messages``, greedily decoded."""
+        payload = self._payload(messages, max_tokens, stream=False)
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._retries + 1),
-                wait=wait_exponential(multiplier=0.2, max=2.0),
-                retry=retry_if_exception_type(_Retryable),
-                reraise=True,
-            ):
+            async for attempt in self._retrying():
                 with attempt:
                     body = await self._post(payload)
         except _Retryable as exc:
@@ -106,3 +118,52 @@ class OpenAIChatModel:
         except (KeyError, IndexError, TypeError) as exc:
             raise LLMError("LLM answer has no choices[0].message.content") from exc
         return str(content or "")
+
+    async def stream(self, messages: Sequence[Message], *, max_tokens: int) -> AsyncIterator[str]:
+        """Yield the reply's text as the server generates it.
+
+        Only opening the stream is retried: once text has been yielded, a failure
+        is raised, not hidden by a second, different reply. Closing this iterator
+        early closes the upstream connection, which stops generation there.
+        """
+        payload = self._payload(messages, max_tokens, stream=True)
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    response = await self._open_stream(payload)
+        except _Retryable as exc:
+            raise LLMUnavailableError(str(exc)) from exc
+        try:
+            async for sse in EventSource(response).aiter_sse():
+                if sse.data.strip() == "[DONE]":
+                    break
+                try:
+                    delta = json.loads(sse.data)["choices"][0].get("delta") or {}
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                    if "error" in sse.data:
+                        raise LLMError(f"LLM stream failed: {sse.data[:200]}") from None
+                    continue
+                if text := delta.get("content"):
+                    yield str(text)
+        except (httpx.HTTPError, SSEError) as exc:
+            raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
+        finally:
+            await response.aclose()
+
+    async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        request = self._client.build_request(
+            "POST", "chat/completions", json=payload, headers={"Accept": "text/event-stream"}
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            raise _Retryable(f"cannot reach the LLM: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise LLMError(f"LLM request failed: {exc!r}") from exc
+        if response.status_code >= 400:
+            body = (await response.aread())[:200]
+            await response.aclose()
+            if response.status_code >= 500:
+                raise _Retryable(f"LLM answered {response.status_code}")
+            raise LLMError(f"LLM rejected the request: {response.status_code} {body!r}")
+        return response

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,45 @@ class HashingEmbedder:
         return out
 
 
+def sse_frames(reply: str) -> list[bytes]:
+    """The reply as OpenAI chunk frames, a few characters a token, then [DONE]."""
+    tokens = re.findall(r"\S*\s*", reply)
+    frames = [
+        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": t}}]}).encode()
+        + b"\n\n"
+        for t in tokens
+        if t
+    ]  # fmt: skip
+    return [*frames, b"data: [DONE]\n\n"]
+
+
+class SSEStream(httpx.AsyncByteStream):
+    """A streamed upstream body that records whether the client closed it early."""
+
+    def __init__(self, reply: str, upstream: QueuedUpstream) -> None:
+        self.frames = sse_frames(reply)
+        self.upstream = upstream
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for frame in self.frames:
+            self.sent += 1
+            yield frame
+            await asyncio.sleep(self.upstream.token_delay)
+
+    async def aclose(self) -> None:
+        if self.sent < len(self.frames):
+            self.upstream.closed_early += 1
+
+
 class QueuedUpstream:
     """An OpenAI-compatible upstream at the transport: replies are queued, requests recorded."""
 
     def __init__(self) -> None:
         self.replies: list[str | int | Exception] = []
         self.requests: list[dict[str, Any]] = []
+        self.token_delay = 0.0
+        self.closed_early = 0
 
     def queue(self, *replies: str | int | Exception) -> None:
         self.replies.extend(replies)
@@ -56,6 +91,12 @@ class QueuedUpstream:
             raise reply
         if isinstance(reply, int):
             return httpx.Response(reply, json={"error": {"message": "upstream trouble"}})
+        if self.requests[-1].get("stream"):
+            return httpx.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=SSEStream(reply, self),
+            )
         return httpx.Response(
             200,
             json={
