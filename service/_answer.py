@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from index import CorpusIndex, Embedder, Sentence, split_spans
@@ -293,7 +294,7 @@ class Answerer:
 
     async def ask_events(
         self, question: str, top_k: int = 5, mode: AnswerMode = "llm"
-    ) -> AsyncIterator[AskEvent]:
+    ) -> AsyncGenerator[AskEvent, None]:
         """Answer as a stream: text deltas, verified citations as they settle, then the answer.
 
         A citation is yielded only once the claim it supports is complete and verified
@@ -321,11 +322,13 @@ class Answerer:
         reply = _ReplyStream(self, question, context)
         llm_started = time.perf_counter()
         try:
-            async for token in self.llm.stream(messages, max_tokens=self.settings.llm_max_tokens):
-                if "first_token" not in timings:
-                    timings["first_token"] = _ms(llm_started)
-                for event in reply.feed(token):
-                    yield event
+            stream = self.llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
+            async with aclosing(stream) as tokens:
+                async for token in tokens:
+                    if "first_token" not in timings:
+                        timings["first_token"] = _ms(llm_started)
+                    for event in reply.feed(token):
+                        yield event
         except LLMError as exc:
             log.warning("LLM failed: %s", exc)
             timings["llm"] = _ms(llm_started)

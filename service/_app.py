@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,9 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._errors import CiteQAError, NotFoundError, NotReadyError
 from service._runtime import Runtime, load_runtime
 from service._schemas import (
@@ -83,9 +86,56 @@ def readyz(state: State) -> Response[dict[str, Any]]:
 
 
 @post("/v1/ask", tags=["answers"], status_code=200)
-async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse:
-    """Answer a question with verified sentence citations, or abstain."""
-    return await _runtime(state).answerer.ask(data.question, data.top_k, data.answer_mode)
+async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerSentEvent:
+    """Answer a question with verified sentence citations, or abstain.
+
+    With ``"stream": true`` the answer comes as Server-Sent Events: ``answer.delta``,
+    ``citation`` (each once its claim is verified), ``error``, and a final ``done``
+    holding exactly the non-streaming response.
+    """
+    answerer = _runtime(state).answerer
+    if not data.stream:
+        return await answerer.ask(data.question, data.top_k, data.answer_mode)
+    return _EventStream(_ask_stream(answerer, data))
+
+
+class _EventStream(ServerSentEvent):
+    """An SSE response that keeps its content type under a handler that also returns JSON.
+
+    Litestar 2 lets the handler's inferred media type (JSON, from the union return
+    type) win over the response's own ``text/event-stream``.
+    """
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = "text/event-stream"
+        return super().to_asgi_response(*args, **kwargs)
+
+
+async def _ask_stream(
+    answerer: Answerer, data: AskRequest
+) -> AsyncIterator[ServerSentEventMessage]:
+    # aclosing: a client that disconnects closes the chain down to the upstream request.
+    async with aclosing(answerer.ask_events(data.question, data.top_k, data.answer_mode)) as events:
+        try:
+            async for event in events:
+                yield _sse(event)
+        except CiteQAError as exc:
+            yield ServerSentEventMessage(event="error", data=_json({"message": exc.message}))
+
+
+def _json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _sse(event: AskEvent) -> ServerSentEventMessage:
+    if isinstance(event, AnswerDelta):
+        return ServerSentEventMessage(event="answer.delta", data=_json({"text": event.text}))
+    if isinstance(event, CitationFound):
+        body = {"number": event.number, **msgspec.to_builtins(event.citation)}
+        return ServerSentEventMessage(event="citation", data=_json(body))
+    if isinstance(event, StreamFailed):
+        return ServerSentEventMessage(event="error", data=_json({"message": event.message}))
+    return ServerSentEventMessage(event="done", data=_json(event.response))
 
 
 @post("/v1/search", tags=["answers"], status_code=200, sync_to_thread=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -32,7 +32,9 @@ class ChatModel(Protocol):
 
     async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str: ...
 
-    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> AsyncIterator[str]: ...
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int
+    ) -> AsyncGenerator[str, None]: ...
 
 
 class _Retryable(Exception):
@@ -119,7 +121,9 @@ class OpenAIChatModel:
             raise LLMError("LLM answer has no choices[0].message.content") from exc
         return str(content or "")
 
-    async def stream(self, messages: Sequence[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: Sequence[Message], *, max_tokens: int
+    ) -> AsyncGenerator[str, None]:
         """Yield the reply's text as the server generates it.
 
         Only opening the stream is retried: once text has been yielded, a failure

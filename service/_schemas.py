@@ -34,6 +34,7 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     question: Question
     top_k: TopK = 5
     answer_mode: AnswerMode = "llm"
+    stream: bool = False
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):

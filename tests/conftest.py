@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import json
 import re
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from litestar.testing import TestClient
 
 from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, read_documents
@@ -166,17 +169,8 @@ def make_client(
     """A client on an app whose runtime uses the hashing embedder and the queued upstream."""
     clients: list[TestClient[Any]] = []
 
-    def make(*, with_llm: bool = True, **overrides: Any) -> TestClient[Any]:
-        app_settings = settings.model_copy(update=overrides)
-
-        async def loader(s: Settings) -> Runtime:
-            index = CorpusIndex.build(read_documents(s.corpus), hashing_embedder)
-            llm = upstream.model() if with_llm else None
-            answerer = Answerer(index, hashing_embedder, llm, s)
-            await answerer.warm()
-            return Runtime(answerer, llm)
-
-        client = TestClient(create_app(app_settings, loader=loader))
+    def make(**overrides: Any) -> TestClient[Any]:
+        client = TestClient(fake_app(settings, hashing_embedder, upstream, **overrides))
         client.__enter__()
         clients.append(client)
         _wait_ready(client)
@@ -190,3 +184,54 @@ def make_client(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def fake_app(
+    settings: Settings, embedder: HashingEmbedder, upstream: QueuedUpstream, **overrides: Any
+) -> Any:
+    """The real app over a runtime with the hashing embedder and the queued upstream."""
+    app_settings = settings.model_copy(update=overrides)
+
+    async def loader(s: Settings) -> Runtime:
+        index = CorpusIndex.build(read_documents(s.corpus), embedder)
+        llm = upstream.model()
+        answerer = Answerer(index, embedder, llm, s)
+        await answerer.warm()
+        return Runtime(answerer, llm)
+
+    return create_app(app_settings, loader=loader)
+
+
+@pytest.fixture
+def live_server(
+    settings: Settings, hashing_embedder: HashingEmbedder, upstream: QueuedUpstream
+) -> Iterator[Callable[..., str]]:
+    """Serve the fake-runtime app with uvicorn on a loopback port; returns its base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: Any) -> str:
+        app = fake_app(settings, hashing_embedder, upstream, **overrides)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/readyz").status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("live server did not become ready")
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)

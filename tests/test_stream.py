@@ -1,0 +1,127 @@
+"""Streaming /v1/ask over Server-Sent Events, against a real loopback server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream
+
+KOREA = "Which platform underpins the Korean models?"
+Server = Callable[..., str]
+
+
+def _label(upstream: QueuedUpstream, needle: str) -> str:
+    system = upstream.requests[0]["messages"][0]["content"]
+    (line,) = [ln for ln in system.splitlines() if needle in ln]
+    return line.split("]")[0] + "]"
+
+
+def _events(base: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    with (
+        httpx.Client(base_url=base, timeout=30) as client,
+        connect_sse(client, "POST", "/v1/ask", json={**body, "stream": True}) as source,
+    ):
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return [(sse.event, json.loads(sse.data)) for sse in source.iter_sse()]
+
+
+def _without_timings(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "timings_ms"}
+
+
+def test_stream_sends_deltas_then_citations_then_done_equal_to_the_plain_answer(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    cma = _label(upstream, "Lingke")
+    jointly = _label(upstream, "Jointly develop models suitable")
+    reply = (
+        f"The Korean models use the Lingke energy saving platform CMA {cma}. "
+        f"The two companies develop models suitable for the Korean market {jointly}."
+    )
+    upstream.queue(reply, reply)
+    events = _events(base, {"question": KOREA})
+    plain = httpx.post(base + "/v1/ask", json={"question": KOREA}, timeout=30).json()
+
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    assert kinds[0] == "answer.delta" and "citation" in kinds
+    first_citation = kinds.index("citation")
+    assert "answer.delta" in kinds[:first_citation]  # its claim's text came first
+    done = events[-1][1]
+    assert _without_timings(done) == _without_timings(plain)
+    citations = [data for kind, data in events if kind == "citation"]
+    assert [c["number"] for c in citations] == list(range(1, len(done["citations"]) + 1))
+    for sent, final in zip(citations, done["citations"], strict=True):
+        assert {k: v for k, v in sent.items() if k != "number"} == final
+        assert ARTICLE_TEXT[sent["start"] : sent["end"]] == sent["text"]
+    assert CMA in citations[0]["text"]
+    text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    assert "[S" not in text and "[1]" in text and "CMA" in text
+
+
+def test_stream_of_an_unverifiable_reply_sends_no_citation(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue("Geely's annual revenue is 10 billion yuan [S4].")
+    events = _events(base, {"question": "What is Geely Holding Group's annual revenue?"})
+    assert "citation" not in [kind for kind, _ in events]
+    assert events[-1][0] == "done" and events[-1][1]["answerable"] is False
+
+
+def test_stream_holds_back_a_refusal(live_server: Server, upstream: QueuedUpstream) -> None:
+    base = live_server()
+    upstream.queue("NOT FOUND")
+    events = _events(base, {"question": "In which factory will the hybrid cars be built?"})
+    assert [kind for kind, _ in events] == ["done"]
+    assert events[0][1]["answerable"] is False
+
+
+def test_stream_reports_an_llm_failure_and_still_finishes(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue(*[httpx.ConnectError("down")] * 3)
+    events = _events(base, {"question": KOREA})
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["answer.delta", "citation", "done"]
+    assert events[-1][1]["degraded"] is True and CMA in events[1][1]["text"]
+
+
+def test_stream_extractive_mode(live_server: Server) -> None:
+    events = _events(live_server(), {"question": KOREA, "answer_mode": "extractive"})
+    assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
+
+
+def test_stream_with_bad_input_is_a_plain_400(live_server: Server) -> None:
+    response = httpx.post(live_server() + "/v1/ask", json={"question": "", "stream": True})
+    assert response.status_code == 400
+    assert "question" in str(response.json()["extra"])
+
+
+def test_a_dropped_connection_stops_the_upstream_generation(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.token_delay = 0.05
+    cma = _label(upstream, "Lingke")
+    long_reply = " ".join(["The Korean models use the Lingke energy saving platform CMA"] * 20)
+    upstream.queue(f"{long_reply} {cma}.")
+    with (
+        httpx.Client(base_url=base, timeout=30) as client,
+        connect_sse(client, "POST", "/v1/ask", json={"question": KOREA, "stream": True}) as source,
+    ):
+        for sse in source.iter_sse():
+            assert sse.event == "answer.delta"
+            break  # the user closes the tab
+    deadline = time.monotonic() + 5
+    while upstream.closed_early == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.closed_early == 1
