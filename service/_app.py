@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._errors import CiteQAError, NotFoundError, NotReadyError
+from service._openai import (
+    ChatCompletionRequest,
+    chat_chunks,
+    chat_completion,
+    model_list,
+    standalone_question,
+)
 from service._runtime import Runtime, load_runtime
 from service._schemas import (
     AskRequest,
@@ -85,7 +95,7 @@ def readyz(state: State) -> Response[dict[str, Any]]:
     )
 
 
-@post("/v1/ask", tags=["answers"], status_code=200)
+@post("/ask", tags=["answers"], status_code=200)
 async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerSentEvent:
     """Answer a question with verified sentence citations, or abstain.
 
@@ -138,7 +148,7 @@ def _sse(event: AskEvent) -> ServerSentEventMessage:
     return ServerSentEventMessage(event="done", data=_json(event.response))
 
 
-@post("/v1/search", tags=["answers"], status_code=200, sync_to_thread=True)
+@post("/search", tags=["answers"], status_code=200, sync_to_thread=True)
 def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     """Rank sentences and passages for a query."""
     started = time.perf_counter()
@@ -151,7 +161,7 @@ def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     )
 
 
-@get("/v1/documents", tags=["documents"], sync_to_thread=False)
+@get("/documents", tags=["documents"], sync_to_thread=False)
 def list_documents(state: State) -> DocumentList:
     """List the indexed documents."""
     index = _runtime(state).answerer.index
@@ -163,7 +173,7 @@ def list_documents(state: State) -> DocumentList:
     )
 
 
-@get("/v1/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False)
+@get("/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False)
 def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
     """A document's text and its sentences with offsets."""
     index = _runtime(state).answerer.index
@@ -174,6 +184,81 @@ def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
         SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in index.sentences_of(doc_id)
     ]
     return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
+
+
+@get("/models", tags=["openai"], sync_to_thread=False)
+def models(state: State) -> dict[str, Any]:
+    """The one model this service offers, in the OpenAI shape."""
+    return model_list(state.settings.model_name, state.started)
+
+
+@post("/chat/completions", tags=["openai"], status_code=200)
+async def chat_completions(
+    data: JSONBody[ChatCompletionRequest], state: State
+) -> dict[str, Any] | ServerSentEvent:
+    """OpenAI-compatible chat; the last user message is the question, earlier turns its context."""
+    answerer = _runtime(state).answerer
+    question = await standalone_question(answerer, data.messages)
+    model = data.model or state.settings.model_name
+    titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+    if not data.stream:
+        response = await answerer.ask(question, data.top_k)
+        return chat_completion(response, question, model, titles)
+    include_usage = bool(data.stream_options and data.stream_options.include_usage)
+    chunks = chat_chunks(
+        answerer.ask_events(question, data.top_k), question, model, titles,
+        include_usage=include_usage,
+    )  # fmt: skip
+    return _EventStream(_openai_stream(chunks))
+
+
+async def _openai_stream(
+    chunks: AsyncGenerator[dict[str, Any], None],
+) -> AsyncIterator[ServerSentEventMessage]:
+    async with aclosing(chunks) as stream:
+        try:
+            async for chunk in stream:
+                yield ServerSentEventMessage(data=_json(chunk))
+        except CiteQAError as exc:
+            yield ServerSentEventMessage(data=_json(_openai_error(exc.status_code, exc.message)))
+    yield ServerSentEventMessage(data="[DONE]")
+
+
+def _require_api_key(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard for ``/v1``: when API keys are configured, a bearer token must match one."""
+    keys: tuple[str, ...] = connection.app.state.settings.api_key_list
+    if not keys:
+        return
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    matched = False
+    for key in keys:  # every key is compared, so timing does not reveal which matched
+        matched |= secrets.compare_digest(token.strip().encode(), key.encode())
+    if scheme.lower() != "bearer" or not matched:
+        raise NotAuthorizedException("missing or invalid API key")
+
+
+_OPENAI_PATHS = ("/v1/chat/", "/v1/models")
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error"}
+_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 503: "not_ready"}
+
+
+def _openai_error(
+    status: int, message: str, extra: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    param = next((str(e["key"]) for e in extra or [] if e.get("key")), None)
+    if extra:
+        message = "; ".join(f"{e.get('key', 'body')}: {e.get('message', message)}" for e in extra)
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": param,
+            "code": _OPENAI_CODES.get(status),
+        }
+    }
 
 
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -188,6 +273,9 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     else:
         log.exception("%s %s crashed", request.method, request.url.path)
         status, detail, extra = 500, "internal error", None
+    if request.url.path.startswith(_OPENAI_PATHS):
+        error = _openai_error(status, str(detail), extra if isinstance(extra, list) else None)
+        return Response(error, status_code=status, media_type=MediaType.JSON)
     body: dict[str, Any] = {"status_code": status, "detail": detail}
     if extra:
         body["extra"] = extra
@@ -215,9 +303,14 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         if life.runtime is not None:
             await life.runtime.aclose()
 
+    v1 = Router(
+        path="/v1",
+        route_handlers=[ask, search, list_documents, get_document, models, chat_completions],
+        guards=[_require_api_key],
+    )
     return Litestar(
-        route_handlers=[healthz, readyz, ask, search, list_documents, get_document],
-        state=State({"life": life, "settings": settings}),
+        route_handlers=[healthz, readyz, v1],
+        state=State({"life": life, "settings": settings, "started": int(time.time())}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         exception_handlers={Exception: _error},

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from string import Template
 
-__all__ = ["render_answer_prompt"]
+__all__ = ["render_answer_prompt", "render_condense_prompt"]
 
 _SYSTEM = "--- system ---"
 _USER = "--- user ---"
@@ -23,8 +24,20 @@ def _template(name: str) -> tuple[Template, Template]:
 def render_answer_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
     """Chat messages for one question: system (instructions, sources), then the question."""
     system, user = _template("answer")
-    numbered = "\n".join(f"[S{i}] {text}" for i, text in enumerate(sentences, 1))
+    numbered = "\n".join(f"[S{i}] {' '.join(text.split())}" for i, text in enumerate(sentences, 1))
     return [
         {"role": "system", "content": system.substitute(sentences=numbered)},
         {"role": "user", "content": user.substitute(question=question)},
+    ]
+
+
+def render_condense_prompt(
+    history: Sequence[tuple[str, str]], question: str
+) -> list[dict[str, str]]:
+    """Chat messages asking the LLM to make a follow-up question self-contained."""
+    system, user = _template("condense")
+    lines = "\n".join(f"{role.capitalize()}: {' '.join(text.split())}" for role, text in history)
+    return [
+        {"role": "system", "content": system.substitute()},
+        {"role": "user", "content": user.substitute(history=lines, question=question)},
     ]

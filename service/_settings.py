@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Comma-separated bearer tokens; when set, every /v1 route requires one of them.
+    api_keys: SecretStr = SecretStr("")
+    # The model id that /v1/models lists and chat completions report.
+    model_name: str = "citeqa"
 
     # Unset: run the embedded model. Set: any OpenAI-compatible server.
     llm_base_url: str | None = None
@@ -50,3 +54,8 @@ class Settings(BaseSettings):
     min_question_coverage: float = 0.5
     # A refusal is overruled when one sentence holds this share of the question's terms.
     refusal_override_coverage: float = 0.8
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys, empty when auth is off."""
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())

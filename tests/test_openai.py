@@ -1,0 +1,230 @@
+"""The OpenAI-compatible API, driven by the official openai package on a loopback port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import SecretStr
+
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream
+
+pytestmark = pytest.mark.anyio
+KOREA = "Which platform underpins the Korean models?"
+Server = Callable[..., str]
+Clients = Callable[..., openai.OpenAI]
+
+
+def _label(upstream: QueuedUpstream, needle: str) -> str:
+    system = upstream.requests[0]["messages"][0]["content"]
+    (line,) = [ln for ln in system.splitlines() if needle in ln]
+    return line.split("]")[0] + "]"
+
+
+def _cma_reply(upstream: QueuedUpstream) -> str:
+    return (
+        f"The Korean models use the Lingke energy saving platform CMA {_label(upstream, 'Lingke')}."
+    )
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Sync OpenAI clients, closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(base: str, key: str = "unused") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def _assert_verbatim(citations: list[dict[str, Any]]) -> None:
+    assert citations
+    for c in citations:
+        assert ARTICLE_TEXT[c["start"] : c["end"]] == c["text"]
+
+
+def test_models_lists_the_service_model(clients: Clients, live_server: Server) -> None:
+    client = clients(live_server(), "unused")
+    (model,) = client.models.list().data
+    assert model.id == "citeqa" and model.object == "model" and model.owned_by == "citeqa"
+    assert 1_700_000_000 < model.created < 4_000_000_000  # unix seconds
+
+
+def test_sync_completion_carries_markers_sources_and_structured_citations(
+    clients: Clients, live_server: Server, upstream: QueuedUpstream
+) -> None:
+    client = clients(live_server(), "unused")
+    upstream.queue(_cma_reply(upstream))
+    completion = client.chat.completions.create(
+        model="citeqa",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": KOREA}],
+        temperature=0.2,  # unknown-to-us fields are ignored
+        user="someone",
+    )
+    assert completion.object == "chat.completion"
+    (choice,) = completion.choices
+    assert choice.finish_reason == "stop" and choice.message.role == "assistant"
+    content = choice.message.content or ""
+    answer, sources = content.split("\n\nSources:\n")
+    assert "CMA" in answer and "[1]" in answer
+    assert sources.startswith('[1] "Renault group and Geely Holding will be based on Lingke')
+    assert "renault-geely-mou [1158, 1330)" in sources
+    citations = (choice.message.model_extra or {})["citations"]
+    _assert_verbatim(citations)
+    assert CMA in citations[0]["text"]
+    assert completion.usage is not None and completion.usage.total_tokens > 0
+
+
+async def test_async_streaming_sends_role_content_citation_events_and_a_final_chunk(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue(_cma_reply(upstream))
+    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused") as client:
+        stream = await client.chat.completions.create(
+            model="citeqa",
+            messages=[{"role": "user", "content": KOREA}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "CMA" in content and "[1]" in content and "\n\nSources:\n[1] " in content
+    events = [(c.model_extra or {}).get("event") for c in chunks]
+    (event,) = [e for e in events if e]
+    assert event["type"] == "citation"
+    assert CMA in event["data"]["document"][0]
+    assert event["data"]["metadata"][0]["source"] == event["data"]["source"]["name"]
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    (final,) = finals
+    assert final.choices[0].finish_reason == "stop"
+    _assert_verbatim((final.model_extra or {})["citations"])
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None  # include_usage honoured
+    assert all(c.usage is None for c in chunks[:-1])
+    # The citation event comes after the text it supports, the footnotes after both.
+    first_event = events.index(event)
+    assert any(c.choices and c.choices[0].delta.content for c in chunks[1:first_event])
+
+
+def test_sync_streaming_without_usage(
+    clients: Clients, live_server: Server, upstream: QueuedUpstream
+) -> None:
+    client = clients(live_server(), "unused")
+    upstream.queue(_cma_reply(upstream))
+    chunks = list(
+        client.chat.completions.create(
+            model="citeqa", messages=[{"role": "user", "content": KOREA}], stream=True
+        )
+    )
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all(not (c.model_extra or {}).get("usage") for c in chunks)
+
+
+async def test_async_non_streaming_abstains_without_sources(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    upstream.queue("NOT FOUND")
+    async with openai.AsyncOpenAI(base_url=live_server() + "/v1", api_key="unused") as client:
+        completion = await client.chat.completions.create(
+            model="citeqa",
+            messages=[
+                {"role": "user", "content": "In which factory will the hybrid cars be built?"}
+            ],
+        )
+    message = completion.choices[0].message
+    assert message.content == "The documents do not answer this question."
+    assert (message.model_extra or {})["citations"] == []
+
+
+def test_follow_up_is_rewritten_from_the_conversation(
+    clients: Clients, live_server: Server, upstream: QueuedUpstream
+) -> None:
+    client = clients(live_server(), "unused")
+    rewritten = "Which platform underpins the models for the Korean market?"
+    upstream.queue(rewritten, _cma_reply(upstream))
+    completion = client.chat.completions.create(
+        model="citeqa",
+        messages=[
+            {"role": "user", "content": "Which markets are key for the cooperation?"},
+            {"role": "assistant", "content": "China and South Korea [1]."},
+            {"role": "user", "content": "and the platform in Korea?"},
+        ],
+    )
+    condense, answer = upstream.requests[-2:]
+    assert "and the platform in Korea?" in condense["messages"][-1]["content"]
+    assert "Which markets are key" in condense["messages"][-1]["content"]
+    assert answer["messages"][-1]["content"] == f"Question: {rewritten}"
+    citations = (completion.choices[0].message.model_extra or {})["citations"]
+    assert CMA in citations[0]["text"]
+
+
+def test_bad_request_gets_the_openai_error_shape(clients: Clients, live_server: Server) -> None:
+    client = clients(live_server(), "unused")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="citeqa", messages=[])
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert error["type"] == "invalid_request_error" and error["param"] == "messages"
+    assert set(error) == {"message", "type", "param", "code"}
+    with pytest.raises(openai.BadRequestError, match="user message"):
+        client.chat.completions.create(
+            model="citeqa", messages=[{"role": "system", "content": "only a system prompt"}]
+        )
+
+
+def test_malformed_json_gets_the_openai_error_shape(live_server: Server) -> None:
+    response = httpx.post(
+        live_server() + "/v1/chat/completions",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_api_keys_guard_v1_but_not_health(
+    clients: Clients, live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(api_keys=SecretStr("key-one, key-two"))
+    with pytest.raises(openai.AuthenticationError) as raised:
+        clients(base, "wrong").models.list()
+    assert raised.value.body == {
+        "message": "missing or invalid API key",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    assert httpx.post(base + "/v1/ask", json={"question": KOREA}).status_code == 401
+    assert (
+        httpx.get(base + "/v1/documents", headers={"Authorization": "key-two"}).status_code == 401
+    )
+    ok = httpx.get(base + "/v1/documents", headers={"Authorization": "Bearer key-two"})
+    assert ok.status_code == 200
+    models = clients(base, "key-one").models.list()
+    assert models.data[0].id == "citeqa"
+    assert httpx.get(base + "/healthz").status_code == 200
+    assert httpx.get(base + "/readyz").status_code == 200
+
+
+def test_stream_frames_end_with_done(live_server: Server, upstream: QueuedUpstream) -> None:
+    base = live_server()
+    upstream.queue(_cma_reply(upstream))
+    with httpx.stream(
+        "POST",
+        base + "/v1/chat/completions",
+        json={"model": "citeqa", "messages": [{"role": "user", "content": KOREA}], "stream": True},
+    ) as response:
+        lines = [ln for ln in response.iter_lines() if ln.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    first = json.loads(lines[0][6:])
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
