@@ -88,7 +88,10 @@ class EmbeddedServer:
     """llama.cpp's OpenAI-compatible HTTP server, in process, bound to loopback."""
 
     model_path: Path
-    n_ctx: int = 4096
+    n_ctx: int = 8192
+    # Two slots: a follow-up rewrite runs in one while the other keeps the cached
+    # answer-prompt prefix; llama.cpp routes each request to the slot sharing its prefix.
+    parallel: int = 2
     threads: int = 2
 
     def start(self) -> str:
@@ -98,7 +101,7 @@ class EmbeddedServer:
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
         params.n_ctx = self.n_ctx
-        params.n_parallel = 1
+        params.n_parallel = self.parallel
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.hostnames = ["127.0.0.1"]

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     llm_retries: int = 2
     llm_max_tokens: int = 160
     llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
-    llm_ctx: int = 4096
+    llm_ctx: int = 8192
 
     # A corpus this small goes whole into the prompt, as a prefix the LLM caches.
     whole_corpus_chars: int = 8000
