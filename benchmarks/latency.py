@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from service import Settings, load_runtime
+from service._answer import AnswerDelta
 from service._prompts import render_answer_prompt
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
@@ -82,6 +83,23 @@ async def main(rounds: int) -> dict[str, Any]:
         t = time.perf_counter()
         await answerer.ask(q)
         ask.append((time.perf_counter() - t) * 1000)
+    # Streaming: time to the first shown text and to the end, against the time to the
+    # first token of a bare upstream stream with the identical prompt.
+    first_text, stream_total, bare_first = [], [], []
+    for q in questions:
+        t = time.perf_counter()
+        async for _ in runtime.llm.stream(render_answer_prompt(sentences, q), max_tokens=1):
+            bare_first.append((time.perf_counter() - t) * 1000)
+            break
+    for q in questions:
+        t = time.perf_counter()
+        first: float | None = None
+        async for event in answerer.ask_events(q):
+            if first is None and isinstance(event, AnswerDelta):
+                first = (time.perf_counter() - t) * 1000
+        stream_total.append((time.perf_counter() - t) * 1000)
+        if first is not None:
+            first_text.append(first)
     await runtime.aclose()
 
     figures = {
@@ -95,6 +113,12 @@ async def main(rounds: int) -> dict[str, Any]:
         "ask_llm_ms": _ms(ask),
         "baseline_bare_llm_ms": _ms(bare_llm),
         "ask_llm_over_bare_llm_p50": round(statistics.median(ask) / statistics.median(bare_llm), 2),
+        "stream_first_text_ms": _ms(first_text),
+        "stream_total_ms": _ms(stream_total),
+        "baseline_bare_first_token_ms": _ms(bare_first),
+        "first_text_over_bare_first_token_p50": round(
+            statistics.median(first_text) / statistics.median(bare_first), 2
+        ),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "questions": len(questions),
     }

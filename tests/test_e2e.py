@@ -90,3 +90,42 @@ def test_bad_input_over_real_http_is_a_400(server: httpx.Client) -> None:
         "/v1/ask", content=b"{oops", headers={"content-type": "application/json"}
     )
     assert response.status_code == 400
+
+
+def test_openai_client_streams_a_cited_answer(server: httpx.Client) -> None:
+    import openai
+
+    with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused") as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="citeqa",
+                messages=[
+                    {"role": "user", "content": "Which platform underpins the Korean models?"}
+                ],
+                stream=True,
+            )
+        )
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "CMA" in content and "\n\nSources:\n[1] " in content
+    assert any((c.model_extra or {}).get("event", {}).get("type") == "citation" for c in chunks)
+    (final,) = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    citations = (final.model_extra or {})["citations"]
+    assert any("Lingke energy saving platform CMA" in c["text"] for c in citations)
+
+
+def test_follow_up_in_a_two_turn_chat_is_answered_from_the_right_sentence(
+    server: httpx.Client,
+) -> None:
+    body = server.post(
+        "/v1/chat/completions",
+        json={
+            "model": "citeqa",
+            "messages": [
+                {"role": "user", "content": "What does Renault group focus on developing?"},
+                {"role": "assistant", "content": "New technologies and services [1]."},
+                {"role": "user", "content": "How many employees does it have?"},
+            ],
+        },
+    ).json()
+    citations = body["choices"][0]["message"]["citations"]
+    assert any("18 10000 employees" in c["text"] for c in citations), body
