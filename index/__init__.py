@@ -1,20 +1,31 @@
 """Corpus text to a searchable index: segment, chunk, embed, store."""
 
-from index._build import FORMAT_VERSION, CorpusIndex, IndexFormatError, Manifest, load_or_build
+from index._build import (
+    FORMAT_VERSION,
+    CorpusIndex,
+    IndexFormatError,
+    IndexMissingError,
+    Manifest,
+    load_or_build,
+)
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum, read_documents
 from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
+from index._lexical import LexicalIndex, tokenize
 from index._segment import Sentence, segment, split_spans
-from index._store import FaissStore, VectorStore
+from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
+    "HNSW_THRESHOLD",
     "Chunk",
     "CorpusIndex",
     "Document",
     "Embedder",
     "FaissStore",
     "IndexFormatError",
+    "IndexMissingError",
+    "LexicalIndex",
     "Manifest",
     "Sentence",
     "SentenceTransformerEmbedder",
@@ -26,4 +37,5 @@ __all__ = [
     "read_documents",
     "segment",
     "split_spans",
+    "tokenize",
 ]

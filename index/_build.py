@@ -1,64 +1,91 @@
-"""Building, persisting and loading the corpus index.
+"""Building, updating, persisting and loading the corpus index.
 
-Layout of an index directory::
+Every change produces a new immutable snapshot; a reader holds one ``CorpusIndex``
+for as long as it likes. Layout of an index directory::
 
     DIR/CURRENT                 name of the live snapshot, replaced atomically
-    DIR/snapshots/<name>/       manifest.json, documents.jsonl, sentences.json,
-                                chunks.json, vectors.faiss
+    DIR/snapshots/<name>/       manifest.json (with each file's sha256), documents.jsonl,
+                                sentences.json, chunks.json, vectors.npy, vectors.faiss,
+                                lexical/ (BM25)
+
+A snapshot is written to ``snapshots/.tmp-<name>``, fsynced, renamed into place, and
+only then named in ``CURRENT``; a crash at any point leaves the previous snapshot live.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
+from index._lexical import LexicalIndex
 from index._segment import Sentence, segment
-from index._store import FaissStore
+from index._store import HNSW_THRESHOLD, FaissStore
 
-__all__ = ["FORMAT_VERSION", "CorpusIndex", "IndexFormatError", "Manifest", "load_or_build"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CorpusIndex",
+    "IndexFormatError",
+    "IndexMissingError",
+    "Manifest",
+    "load_or_build",
+]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_DATA_FILES = ("documents.jsonl", "sentences.json", "chunks.json", "vectors.npy", "vectors.faiss")
 
 
 class IndexFormatError(Exception):
-    """The directory holds no index, a corrupt one, or one of another format or model."""
+    """The directory holds a corrupt index, or one of another format."""
+
+
+class IndexMissingError(IndexFormatError):
+    """The directory holds no index yet."""
 
 
 class Manifest(msgspec.Struct, frozen=True):
-    """What a snapshot holds and what built it."""
+    """What a snapshot holds, what built it, and the checksum of each of its files."""
 
     format_version: int
     model_id: str
     dim: int
     corpus_checksum: str
+    seed_checksum: str  # of the configured corpus this index was last seeded from
     documents: int
     sentences: int
     chunks: int
+    vector_index: str  # "flat" or "hnsw"
     built_at: float
+    files: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 @dataclass
 class CorpusIndex:
-    """Documents, their sentences and chunks, and the sentence vectors."""
+    """Documents, their sentences and chunks, sentence vectors, and the dense and BM25 indexes."""
 
     manifest: Manifest
     documents: dict[str, Document]
     sentences: list[Sentence]
     chunks: list[Chunk]
+    vectors: npt.NDArray[np.float32]
     store: FaissStore
+    lexical: LexicalIndex
     _doc_sentences: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _doc_chunks: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
@@ -72,41 +99,61 @@ class CorpusIndex:
         """Sentences of one document, in order."""
         return [self.sentences[i] for i in self._doc_sentences.get(doc_id, [])]
 
-    def position(self, sentence_index: int) -> int:
-        """Index of a sentence within its own document."""
-        sentence = self.sentences[sentence_index]
-        return self._doc_sentences[sentence.doc_id].index(sentence_index)
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        """Chunks of one document, in order."""
+        return [self.chunks[i] for i in self._doc_chunks.get(doc_id, [])]
 
     def chunk_of(self, sentence_index: int) -> Chunk:
         """The first chunk that holds the sentence."""
         sentence = self.sentences[sentence_index]
-        pos = self.position(sentence_index)
+        pos = self._doc_sentences[sentence.doc_id].index(sentence_index)
         for i in self._doc_chunks[sentence.doc_id]:
             chunk = self.chunks[i]
             if chunk.first <= pos <= chunk.last:
                 return chunk
         raise KeyError(sentence.sentence_id)  # pragma: no cover - chunks cover every sentence
 
+    # -- building ----------------------------------------------------------------
+
     @classmethod
     def build(
-        cls, docs: Sequence[Document], embedder: Embedder, *, progress: bool = False
+        cls,
+        docs: Sequence[Document],
+        embedder: Embedder,
+        *,
+        progress: bool = False,
+        seed_checksum: str | None = None,
+        reuse: dict[str, npt.NDArray[np.float32]] | None = None,
+        hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
-        """Segment, chunk and embed ``docs``."""
+        """Segment, chunk and embed ``docs``; vectors in ``reuse`` (by sentence id) are kept."""
         sentences: list[Sentence] = []
         chunks: list[Chunk] = []
         for doc in docs:
             doc_sentences = segment(doc.doc_id, doc.text)
             sentences.extend(doc_sentences)
             chunks.extend(chunk_sentences(doc.doc_id, doc_sentences))
-        vectors = embedder.encode([s.text for s in sentences], progress=progress)
+        reuse = reuse or {}
+        missing = [i for i, s in enumerate(sentences) if s.sentence_id not in reuse]
+        fresh = embedder.encode([sentences[i].text for i in missing], progress=progress)
+        vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            if s.sentence_id in reuse:
+                vectors[i] = reuse[s.sentence_id]
+        if missing:
+            vectors[missing] = fresh
+        store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
+        checksum = corpus_checksum(docs)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             model_id=embedder.model_id,
             dim=embedder.dim,
-            corpus_checksum=corpus_checksum(docs),
+            corpus_checksum=checksum,
+            seed_checksum=seed_checksum if seed_checksum is not None else checksum,
             documents=len(docs),
             sentences=len(sentences),
             chunks=len(chunks),
+            vector_index=store.kind,
             built_at=time.time(),
         )
         return cls(
@@ -114,14 +161,43 @@ class CorpusIndex:
             documents={d.doc_id: d for d in docs},
             sentences=sentences,
             chunks=chunks,
-            store=FaissStore.from_vectors(vectors),
+            vectors=vectors,
+            store=store,
+            lexical=LexicalIndex.build([s.text for s in sentences]),
         )
+
+    def updated(
+        self,
+        embedder: Embedder,
+        *,
+        upserts: Iterable[Document] = (),
+        deletes: Iterable[str] = (),
+        seed_checksum: str | None = None,
+    ) -> CorpusIndex:
+        """A new index with ``upserts`` added or replaced and ``deletes`` removed.
+
+        Unchanged sentences keep their vectors, so only new text is embedded.
+        """
+        upserts = list(upserts)
+        replaced = {d.doc_id for d in upserts} | set(deletes)
+        kept = [d for d in self.documents.values() if d.doc_id not in replaced]
+        reuse: dict[str, npt.NDArray[np.float32]] = {}
+        if self.manifest.model_id == embedder.model_id:
+            reuse = {s.sentence_id: self.vectors[i] for i, s in enumerate(self.sentences)}
+        return CorpusIndex.build(
+            [*kept, *upserts],
+            embedder,
+            seed_checksum=seed_checksum or self.manifest.seed_checksum,
+            reuse=reuse,
+        )
+
+    # -- persistence -------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:
         """Write a new snapshot under ``directory`` and make it current, atomically."""
         snapshots = directory / "snapshots"
         snapshots.mkdir(parents=True, exist_ok=True)
-        name = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         tmp = snapshots / f".tmp-{name}"
         tmp.mkdir()
         enc = msgspec.json.Encoder()
@@ -130,10 +206,19 @@ class CorpusIndex:
         )
         (tmp / "sentences.json").write_bytes(enc.encode(self.sentences))
         (tmp / "chunks.json").write_bytes(enc.encode(self.chunks))
+        buffer = io.BytesIO()
+        np.save(buffer, self.vectors, allow_pickle=False)
+        (tmp / "vectors.npy").write_bytes(buffer.getvalue())
         self.store.save(tmp / "vectors.faiss")
-        (tmp / "manifest.json").write_bytes(msgspec.json.format(enc.encode(self.manifest)))
-        for child in tmp.iterdir():
-            _fsync(child)
+        self.lexical.save(tmp / "lexical")
+        files = {f: _sha256(tmp / f) for f in _DATA_FILES}
+        manifest = msgspec.structs.replace(self.manifest, files=files)
+        (tmp / "manifest.json").write_bytes(msgspec.json.format(enc.encode(manifest)))
+        for child in [*tmp.iterdir(), *(tmp / "lexical").iterdir()]:
+            if child.is_file():
+                _fsync(child)
+        _fsync(tmp / "lexical")
+        _fsync(tmp)
         final = snapshots / name
         tmp.rename(final)
         _fsync(snapshots)
@@ -142,6 +227,7 @@ class CorpusIndex:
         _fsync(pointer)
         os.replace(pointer, directory / "CURRENT")
         _fsync(directory)
+        self.manifest = manifest
         for old in snapshots.iterdir():
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -149,16 +235,29 @@ class CorpusIndex:
 
     @classmethod
     def load(cls, directory: Path) -> CorpusIndex:
-        """Load the current snapshot of ``directory``."""
+        """Load the current snapshot of ``directory``, checking every file's checksum."""
         try:
             name = (directory / "CURRENT").read_text().strip()
-            snap = directory / "snapshots" / name
+        except FileNotFoundError as exc:
+            raise IndexMissingError(f"{directory}: no index here") from exc
+        snap = directory / "snapshots" / name
+        try:
             manifest = msgspec.json.decode((snap / "manifest.json").read_bytes(), type=Manifest)
-            if manifest.format_version != FORMAT_VERSION:
-                raise IndexFormatError(
-                    f"{directory}: index format {manifest.format_version}, "
-                    f"this version reads {FORMAT_VERSION}; rebuild it"
-                )
+        except (OSError, msgspec.DecodeError) as exc:
+            try:
+                version = msgspec.json.decode((snap / "manifest.json").read_bytes())
+                found = version.get("format_version")
+            except (OSError, msgspec.DecodeError, AttributeError):
+                found = None
+            if found is not None and found != FORMAT_VERSION:
+                raise _incompatible(directory, found) from exc
+            raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
+        if manifest.format_version != FORMAT_VERSION:
+            raise _incompatible(directory, manifest.format_version)
+        try:
+            for file, expected in manifest.files.items():
+                if _sha256(snap / file) != expected:
+                    raise IndexFormatError(f"{directory}: {file} is corrupt (checksum mismatch)")
             documents = [
                 msgspec.json.decode(line, type=Document)
                 for line in (snap / "documents.jsonl").read_bytes().splitlines()
@@ -168,24 +267,32 @@ class CorpusIndex:
                 (snap / "sentences.json").read_bytes(), type=list[Sentence]
             )
             chunks = msgspec.json.decode((snap / "chunks.json").read_bytes(), type=list[Chunk])
+            vectors = np.load(snap / "vectors.npy", allow_pickle=False)
             store = FaissStore.load(snap / "vectors.faiss")
-        except FileNotFoundError as exc:
-            raise IndexFormatError(f"{directory}: no index here ({exc.filename} missing)") from exc
-        except (msgspec.DecodeError, RuntimeError, OSError) as exc:
-            raise IndexFormatError(f"{directory}: index is corrupt: {exc}") from exc
-        if (
-            len(store) != manifest.sentences
-            or len(sentences) != manifest.sentences
-            or store.dim != manifest.dim
-        ):
-            raise IndexFormatError(f"{directory}: index is corrupt: counts disagree")
-        return cls(
-            manifest=manifest,
-            documents={d.doc_id: d for d in documents},
-            sentences=sentences,
-            chunks=chunks,
-            store=store,
-        )
+            lexical = LexicalIndex.load(snap / "lexical", len(sentences))
+        except IndexFormatError:
+            raise
+        except (OSError, ValueError, RuntimeError, msgspec.DecodeError) as exc:
+            raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
+        if not (len(store) == len(sentences) == manifest.sentences == len(vectors)):
+            raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: counts disagree")
+        return cls(manifest, {d.doc_id: d for d in documents}, sentences, chunks, vectors, store,
+                   lexical)  # fmt: skip
+
+
+def _incompatible(directory: Path, found: object) -> IndexFormatError:
+    return IndexFormatError(
+        f"{directory}: index format {found}, but this version reads format {FORMAT_VERSION}; "
+        f"rebuild it with `citeqa index build --out {directory}` or remove the directory"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -197,19 +304,26 @@ def _fsync(path: Path) -> None:
 
 
 def load_or_build(
-    directory: Path, docs: Sequence[Document], embedder: Embedder, *, progress: bool = False
+    directory: Path, seed: Sequence[Document], embedder: Embedder, *, progress: bool = False
 ) -> CorpusIndex:
-    """Load the index in ``directory`` if it matches ``docs`` and the model, else rebuild it."""
-    checksum = corpus_checksum(docs)
+    """Load the index in ``directory``, seeding it from ``seed`` when needed.
+
+    No index yet: build one from ``seed``. The seed corpus changed since the index was
+    seeded: its documents are added or replaced, and documents added through the API
+    stay. The embedding model changed: everything is embedded again. A corrupt or
+    incompatible index raises :class:`IndexFormatError`, never silently loses data.
+    """
+    seed_checksum = corpus_checksum(seed)
     try:
         index = CorpusIndex.load(directory)
-    except IndexFormatError as exc:
-        log.info("building index: %s", exc)
-    else:
-        m = index.manifest
-        if m.corpus_checksum == checksum and m.model_id == embedder.model_id:
-            return index
-        log.info("rebuilding index: corpus or model changed")
-    index = CorpusIndex.build(docs, embedder, progress=progress)
-    index.save(directory)
+    except IndexMissingError:
+        log.info("building index in %s", directory)
+        index = CorpusIndex.build(seed, embedder, progress=progress)
+        index.save(directory)
+        return index
+    model_changed = index.manifest.model_id != embedder.model_id
+    if model_changed or index.manifest.seed_checksum != seed_checksum:
+        log.info("updating index: %s", "model changed" if model_changed else "seed corpus changed")
+        index = index.updated(embedder, upserts=seed, seed_checksum=seed_checksum)
+        index.save(directory)
     return index

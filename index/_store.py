@@ -21,21 +21,32 @@ class VectorStore(Protocol):
         self, queries: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 
-    def vectors(self, ids: list[int]) -> npt.NDArray[np.float32]: ...
-
     def save(self, path: Path) -> None: ...
 
 
+HNSW_THRESHOLD = 20_000
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+
+
 class FaissStore:
-    """Exact inner-product search in a FAISS flat index."""
+    """Inner-product search: exact (flat) for small corpora, HNSW above a size threshold."""
 
     def __init__(self, index: faiss.Index) -> None:
         self._index = index
 
     @classmethod
-    def from_vectors(cls, vectors: npt.NDArray[np.float32]) -> FaissStore:
+    def from_vectors(
+        cls, vectors: npt.NDArray[np.float32], *, hnsw_threshold: int = HNSW_THRESHOLD
+    ) -> FaissStore:
         """Index ``vectors`` (rows are unit vectors); row i gets id i."""
-        index = faiss.IndexFlatIP(vectors.shape[1])
+        dim = vectors.shape[1]
+        index: faiss.Index
+        if len(vectors) >= hnsw_threshold:
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+        else:
+            index = faiss.IndexFlatIP(dim)
         if len(vectors):
             index.add(vectors)
         return cls(index)
@@ -44,6 +55,11 @@ class FaissStore:
     def load(cls, path: Path) -> FaissStore:
         """Read an index written by :meth:`save`."""
         return cls(faiss.read_index(str(path)))
+
+    @property
+    def kind(self) -> str:
+        """``flat`` (exact) or ``hnsw`` (approximate)."""
+        return "hnsw" if isinstance(self._index, faiss.IndexHNSWFlat) else "flat"
 
     @property
     def dim(self) -> int:
@@ -58,14 +74,11 @@ class FaissStore:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Top ``k`` ids and scores per query; missing slots have id -1."""
         k = max(1, min(k, len(self)))
+        hnsw = getattr(self._index, "hnsw", None)
+        if hnsw is not None:
+            hnsw.efSearch = max(HNSW_EF_SEARCH, k)
         scores, ids = self._index.search(queries, k)
         return scores, ids
-
-    def vectors(self, ids: list[int]) -> npt.NDArray[np.float32]:
-        """The stored vectors of ``ids``, one row each."""
-        if not ids:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     def save(self, path: Path) -> None:
         """Write the index to ``path``."""

@@ -94,16 +94,28 @@ def _correct(q: Question, answer: str) -> bool:
     return any(_normalise(a) and _normalise(a) in normalised for a in q.answers)
 
 
+def _is_gold(q: Question, doc_id: str, start: int, end: int, text: str) -> bool:
+    if any(g in text for g in q.gold):
+        return True
+    if q.doc_id is not None and doc_id != q.doc_id:
+        return False
+    return any(
+        min(g_end, end) - max(g_start, start) > 0.5 * min(g_end - g_start, end - start)
+        for g_start, g_end in q.gold_spans
+    )
+
+
 def _gold_cited(q: Question, response: AskResponse) -> bool:
-    for c in response.citations:
-        if any(g in c.text for g in q.gold):
-            return True
-        if q.doc_id is None or c.doc_id == q.doc_id:
-            for start, end in q.gold_spans:
-                overlap = min(end, c.end) - max(start, c.start)
-                if overlap > 0.5 * min(end - start, c.end - c.start):
-                    return True
-    return False
+    return any(_is_gold(q, c.doc_id, c.start, c.end, c.text) for c in response.citations)
+
+
+def _gold_rank(q: Question, answerer: Answerer) -> int | None:
+    """1-based rank of the first retrieved sentence that is a gold sentence."""
+    for rank, c in enumerate(answerer.candidates(q.question)[:10], 1):
+        s = answerer.index.sentences[c.index]
+        if _is_gold(q, s.doc_id, s.start, s.end, s.text):
+            return rank
+    return None
 
 
 def _percentile(values: Sequence[float], pct: float) -> float:
@@ -125,6 +137,7 @@ async def evaluate(
         docs = answerer.index.documents
         verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
         answer = response.answer or ""
+        rank = _gold_rank(q, answerer) if q.answerable else None
         rows.append(
             {
                 "id": q.id,
@@ -137,6 +150,7 @@ async def evaluate(
                 "gold_cited": q.answerable and _gold_cited(q, response),
                 "citations": len(verbatim),
                 "verbatim": sum(verbatim),
+                "gold_rank": rank,
                 "latency_ms": round(latency, 1),
                 "degraded": response.degraded,
             }
@@ -150,11 +164,21 @@ async def evaluate(
     def share(part: int, whole: int) -> float | None:
         return round(part / whole, 4) if whole else None
 
+    ranked = answerable
+
+    def recall(k: int) -> float | None:
+        hits = sum(1 for r in ranked if r["gold_rank"] is not None and r["gold_rank"] <= k)
+        return share(hits, len(ranked))
+
     figures = {
         "mode": mode,
+        "retrieval": answerer.settings.retrieval,
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        "recall@1": recall(1),
+        "recall@5": recall(5),
+        "recall@10": recall(10),
         "answer_accuracy": share(sum(r["correct"] for r in answerable), len(answerable)),
         "answer_f1": share(sum(r["f1"] for r in answerable), len(answerable))
         if any(q.answers for q in questions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     # A corpus this small goes whole into the prompt, as a prefix the LLM caches.
     whole_corpus_chars: int = 8000
     context_sentences: int = 12
+
+    # Retrieval: "dense" (FAISS only) or "hybrid" (FAISS and BM25, reciprocal rank fusion).
+    retrieval: Literal["dense", "hybrid"] = "hybrid"
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    rrf_k: int = 60
 
     # Evidence thresholds (see service/_verify.py for what they measure).
     min_evidence: float = 0.3

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN_PLUS
+from index import tokenize
 
 __all__ = ["Terms", "coverage", "entities_supported", "numbers_in", "numbers_supported", "terms"]
 
 Terms = frozenset[str]
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_STOP = frozenset(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "also", "would", "could"}
 _NUMBER_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
@@ -32,21 +30,20 @@ _MULTIPLIERS = {"hundred", "thousand", "million", "billion"}
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
 
 
-@lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
-
-
 @lru_cache(maxsize=65536)
 def terms(text: str) -> Terms:
     """Stemmed content words of ``text``, numbers excluded."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and not w.isdigit()]
-    return frozenset(_stemmer().stemWords(words))
+    return frozenset(tokenize(text))
 
 
-def coverage(needle: Terms, haystack: Terms) -> float:
-    """Share of ``needle`` found in ``haystack``; 0 when ``needle`` is empty."""
-    return len(needle & haystack) / len(needle) if needle else 0.0
+def coverage(needle: Terms, haystack: Terms, weights: Mapping[str, float] | None = None) -> float:
+    """Share of ``needle`` found in ``haystack``, optionally weighted; 0 if ``needle`` is empty."""
+    if not needle:
+        return 0.0
+    if weights is None:
+        return len(needle & haystack) / len(needle)
+    total = sum(weights.get(t, 1.0) for t in needle)
+    return sum(weights.get(t, 1.0) for t in needle & haystack) / total
 
 
 def _value(token: str) -> float | None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from index import (
     CorpusIndex,
     Document,
+    FaissStore,
     IndexFormatError,
+    IndexMissingError,
     chunk_sentences,
     load_or_build,
     read_documents,
@@ -36,7 +39,9 @@ def test_index_round_trips_and_is_reused_when_nothing_changed(
     assert manifest["model_id"] == "test/hashing-64"
     assert manifest["dim"] == 64
     assert manifest["sentences"] == len(built.sentences) == 17
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
+    assert manifest["vector_index"] == "flat"
+    assert set(manifest["files"]) >= {"vectors.faiss", "sentences.json"}
     again = load_or_build(tmp_path, docs, hashing_embedder)
     assert again.manifest.built_at == built.manifest.built_at  # loaded, not rebuilt
     assert [s.sentence_id for s in again.sentences] == [s.sentence_id for s in built.sentences]
@@ -64,10 +69,64 @@ def test_corrupt_index_is_a_clear_error(tmp_path: Path, hashing_embedder: Hashin
     CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
     (snapshot,) = (tmp_path / "snapshots").iterdir()
     (snapshot / "vectors.faiss").write_bytes(b"not faiss")
-    with pytest.raises(IndexFormatError, match="corrupt"):
+    with pytest.raises(IndexFormatError, match=r"vectors\.faiss is corrupt"):
         CorpusIndex.load(tmp_path)
-    with pytest.raises(IndexFormatError, match="no index"):
+    with pytest.raises(IndexFormatError, match="corrupt"):  # and never silently rebuilt
+        load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)
+    with pytest.raises(IndexMissingError, match="no index"):
         CorpusIndex.load(tmp_path / "missing")
+
+
+def test_index_of_another_format_is_a_clear_error(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
+    (snapshot,) = (tmp_path / "snapshots").iterdir()
+    (snapshot / "manifest.json").write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(IndexFormatError, match="format 1, but this version reads format 2"):
+        CorpusIndex.load(tmp_path)
+
+
+def test_updates_reuse_vectors_and_a_changed_seed_keeps_added_documents(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    seed = read_documents([ARTICLE])
+    index = load_or_build(tmp_path, seed, hashing_embedder)
+    added = Document("added", "Added", "Batteries come from a new plant. It opens in May.")
+    index = index.updated(hashing_embedder, upserts=[added])
+    index.save(tmp_path)
+    assert set(index.documents) == {"renault-geely-mou", "added"}
+
+    calls: list[int] = []
+
+    class Counting(HashingEmbedder):
+        def encode(self, texts, *, progress=False):  # type: ignore[no-untyped-def]
+            calls.append(len(texts))
+            return super().encode(texts, progress=progress)
+
+    grown = seed[0].text + "\n\nA new line."
+    new_seed = [Document("renault-geely-mou", "renault-geely-mou", grown)]
+    reloaded = load_or_build(tmp_path, new_seed, Counting())
+    assert set(reloaded.documents) == {"renault-geely-mou", "added"}  # API document kept
+    assert calls == [1]  # only the new sentence was embedded
+    assert reloaded.documents["renault-geely-mou"].text.endswith("A new line.")
+    removed = reloaded.updated(hashing_embedder, deletes=["added"])
+    assert set(removed.documents) == {"renault-geely-mou"}
+    assert all(s.doc_id == "renault-geely-mou" for s in removed.sentences)
+
+
+def test_large_corpora_get_an_hnsw_index_with_high_recall() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = FaissStore.from_vectors(vectors, hnsw_threshold=10_000)
+    approx = FaissStore.from_vectors(vectors, hnsw_threshold=1_000)
+    assert (exact.kind, approx.kind) == ("flat", "hnsw")
+    queries = vectors[:200] + 0.1 * rng.normal(size=(200, 32)).astype(np.float32)
+    _, truth = exact.search(queries, 10)
+    _, found = approx.search(queries, 10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    assert recall > 0.95
 
 
 def test_reads_txt_md_and_jsonl(tmp_path: Path) -> None:
