@@ -228,9 +228,7 @@ class CorpusIndex:
         os.replace(pointer, directory / "CURRENT")
         _fsync(directory)
         self.manifest = manifest
-        for old in snapshots.iterdir():
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
+        _remove_all_but(snapshots, name)
         return final
 
     @classmethod
@@ -280,6 +278,13 @@ class CorpusIndex:
                    lexical)  # fmt: skip
 
 
+def _remove_all_but(snapshots: Path, keep: str) -> None:
+    """Delete old snapshots and the leftovers of interrupted writes."""
+    for old in snapshots.iterdir():
+        if old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _incompatible(directory: Path, found: object) -> IndexFormatError:
     return IndexFormatError(
         f"{directory}: index format {found}, but this version reads format {FORMAT_VERSION}; "
@@ -321,6 +326,7 @@ def load_or_build(
         index = CorpusIndex.build(seed, embedder, progress=progress)
         index.save(directory)
         return index
+    _remove_all_but(directory / "snapshots", (directory / "CURRENT").read_text().strip())
     model_changed = index.manifest.model_id != embedder.model_id
     if model_changed or index.manifest.seed_checksum != seed_checksum:
         log.info("updating index: %s", "model changed" if model_changed else "seed corpus changed")

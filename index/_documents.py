@@ -21,7 +21,7 @@ class Document(msgspec.Struct, frozen=True):
     doc_id: str
     title: str
     text: str
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)  # stored, not indexed
 
 
 def _doc_id_from_path(path: Path) -> str:

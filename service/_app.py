@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
@@ -22,7 +22,8 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
-from service._errors import CiteQAError, NotFoundError, NotReadyError
+from service._errors import CiteQAError, ForbiddenError, NotFoundError, NotReadyError
+from service._ingest import IngestResult, delete_document, parse_documents, upsert_documents
 from service._openai import (
     ChatCompletionRequest,
     chat_chunks,
@@ -186,6 +187,42 @@ def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
     return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
 
 
+def _require_admin_key(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard for document writes: an admin bearer key, and writes switched on at all."""
+    keys: tuple[str, ...] = connection.app.state.settings.admin_key_list
+    if not keys:
+        raise ForbiddenError("document ingestion is disabled; set CITEQA_ADMIN_KEYS to enable it")
+    if not _bearer_matches(connection, keys):
+        raise NotAuthorizedException("missing or invalid admin key")
+
+
+@post("/documents", tags=["documents"], status_code=201, guards=[_require_admin_key])
+async def add_documents(request: Request[Any, Any, Any], state: State) -> IngestResult:
+    """Add or replace documents, answering once the change is durable.
+
+    The body is JSON ``{doc_id?, title?, text, metadata?}``, a batch
+    ``{"documents": [...]}``, or a text/markdown upload (``?doc_id=&title=``).
+    """
+    runtime = _runtime(state)
+    docs = parse_documents(
+        await request.body(),
+        request.headers.get("content-type", ""),
+        dict(request.query_params),
+        state.settings,
+    )
+    return await upsert_documents(runtime, docs)
+
+
+@delete("/documents/{doc_id:str}", tags=["documents"], status_code=200,
+        guards=[_require_admin_key])  # fmt: skip
+async def remove_document(doc_id: FromPath[str], state: State) -> dict[str, str]:
+    """Delete a document; later questions no longer see it."""
+    await delete_document(_runtime(state), doc_id)
+    return {"deleted": doc_id}
+
+
 @get("/models", tags=["openai"], sync_to_thread=False)
 def models(state: State) -> dict[str, Any]:
     """The one model this service offers, in the OpenAI shape."""
@@ -228,15 +265,20 @@ def _require_api_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Guard for ``/v1``: when API keys are configured, a bearer token must match one."""
-    keys: tuple[str, ...] = connection.app.state.settings.api_key_list
-    if not keys:
+    settings: Settings = connection.app.state.settings
+    if not settings.api_key_list:
         return
+    # An admin key also reads, so a writer needs only one Authorization header.
+    if not _bearer_matches(connection, settings.api_key_list + settings.admin_key_list):
+        raise NotAuthorizedException("missing or invalid API key")
+
+
+def _bearer_matches(connection: ASGIConnection[Any, Any, Any, Any], keys: tuple[str, ...]) -> bool:
     scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
     matched = False
     for key in keys:  # every key is compared, so timing does not reveal which matched
         matched |= secrets.compare_digest(token.strip().encode(), key.encode())
-    if scheme.lower() != "bearer" or not matched:
-        raise NotAuthorizedException("missing or invalid API key")
+    return scheme.lower() == "bearer" and matched
 
 
 _OPENAI_PATHS = ("/v1/chat/", "/v1/models")
@@ -305,7 +347,16 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
 
     v1 = Router(
         path="/v1",
-        route_handlers=[ask, search, list_documents, get_document, models, chat_completions],
+        route_handlers=[
+            ask,
+            search,
+            list_documents,
+            get_document,
+            add_documents,
+            remove_document,
+            models,
+            chat_completions,
+        ],
         guards=[_require_api_key],
     )
     return Litestar(
@@ -315,4 +366,5 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         on_shutdown=[on_shutdown],
         exception_handlers={Exception: _error},
         openapi_config=OpenAPIConfig(title="citeqa", version="0.1.0", path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CiteQAError",
+    "ForbiddenError",
     "IndexLoadError",
     "InvalidRequestError",
     "LLMError",
@@ -21,6 +22,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotFoundError",
     "NotReadyError",
+    "PayloadTooLargeError",
 ]
 
 
@@ -39,6 +41,18 @@ class InvalidRequestError(CiteQAError):
     """The request is well-formed but cannot be served as asked."""
 
     status_code = 400
+
+
+class ForbiddenError(CiteQAError):
+    """The operation is disabled by configuration."""
+
+    status_code = 403
+
+
+class PayloadTooLargeError(CiteQAError):
+    """A document, batch or body exceeds its limit."""
+
+    status_code = 413
 
 
 class NotFoundError(CiteQAError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,13 +22,22 @@ log = logging.getLogger(__name__)
 class Runtime:
     """A loaded pipeline and what it took to load it."""
 
-    answerer: Answerer
+    answerer: Answerer  # replaced whole on every write; readers keep the one they took
     llm: OpenAIChatModel | None
     embedded: EmbeddedServer | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def background(self, task: asyncio.Task[None]) -> None:
+        """Keep a reference to a fire-and-forget task until it finishes."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         """Release the LLM client and the embedded server."""
+        for task in list(self._tasks):
+            task.cancel()
         if self.llm is not None:
             await self.llm.aclose()
         if self.embedded is not None:

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     port: int = 8000
     # Comma-separated bearer tokens; when set, every /v1 route requires one of them.
     api_keys: SecretStr = SecretStr("")
+    # Comma-separated bearer tokens for adding and deleting documents; unset: writes are off.
+    admin_keys: SecretStr = SecretStr("")
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_document_chars: int = 2_000_000
+    max_batch_documents: int = 100
     # The model id that /v1/models lists and chat completions report.
     model_name: str = "citeqa"
 
@@ -65,4 +70,13 @@ class Settings(BaseSettings):
     @property
     def api_key_list(self) -> tuple[str, ...]:
         """The configured API keys, empty when auth is off."""
-        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+        return _split(self.api_keys)
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        """The configured admin keys, empty when writes are off."""
+        return _split(self.admin_keys)
+
+
+def _split(keys: SecretStr) -> tuple[str, ...]:
+    return tuple(k.strip() for k in keys.get_secret_value().split(",") if k.strip())

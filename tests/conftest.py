@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from litestar.testing import TestClient
 
-from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, read_documents
+from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, load_or_build, read_documents
 from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
 from service._verify import terms
 
@@ -193,7 +193,7 @@ def fake_app(
     app_settings = settings.model_copy(update=overrides)
 
     async def loader(s: Settings) -> Runtime:
-        index = CorpusIndex.build(read_documents(s.corpus), embedder)
+        index = load_or_build(s.index_dir, read_documents(s.corpus), embedder)
         llm = upstream.model()
         answerer = Answerer(index, embedder, llm, s)
         await answerer.warm()

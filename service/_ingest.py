@@ -1,0 +1,190 @@
+"""Adding, replacing and deleting documents while the service runs.
+
+Writes are serialised by one lock and run in a worker thread: segment, embed only the
+new sentences, write a new snapshot, then swap the live ``Answerer``. Readers hold
+whichever ``Answerer`` they started with, so they never wait and never see half a
+change. A write is acknowledged only after its snapshot is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import anyio.to_thread
+import msgspec
+from msgspec import Meta
+
+from index import CorpusIndex, Document
+from service._answer import Answerer
+from service._errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from service._runtime import Runtime
+from service._settings import Settings
+
+__all__ = ["DocumentIn", "IngestResult", "delete_document", "parse_documents", "upsert_documents"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+DocId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Metadata = dict[str, str | int | float | bool | None]
+_TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
+
+
+class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A document to add or replace; without ``doc_id`` one is derived from the text."""
+
+    text: str
+    doc_id: DocId | None = None
+    title: Annotated[str, Meta(max_length=500)] | None = None
+    metadata: Metadata | None = None
+
+
+class DocumentBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Several documents in one request."""
+
+    documents: Annotated[list[DocumentIn], Meta(min_length=1)]
+
+
+class IngestedDocument(msgspec.Struct):
+    """What became of one document."""
+
+    doc_id: str
+    title: str
+    sentences: int
+    chunks: int
+    replaced: bool
+
+
+class IngestResult(msgspec.Struct):
+    """``POST /v1/documents``."""
+
+    documents: list[IngestedDocument]
+    total_documents: int
+    total_sentences: int
+
+
+def _check_text(text: str, where: str, settings: Settings) -> None:
+    if len(text) > settings.max_document_chars:
+        raise PayloadTooLargeError(
+            f"{where}: text is {len(text)} characters; the limit is {settings.max_document_chars}"
+        )
+    if not text.strip():
+        raise InvalidRequestError(f"{where}: text is empty")
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f\v")
+    if "\0" in text or controls > 0.01 * len(text):
+        raise InvalidRequestError(f"{where}: content is not text (control or NUL characters)")
+
+
+def _document(item: DocumentIn, where: str, settings: Settings) -> Document:
+    _check_text(item.text, where, settings)
+    doc_id = item.doc_id or "doc-" + hashlib.sha256(item.text.encode()).hexdigest()[:16]
+    metadata = {k: str(v) for k, v in (item.metadata or {}).items() if v is not None}
+    return Document(doc_id=doc_id, title=item.title or doc_id, text=item.text, metadata=metadata)
+
+
+def parse_documents(
+    body: bytes, content_type: str, query: dict[str, str], settings: Settings
+) -> list[Document]:
+    """Documents from a JSON body (one or ``{"documents": [...]}``) or a text upload."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in _TEXT_TYPES:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError("upload is not UTF-8 text") from exc
+        fields: dict[str, Any] = {"text": text}
+        for key in ("doc_id", "title"):
+            if query.get(key):
+                fields[key] = query[key]
+        items = [_convert(fields, DocumentIn)]
+    elif media in ("application/json", ""):
+        try:
+            raw = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequestError(f"malformed JSON: {exc}") from exc
+        if isinstance(raw, dict) and "documents" in raw:
+            documents = raw["documents"]
+            if isinstance(documents, list) and len(documents) > settings.max_batch_documents:
+                raise PayloadTooLargeError(
+                    f"batch has {len(documents)} documents; the limit is "
+                    f"{settings.max_batch_documents}"
+                )
+            items = _convert(raw, DocumentBatch).documents
+        else:
+            items = [_convert(raw, DocumentIn)]
+    else:
+        raise InvalidRequestError(
+            f"unsupported content type {media!r}: "
+            "send application/json, text/plain or text/markdown"
+        )
+    docs = [_document(item, f"documents[{i}]", settings) for i, item in enumerate(items)]
+    ids = [d.doc_id for d in docs]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequestError("the batch names the same doc_id twice")
+    return docs
+
+
+def _convert(raw: Any, kind: type[_T]) -> _T:
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+@dataclass
+class _Write:
+    upserts: Sequence[Document] = ()
+    deletes: Sequence[str] = ()
+
+
+def _apply(answerer: Answerer, write: _Write, settings: Settings) -> Answerer:
+    index: CorpusIndex = answerer.index.updated(
+        answerer.embedder, upserts=write.upserts, deletes=write.deletes
+    )
+    index.save(settings.index_dir)  # durable before the swap, and before the reply
+    return Answerer(index, answerer.embedder, answerer.llm, answerer.settings)
+
+
+async def _write(runtime: Runtime, write: _Write) -> Answerer:
+    async with runtime.write_lock:
+        old = runtime.answerer
+        new = await anyio.to_thread.run_sync(_apply, old, write, old.settings)
+        runtime.answerer = new
+    if new.llm is not None:
+        # The whole-corpus prompt prefix changed; re-warm it off the request path.
+        runtime.background(asyncio.create_task(new.warm()))
+    return new
+
+
+async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:
+    """Add or replace ``docs``; returns once the new snapshot is durable and live."""
+    existing = set(runtime.answerer.index.documents)
+    new = await _write(runtime, _Write(upserts=docs))
+    index = new.index
+    return IngestResult(
+        documents=[
+            IngestedDocument(
+                d.doc_id,
+                d.title,
+                len(index.sentences_of(d.doc_id)),
+                len(index.chunks_of(d.doc_id)),
+                d.doc_id in existing,
+            )
+            for d in docs
+        ],
+        total_documents=len(index.documents),
+        total_sentences=len(index.sentences),
+    )
+
+
+async def delete_document(runtime: Runtime, doc_id: str) -> None:
+    """Remove a document; 404 if it is not there."""
+    if doc_id not in runtime.answerer.index.documents:
+        raise NotFoundError(f"no document with doc_id {doc_id!r}")
+    await _write(runtime, _Write(deletes=[doc_id]))

@@ -1,0 +1,290 @@
+"""Adding, replacing and deleting documents through the API; durability and concurrency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+from pydantic import SecretStr
+
+from index import CorpusIndex, load_or_build, read_documents
+from service import Settings
+from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, fake_app
+
+Client = Callable[..., TestClient[Any]]
+ADMIN = {"Authorization": "Bearer admin-1"}
+BATTERY = "Where are the batteries made?"
+
+
+@pytest.fixture
+def admin_client(make_client: Client) -> TestClient[Any]:
+    return make_client(
+        admin_keys=SecretStr("admin-1"),
+        max_document_chars=5000,
+        max_batch_documents=3,
+        max_body_bytes=20_000,
+    )
+
+
+def _add(client: TestClient[Any], body: dict[str, Any], **kw: Any) -> httpx.Response:
+    return client.post("/v1/documents", json=body, headers=ADMIN, **kw)
+
+
+def _extractive(client: TestClient[Any], question: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.post(
+        "/v1/ask", json={"question": question, "answer_mode": "extractive"}
+    ).json()
+    return body
+
+
+def test_add_replace_and_delete_change_the_answers(admin_client: TestClient[Any]) -> None:
+    assert _extractive(admin_client, BATTERY)["answerable"] is False
+    added = _add(
+        admin_client,
+        {
+            "doc_id": "plants",
+            "title": "Plants",
+            "text": "The batteries are made in Ningbo. The cars are not.",
+        },
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["documents"] == [
+        {"doc_id": "plants", "title": "Plants", "sentences": 2, "chunks": 1, "replaced": False}
+    ]
+    answer = _extractive(admin_client, BATTERY)
+    assert answer["citations"][0]["doc_id"] == "plants" and "Ningbo" in answer["answer"]
+
+    replaced = _add(admin_client, {"doc_id": "plants", "text": "The batteries are made in Xi'an."})
+    assert replaced.json()["documents"][0]["replaced"] is True
+    answer = _extractive(admin_client, BATTERY)
+    assert "Xi'an" in answer["answer"] and "Ningbo" not in answer["answer"]
+    doc = admin_client.get("/v1/documents/plants").json()
+    assert doc["text"] == "The batteries are made in Xi'an."
+
+    deleted = admin_client.delete("/v1/documents/plants", headers=ADMIN)
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": "plants"}
+    assert admin_client.get("/v1/documents/plants").status_code == 404
+    assert _extractive(admin_client, BATTERY)["answerable"] is False
+    assert admin_client.delete("/v1/documents/plants", headers=ADMIN).status_code == 404
+
+
+def test_batches_markdown_uploads_and_derived_ids(admin_client: TestClient[Any]) -> None:
+    batch = _add(
+        admin_client,
+        {"documents": [{"text": "First doc here."}, {"doc_id": "b", "text": "Second doc."}]},
+    )
+    assert batch.status_code == 201
+    ids = [d["doc_id"] for d in batch.json()["documents"]]
+    assert ids[0].startswith("doc-") and ids[1] == "b"
+    upload = admin_client.post(
+        "/v1/documents?doc_id=notes&title=Notes",
+        content=b"# Notes\n\nThe plant opens in May.",
+        headers={**ADMIN, "content-type": "text/markdown"},
+    )
+    assert upload.status_code == 201, upload.text
+    listing = {d["doc_id"]: d for d in admin_client.get("/v1/documents").json()["documents"]}
+    assert listing["notes"]["title"] == "Notes" and {ids[0], "b"} <= set(listing)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        ({"text": "x" * 5001}, {}, 413, "limit is 5000"),
+        ({"documents": [{"text": "a"}] * 4}, {}, 413, "limit is 3"),
+        ({"text": "   \n "}, {}, 400, "text is empty"),
+        ({"text": "bin\x00ary\x01\x02"}, {}, 400, "not text"),
+        ({"doc_id": "../etc", "text": "x"}, {}, 400, "doc_id"),
+        ({"text": "x", "colour": "red"}, {}, 400, "colour"),
+        (
+            {"documents": [{"doc_id": "a", "text": "x"}, {"doc_id": "a", "text": "y"}]},
+            {},
+            400,
+            "same doc_id",
+        ),
+    ],
+)
+def test_bad_documents_are_rejected_with_a_reason(
+    admin_client: TestClient[Any],
+    body: dict[str, Any],
+    headers: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    response = _add(admin_client, body)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+def test_oversized_bodies_and_non_text_uploads_are_rejected(admin_client: TestClient[Any]) -> None:
+    big = admin_client.post(
+        "/v1/documents", content=b"a" * 30_000, headers={**ADMIN, "content-type": "text/plain"}
+    )
+    assert big.status_code == 413
+    latin = admin_client.post(
+        "/v1/documents", content=b"caf\xe9", headers={**ADMIN, "content-type": "text/plain"}
+    )
+    assert latin.status_code == 400 and "UTF-8" in latin.json()["detail"]
+    pdf = admin_client.post(
+        "/v1/documents", content=b"%PDF-1.4", headers={**ADMIN, "content-type": "application/pdf"}
+    )
+    assert pdf.status_code == 400 and "content type" in pdf.json()["detail"]
+
+
+def test_writes_need_an_admin_key_and_are_off_without_one(make_client: Client) -> None:
+    closed = make_client()
+    off = closed.post("/v1/documents", json={"text": "x"}, headers=ADMIN)
+    assert off.status_code == 403 and "CITEQA_ADMIN_KEYS" in off.json()["detail"]
+    guarded = make_client(admin_keys=SecretStr("admin-1"))
+    assert guarded.post("/v1/documents", json={"text": "x"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert guarded.post("/v1/documents", json={"text": "x"}, headers=wrong).status_code == 401
+    assert guarded.delete("/v1/documents/renault-geely-mou", headers=wrong).status_code == 401
+    assert guarded.post("/v1/documents", json={"text": "x"}, headers=ADMIN).status_code == 201
+
+
+def test_a_restart_keeps_every_acknowledged_document(
+    settings: Settings, hashing_embedder: HashingEmbedder, upstream: QueuedUpstream
+) -> None:
+    app_settings = settings.model_copy(update={"admin_keys": SecretStr("admin-1")})
+    with TestClient(fake_app(app_settings, hashing_embedder, upstream)) as client:
+        _wait(client)
+        for n in range(3):
+            assert (
+                _add(client, {"doc_id": f"d{n}", "text": f"Fact number {n} is here."}).status_code
+                == 201
+            )
+        client.delete("/v1/documents/d1", headers=ADMIN)
+    with TestClient(fake_app(app_settings, hashing_embedder, upstream)) as client:
+        _wait(client)
+        ids = {d["doc_id"] for d in client.get("/v1/documents").json()["documents"]}
+    assert ids == {"renault-geely-mou", "d0", "d2"}
+
+
+def _wait(client: TestClient[Any]) -> None:
+    for _ in range(500):
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.01)
+    raise AssertionError("not ready")
+
+
+def test_queries_during_ingestion_see_no_errors(admin_client: TestClient[Any]) -> None:
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        while not stop.is_set():
+            r = admin_client.post("/v1/search", json={"query": "batteries plant", "top_k": 3})
+            if r.status_code != 200:
+                failures.append(r.text)
+            r = admin_client.post(
+                "/v1/ask", json={"question": BATTERY, "answer_mode": "extractive"}
+            )
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    readers = [threading.Thread(target=query) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for n in range(8):
+        assert (
+            _add(
+                admin_client,
+                {
+                    "doc_id": f"plant{n}",
+                    "text": f"The batteries for line {n} are made in plant {n}.",
+                },
+            ).status_code
+            == 201
+        )
+    stop.set()
+    for t in readers:
+        t.join()
+    assert failures == []
+    assert len(admin_client.get("/v1/documents").json()["documents"]) == 9
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_server", str(tmp_path), str(port), "admin-1"],
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        response = httpx.post(
+            base + "/v1/documents",
+            headers=ADMIN,
+            json={"doc_id": "kept", "text": "This write was acknowledged."},
+        )
+        assert response.status_code == 201
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "kept" in CorpusIndex.load(tmp_path).documents
+
+
+CRASH_MID_WRITE = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from index import Document, _build, load_or_build, read_documents
+    from tests.conftest import ARTICLE, HashingEmbedder
+
+    directory = Path(sys.argv[1])
+    embedder = HashingEmbedder()
+    index = load_or_build(directory, read_documents([ARTICLE]), embedder)
+    new = index.updated(embedder, upserts=[Document("lost", "Lost", "Never made it.")])
+
+    def hang(*args):  # the moment before the snapshot becomes current
+        print("switching", flush=True)
+        time.sleep(60)
+
+    _build.os.replace = hang
+    new.save(directory)
+    """
+)
+
+
+def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_MID_WRITE, str(tmp_path)],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "switching"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    index = CorpusIndex.load(tmp_path)
+    assert set(index.documents) == {"renault-geely-mou"}
+    assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the orphan waits for cleanup
+    load_or_build(tmp_path, read_documents([ARTICLE]), HashingEmbedder())
+    assert len(list((tmp_path / "snapshots").iterdir())) == 1
