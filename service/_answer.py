@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from index import CorpusIndex, Embedder, Sentence, split_spans
+from index import CorpusIndex, Embedder, Sentence, Vectors, split_spans
 from service._errors import LLMError
 from service._llm import ChatModel
 from service._prompts import render_answer_prompt
@@ -123,6 +123,8 @@ class Answerer:
     settings: Settings
     _idf: dict[str, float] = field(init=False, repr=False)
     _titles: dict[str, Terms] = field(init=False, repr=False)
+    _corpus_chars: int = field(init=False, repr=False)
+    _last_question: tuple[str, Vectors] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Rare words say more about whether a sentence answers a question than common ones.
@@ -130,6 +132,16 @@ class Answerer:
         n = len(self.index.sentences)
         self._idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
         self._titles = {d.doc_id: terms(d.title) for d in self.index.documents.values()}
+        self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
+
+    def _question_vector(self, question: str) -> Vectors:
+        """The question's embedding; retrieval and verification share one encode."""
+        last = self._last_question
+        if last is not None and last[0] == question:
+            return last[1]
+        vector: Vectors = self.embedder.encode([question])[0]
+        self._last_question = (question, vector)
+        return vector
 
     def _lexical(self, q_terms: Terms, sentence_index: int) -> float:
         """IDF-weighted share of the question's terms that a sentence holds.
@@ -155,7 +167,7 @@ class Answerer:
         """
         index = self.index
         settings = self.settings
-        q_vec = self.embedder.encode([question])[0]
+        q_vec = self._question_vector(question)
         _, dense_ids = index.store.search(q_vec[None, :], pool)
         rankings = [([int(i) for i in dense_ids[0] if i >= 0], settings.dense_weight)]
         if settings.retrieval == "hybrid":
@@ -216,8 +228,7 @@ class Answerer:
         question and the LLM server reuses its cache; a large one is cut to the
         best candidates.
         """
-        total = sum(len(d.text) for d in self.index.documents.values())
-        if total <= self.settings.whole_corpus_chars:
+        if self._corpus_chars <= self.settings.whole_corpus_chars:
             return list(range(len(self.index.sentences)))
         chosen = [c.index for c in candidates[: self.settings.context_sentences]]
         return sorted(chosen)
@@ -301,7 +312,7 @@ class Answerer:
         question's point ("built where?" answered with "built on platform X") fail here.
         """
         q_terms = terms(question)
-        q_vec = self.embedder.encode([question])[0]
+        q_vec = self._question_vector(question)
         vectors = self.index.vectors[cited]
         evidence = max(
             Candidate(i, float(v @ q_vec), self._lexical(q_terms, i)).evidence

@@ -332,6 +332,9 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
     async def _load() -> None:
         try:
             life.runtime = await loader(settings)
+        except CiteQAError as exc:  # expected failures carry a message fit for /readyz
+            log.error("loading failed: %s", exc.message)
+            life.failure = exc.message
         except Exception as exc:
             log.exception("loading failed")
             life.failure = str(exc) or type(exc).__name__

@@ -132,6 +132,12 @@ def build(paths: tuple[Path, ...], out: Path | None) -> None:
 @click.option("--mode", type=_MODES, default="llm", show_default=True)
 @click.option("--top-k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N questions.")
+@click.option(
+    "--retrieval",
+    type=click.Choice(["dense", "hybrid"]),
+    default=None,
+    help="Override CITEQA_RETRIEVAL for this run.",
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def eval_command(
     questions: Path,
@@ -139,6 +145,7 @@ def eval_command(
     mode: AnswerMode,
     top_k: int,
     limit: int | None,
+    retrieval: str | None,
     json_out: Path | None,
 ) -> None:
     """Run QUESTIONS through the pipeline and print accuracy, citation and latency figures."""
@@ -149,6 +156,8 @@ def eval_command(
         settings = _settings(
             corpus=list(corpus), index_dir=base.index_dir.parent / f"eval-{checksum}"
         )
+    if retrieval:
+        settings = settings.model_copy(update={"retrieval": retrieval})
     items = read_questions(questions)[:limit]
 
     async def run() -> dict[str, Any]:

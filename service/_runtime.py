@@ -7,9 +7,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from index import SentenceTransformerEmbedder, load_or_build, read_documents
+from index import IndexFormatError, SentenceTransformerEmbedder, load_or_build, read_documents
 from service._answer import Answerer
 from service._embedded import EmbeddedServer, assemble_model
+from service._errors import IndexLoadError
 from service._llm import OpenAIChatModel
 from service._settings import Settings
 
@@ -57,8 +58,11 @@ async def load_runtime(
     embedder = SentenceTransformerEmbedder()
     timings["embedder"] = _elapsed(started)
     step = time.perf_counter()
-    docs = read_documents(settings.corpus)
-    index = load_or_build(settings.index_dir, docs, embedder, progress=progress)
+    try:
+        docs = read_documents(settings.corpus)
+        index = load_or_build(settings.index_dir, docs, embedder, progress=progress)
+    except (IndexFormatError, ValueError, OSError) as exc:
+        raise IndexLoadError(str(exc)) from exc
     timings["index"] = _elapsed(step)
     llm: OpenAIChatModel | None = None
     embedded: EmbeddedServer | None = None

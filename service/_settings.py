@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     # A corpus this small goes whole into the prompt, as a prefix the LLM caches.
     whole_corpus_chars: int = 8000
-    context_sentences: int = 12
+    context_sentences: int = 8
 
     # Retrieval: "dense" (FAISS only) or "hybrid" (FAISS and BM25, reciprocal rank fusion).
     retrieval: Literal["dense", "hybrid"] = "hybrid"
