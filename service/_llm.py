@@ -68,24 +68,35 @@ class OpenAIChatModel:
         """Close the connection pool."""
         await self._client.aclose()
 
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, payload: dict[str, Any]) -> httpx.Response:
+        """POST the request and return the open response, or raise by kind of failure."""
+        headers = {"Accept": "text/event-stream"} if payload["stream"] else {}
+        request = self._client.build_request(
+            "POST", "chat/completions", json=payload, headers=headers
+        )
         try:
-            response = await self._client.post("chat/completions", json=payload)
+            response = await self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
             raise _Retryable(f"cannot reach the LLM: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise LLMError(f"LLM request failed: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise _Retryable(f"LLM answered {response.status_code}")
         if response.status_code >= 400:
-            raise LLMError(
-                f"LLM rejected the request: {response.status_code} {response.text[:200]}"
-            )
+            body = (await response.aread())[:200]
+            await response.aclose()
+            if response.status_code >= 500:
+                raise _Retryable(f"LLM answered {response.status_code}")
+            raise LLMError(f"LLM rejected the request: {response.status_code} {body!r}")
+        return response
+
+    async def _open(self, payload: dict[str, Any]) -> httpx.Response:
+        """:meth:`_send`, retried on connection trouble and 5xx."""
         try:
-            body: dict[str, Any] = response.json()
-        except ValueError as exc:
-            raise LLMError("LLM answered with invalid JSON") from exc
-        return body
+            async for attempt in self._retrying():
+                with attempt:
+                    return await self._send(payload)
+        except _Retryable as exc:
+            raise LLMUnavailableError(str(exc)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     def _payload(
         self, messages: Sequence[Message], max_tokens: int, stream: bool
@@ -108,13 +119,15 @@ class OpenAIChatModel:
 
     async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
         """Return the assistant's reply to ``messages``, greedily decoded."""
-        payload = self._payload(messages, max_tokens, stream=False)
+        response = await self._open(self._payload(messages, max_tokens, stream=False))
         try:
-            async for attempt in self._retrying():
-                with attempt:
-                    body = await self._post(payload)
-        except _Retryable as exc:
-            raise LLMUnavailableError(str(exc)) from exc
+            body = json.loads(await response.aread())
+        except ValueError as exc:
+            raise LLMError("LLM answered with invalid JSON") from exc
+        except httpx.HTTPError as exc:
+            raise LLMUnavailableError(f"LLM answer broke off: {exc!r}") from exc
+        finally:
+            await response.aclose()
         try:
             content = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
@@ -130,13 +143,7 @@ class OpenAIChatModel:
         is raised, not hidden by a second, different reply. Closing this iterator
         early closes the upstream connection, which stops generation there.
         """
-        payload = self._payload(messages, max_tokens, stream=True)
-        try:
-            async for attempt in self._retrying():
-                with attempt:
-                    response = await self._open_stream(payload)
-        except _Retryable as exc:
-            raise LLMUnavailableError(str(exc)) from exc
+        response = await self._open(self._payload(messages, max_tokens, stream=True))
         try:
             async for sse in EventSource(response).aiter_sse():
                 if sse.data.strip() == "[DONE]":
@@ -153,21 +160,3 @@ class OpenAIChatModel:
             raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
         finally:
             await response.aclose()
-
-    async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
-        request = self._client.build_request(
-            "POST", "chat/completions", json=payload, headers={"Accept": "text/event-stream"}
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(f"cannot reach the LLM: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise LLMError(f"LLM request failed: {exc!r}") from exc
-        if response.status_code >= 400:
-            body = (await response.aread())[:200]
-            await response.aclose()
-            if response.status_code >= 500:
-                raise _Retryable(f"LLM answered {response.status_code}")
-            raise LLMError(f"LLM rejected the request: {response.status_code} {body!r}")
-        return response
