@@ -309,14 +309,20 @@ def _fsync(path: Path) -> None:
 
 
 def load_or_build(
-    directory: Path, seed: Sequence[Document], embedder: Embedder, *, progress: bool = False
+    directory: Path,
+    seed: Sequence[Document],
+    embedder: Embedder,
+    *,
+    progress: bool = False,
+    sync_seed: bool = True,
 ) -> CorpusIndex:
     """Load the index in ``directory``, seeding it from ``seed`` when needed.
 
-    No index yet: build one from ``seed``. The seed corpus changed since the index was
-    seeded: its documents are added or replaced, and documents added through the API
-    stay. The embedding model changed: everything is embedded again. A corrupt or
-    incompatible index raises :class:`IndexFormatError`, never silently loses data.
+    No index yet: build one from ``seed``. With ``sync_seed``, a seed that changed since
+    the index was seeded has its documents added or replaced, and documents added
+    through the API stay. The embedding model changed: everything is embedded again.
+    A corrupt or incompatible index raises :class:`IndexFormatError`, never silently
+    loses data.
     """
     seed_checksum = corpus_checksum(seed)
     try:
@@ -328,8 +334,13 @@ def load_or_build(
         return index
     _remove_all_but(directory / "snapshots", (directory / "CURRENT").read_text().strip())
     model_changed = index.manifest.model_id != embedder.model_id
-    if model_changed or index.manifest.seed_checksum != seed_checksum:
-        log.info("updating index: %s", "model changed" if model_changed else "seed corpus changed")
+    seed_changed = sync_seed and index.manifest.seed_checksum != seed_checksum
+    if model_changed and not seed_changed:
+        log.info("updating index: model changed")
+        index = index.updated(embedder)
+        index.save(directory)
+    elif seed_changed:
+        log.info("updating index: seed corpus changed")
         index = index.updated(embedder, upserts=seed, seed_checksum=seed_checksum)
         index.save(directory)
     return index

@@ -63,8 +63,14 @@ def prepare() -> None:
 
     settings = Settings()
     click.echo(f"model: {assemble_model(settings.model_cache_dir)}")
-    docs = read_documents(settings.corpus)
-    index = load_or_build(settings.index_dir, docs, SentenceTransformerEmbedder(), progress=True)
+    docs = read_documents(settings.seed_paths)
+    index = load_or_build(
+        settings.index_dir,
+        docs,
+        SentenceTransformerEmbedder(),
+        progress=True,
+        sync_seed=settings.corpus is not None,
+    )
     click.echo(f"index: {settings.index_dir} ({index.manifest.sentences} sentences)")
 
 
@@ -110,7 +116,7 @@ def build(paths: tuple[Path, ...], out: Path | None) -> None:
     """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article."""
     settings = _settings(index_dir=out, corpus=list(paths) or None)
     try:
-        docs = read_documents(settings.corpus)
+        docs = read_documents(settings.seed_paths)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     index = CorpusIndex.build(docs, SentenceTransformerEmbedder(), progress=True)

@@ -59,8 +59,14 @@ async def load_runtime(
     timings["embedder"] = _elapsed(started)
     step = time.perf_counter()
     try:
-        docs = read_documents(settings.corpus)
-        index = load_or_build(settings.index_dir, docs, embedder, progress=progress)
+        docs = read_documents(settings.seed_paths)
+        index = load_or_build(
+            settings.index_dir,
+            docs,
+            embedder,
+            progress=progress,
+            sync_seed=settings.corpus is not None,
+        )
     except (IndexFormatError, ValueError, OSError) as exc:
         raise IndexLoadError(str(exc)) from exc
     timings["index"] = _elapsed(step)

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CITEQA_", frozen=True)
 
-    corpus: list[Path] = Field(default_factory=lambda: [bundled_corpus()])
+    # Set: these files are kept in the index (added or replaced when they change).
+    # Unset: the bundled article seeds an empty index, and the index is otherwise left as is.
+    corpus: list[Path] | None = None
     index_dir: Path = Path("var/index")
     model_cache_dir: Path = Path.home() / ".cache" / "citeqa"
 
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     min_question_coverage: float = 0.5
     # A refusal is overruled when one sentence holds this share of the question's terms.
     refusal_override_coverage: float = 0.8
+
+    @property
+    def seed_paths(self) -> list[Path]:
+        """The files the index is built from when it is empty."""
+        return self.corpus if self.corpus is not None else [bundled_corpus()]
 
     @property
     def api_key_list(self) -> tuple[str, ...]:

@@ -193,7 +193,7 @@ def fake_app(
     app_settings = settings.model_copy(update=overrides)
 
     async def loader(s: Settings) -> Runtime:
-        index = load_or_build(s.index_dir, read_documents(s.corpus), embedder)
+        index = load_or_build(s.index_dir, read_documents(s.seed_paths), embedder)
         llm = upstream.model()
         answerer = Answerer(index, embedder, llm, s)
         await answerer.warm()

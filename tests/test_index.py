@@ -166,3 +166,15 @@ def test_real_embedder_finds_the_cma_sentence(real_embedder: object, tmp_path: P
     )
     assert "Lingke energy saving platform CMA" in loaded.sentences[int(ids[0][0])].text
     assert scores[0][0] > 0.3
+
+
+def test_an_unsynced_seed_only_fills_an_empty_index(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    other = Document("other", "Other", "Only this document was indexed on purpose.")
+    CorpusIndex.build([other], hashing_embedder).save(tmp_path)
+    article = read_documents([ARTICLE])
+    kept = load_or_build(tmp_path, article, hashing_embedder, sync_seed=False)
+    assert set(kept.documents) == {"other"}
+    fresh = load_or_build(tmp_path / "empty", article, hashing_embedder, sync_seed=False)
+    assert set(fresh.documents) == {"renault-geely-mou"}
