@@ -38,9 +38,7 @@ def main() -> None:
     rows = []
     for q in read_questions(args.questions):
         best = answerer.candidates(q.question)[0]
-        q_cov = coverage(
-            terms(q.question), terms(answerer.index.sentences[best.index].text), answerer._idf
-        )
+        q_cov = coverage(terms(q.question), answerer._context_terms(best.index), answerer._idf)
         rows.append((q.answerable, best.evidence, q_cov))
     answerable = [r for r in rows if r[0]]
     unanswerable = [r for r in rows if not r[0]]

@@ -143,21 +143,28 @@ class Answerer:
         self._last_question = (question, vector)
         return vector
 
+    def _own_terms(self, sentence_index: int) -> Terms:
+        """A sentence's terms with its document's title."""
+        sentence = self.index.sentences[sentence_index]
+        return terms(sentence.text) | self._titles.get(sentence.doc_id, frozenset())
+
+    def _context_terms(self, sentence_index: int) -> Terms:
+        """:meth:`_own_terms` plus the sentence before, which often names what "it" is."""
+        own = self._own_terms(sentence_index)
+        sentences = self.index.sentences
+        before = sentence_index - 1
+        if before >= 0 and sentences[before].doc_id == sentences[sentence_index].doc_id:
+            return own | terms(sentences[before].text)
+        return own
+
     def _lexical(self, q_terms: Terms, sentence_index: int) -> float:
         """IDF-weighted share of the question's terms that a sentence holds.
 
-        The document title counts as part of the sentence, and a fifth of the score
-        also counts the sentence before, which often names what "it" refers to.
+        Four fifths count the sentence with its title, one fifth its wider context.
         """
-        sentences = self.index.sentences
-        sentence = sentences[sentence_index]
-        own = terms(sentence.text) | self._titles.get(sentence.doc_id, frozenset())
-        context = own
-        if sentence_index > 0 and sentences[sentence_index - 1].doc_id == sentence.doc_id:
-            context = own | terms(sentences[sentence_index - 1].text)
-        return 0.8 * coverage(q_terms, own, self._idf) + 0.2 * coverage(q_terms, context, self._idf)
-
-    # -- retrieval -------------------------------------------------------------
+        own = coverage(q_terms, self._own_terms(sentence_index), self._idf)
+        context = coverage(q_terms, self._context_terms(sentence_index), self._idf)
+        return 0.8 * own + 0.2 * context
 
     def candidates(self, question: str, pool: int = _POOL) -> list[Candidate]:
         """Sentences ranked for the question, best first.
@@ -318,8 +325,8 @@ class Answerer:
             Candidate(i, float(v @ q_vec), self._lexical(q_terms, i)).evidence
             for i, v in zip(cited, vectors, strict=True)
         )
-        cited_terms = [terms(self.index.sentences[i].text) for i in cited]
-        q_coverage = coverage(q_terms, frozenset().union(*cited_terms), self._idf)
+        held = frozenset().union(*(self._context_terms(i) for i in cited))
+        q_coverage = coverage(q_terms, held, self._idf)
         log.debug("question evidence %.3f, coverage %.3f", evidence, q_coverage)
         return (
             evidence >= self.settings.min_evidence
@@ -410,17 +417,17 @@ class Answerer:
         for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
             yield event
 
-    def _overrule_refusal(
+    def _without_llm_answer(
         self,
         question: str,
         candidates: list[Candidate],
         passages: list[Passage],
         timings: dict[str, float],
     ) -> AskResponse:
-        """Abstain as the model asked, unless one sentence plainly answers the question.
+        """Abstain after a refusal or an unverifiable reply, unless a sentence plainly answers.
 
-        The small model refuses some answerable questions; when a sentence holds
-        nearly every term of the question, that sentence is the answer.
+        The small model refuses some answerable questions and misreads others; when a
+        sentence holds nearly all of the question's terms, that sentence is the answer.
         """
         best = candidates[0] if candidates else None
         if best is None or best.lexical < self.settings.refusal_override_coverage:
@@ -439,9 +446,7 @@ class Answerer:
         log.debug("LLM reply: %r", reply)
         kept = self._verify(question, _claims_of(reply, context), context)
         if not kept:
-            if not reply.strip() or _REFUSAL.search(reply):
-                return self._overrule_refusal(question, candidates, passages, timings)
-            return self._abstain("llm", passages, timings, degraded=False)
+            return self._without_llm_answer(question, candidates, passages, timings)
         if not self._answers_question(question, sorted({i for _, i, _ in kept})):
             return self._abstain("llm", passages, timings, degraded=False)
         return self._compose(kept, passages, timings, degraded=False)

@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     min_evidence: float = 0.3
     min_claim_support: float = 0.5
     # Share of the question's terms the cited sentences must hold.
-    min_question_coverage: float = 0.5
-    # A refusal is overruled when one sentence holds this share of the question's terms.
+    min_question_coverage: float = 0.4
+    # When the LLM refuses or says nothing verifiable, a sentence holding this share of the
+    # question's terms is answered extractively instead of abstaining.
     refusal_override_coverage: float = 0.8
 
     @property
