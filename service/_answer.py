@@ -414,6 +414,9 @@ class Answerer:
         sent = response.citations[: reply.sent_citations]
         if [c.sentence_id for c in sent] != reply.sent_ids:  # pragma: no cover - by construction
             log.error("streamed citations disagree with the answer")
+        if reply.emitted and response.mode == "extractive" and response.answer:
+            # The model's streamed text was not verifiable; show the sentence that answers.
+            yield AnswerDelta("\n\n" + response.answer)
         for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
             yield event
 

@@ -125,3 +125,16 @@ def test_a_dropped_connection_stops_the_upstream_generation(
     while upstream.closed_early == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert upstream.closed_early == 1
+
+
+def test_an_unverifiable_streamed_reply_is_followed_by_the_sentence_that_answers(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue("The platform is called Zephyr and it is made by robots [S2].")
+    events = _events(base, {"question": "Which energy saving platform will the Korean models use?"})
+    text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    done = events[-1][1]
+    assert done["mode"] == "extractive" and CMA in done["citations"][0]["text"]
+    assert text.endswith(done["answer"])  # the answer of record was shown, after the model's
+    assert [kind for kind, _ in events][-2:] == ["citation", "done"]
