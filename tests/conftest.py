@@ -127,6 +127,13 @@ class QueuedUpstream:
         return [q for q in asked if "warm-up" not in q]
 
 
+def label_of(upstream: QueuedUpstream, needle: str) -> str:
+    """The [S<n>] label the warm-up prompt gave the sentence containing ``needle``."""
+    system = upstream.requests[0]["messages"][0]["content"]
+    (line,) = [ln for ln in system.splitlines() if needle in ln]
+    return line.split("]")[0] + "]"
+
+
 @pytest.fixture(scope="session")
 def hashing_embedder() -> HashingEmbedder:
     return HashingEmbedder()

@@ -9,7 +9,7 @@ import httpx
 from litestar.testing import TestClient
 
 from service._prompts import render_answer_prompt
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
 
 Client = Callable[..., TestClient[Any]]
 KOREA = "Which platform underpins the Korean models?"
@@ -22,13 +22,6 @@ def _ask(client: TestClient[Any], question: str, **extra: Any) -> dict[str, Any]
     return body
 
 
-def _label(upstream: QueuedUpstream, needle: str) -> str:
-    """The [S<n>] label the prompt gave the sentence containing ``needle``."""
-    system = upstream.requests[-1]["messages"][0]["content"]
-    (line,) = [ln for ln in system.splitlines() if needle in ln]
-    return line.split("]")[0] + "]"
-
-
 def _assert_verbatim(body: dict[str, Any]) -> None:
     for c in body["citations"]:
         assert ARTICLE_TEXT[c["start"] : c["end"]] == c["text"]
@@ -38,7 +31,7 @@ def test_answer_cites_the_sentence_the_model_labelled(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    label = _label(upstream, "Lingke")  # the warm-up request carried the whole article
+    label = label_of(upstream, "Lingke")  # the warm-up request carried the whole article
     upstream.queue(f"The Korean models are based on the Lingke energy saving platform CMA {label}.")
     body = _ask(client, KOREA)
     assert body["answerable"] is True and body["mode"] == "llm" and body["degraded"] is False
@@ -55,7 +48,7 @@ def test_a_wrong_model_label_is_replaced_by_the_supporting_sentence(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    wrong = _label(upstream, "About Renault group")
+    wrong = label_of(upstream, "About Renault group")
     upstream.queue(f"The Korean models use the Lingke energy saving platform CMA {wrong}.")
     body = _ask(client, KOREA)
     assert body["answerable"] is True
@@ -67,7 +60,7 @@ def test_unsupported_claims_are_dropped_and_the_rest_renumbered(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    cma = _label(upstream, "Lingke")
+    cma = label_of(upstream, "Lingke")
     upstream.queue(
         f"Renault Samsung builds them in Busan [S1]. They use the Lingke platform CMA {cma}."
     )
@@ -98,7 +91,7 @@ def test_supported_claim_that_misses_the_question_is_not_an_answer(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    label = _label(upstream, "jointly develop Renault brand hybrid")
+    label = label_of(upstream, "jointly develop Renault brand hybrid")
     upstream.queue(f"The two sides will jointly develop Renault brand hybrid models {label}.")
     body = _ask(client, "Which factory will build the hybrid cars?")
     assert body["answerable"] is False and body["citations"] == []
@@ -154,7 +147,7 @@ def test_llm_down_falls_back_to_a_degraded_extractive_answer(
 
 def test_upstream_5xx_is_retried(make_client: Client, upstream: QueuedUpstream) -> None:
     client = make_client()
-    label = _label(upstream, "Lingke")
+    label = label_of(upstream, "Lingke")
     upstream.queue(503, f"They use the Lingke energy saving platform CMA {label}.")
     body = _ask(client, KOREA)
     assert body["degraded"] is False and body["answerable"] is True

@@ -11,7 +11,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
 
 pytestmark = pytest.mark.anyio
 KOREA = "Which platform underpins the Korean models?"
@@ -19,16 +19,9 @@ Server = Callable[..., str]
 Clients = Callable[..., openai.OpenAI]
 
 
-def _label(upstream: QueuedUpstream, needle: str) -> str:
-    system = upstream.requests[0]["messages"][0]["content"]
-    (line,) = [ln for ln in system.splitlines() if needle in ln]
-    return line.split("]")[0] + "]"
-
-
 def _cma_reply(upstream: QueuedUpstream) -> str:
-    return (
-        f"The Korean models use the Lingke energy saving platform CMA {_label(upstream, 'Lingke')}."
-    )
+    label = label_of(upstream, "Lingke")
+    return f"The Korean models use the Lingke energy saving platform CMA {label}."
 
 
 @pytest.fixture

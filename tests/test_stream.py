@@ -10,16 +10,10 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
 
 KOREA = "Which platform underpins the Korean models?"
 Server = Callable[..., str]
-
-
-def _label(upstream: QueuedUpstream, needle: str) -> str:
-    system = upstream.requests[0]["messages"][0]["content"]
-    (line,) = [ln for ln in system.splitlines() if needle in ln]
-    return line.split("]")[0] + "]"
 
 
 def _events(base: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -39,8 +33,8 @@ def test_stream_sends_deltas_then_citations_then_done_equal_to_the_plain_answer(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
-    cma = _label(upstream, "Lingke")
-    jointly = _label(upstream, "Jointly develop models suitable")
+    cma = label_of(upstream, "Lingke")
+    jointly = label_of(upstream, "Jointly develop models suitable")
     reply = (
         f"The Korean models use the Lingke energy saving platform CMA {cma}. "
         f"The two companies develop models suitable for the Korean market {jointly}."
@@ -111,7 +105,7 @@ def test_a_dropped_connection_stops_the_upstream_generation(
 ) -> None:
     base = live_server()
     upstream.token_delay = 0.05
-    cma = _label(upstream, "Lingke")
+    cma = label_of(upstream, "Lingke")
     long_reply = " ".join(["The Korean models use the Lingke energy saving platform CMA"] * 20)
     upstream.queue(f"{long_reply} {cma}.")
     with (
