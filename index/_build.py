@@ -34,7 +34,7 @@ from index._documents import Document, corpus_checksum
 from index._embed import Embedder
 from index._lexical import LexicalIndex
 from index._segment import Sentence, segment
-from index._store import HNSW_THRESHOLD, FaissStore
+from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -84,7 +84,7 @@ class CorpusIndex:
     sentences: list[Sentence]
     chunks: list[Chunk]
     vectors: npt.NDArray[np.float32]
-    store: FaissStore
+    store: VectorStore
     lexical: LexicalIndex
     _doc_sentences: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _doc_chunks: dict[str, list[int]] = field(default_factory=dict, repr=False)

@@ -15,6 +15,9 @@ __all__ = ["FaissStore", "VectorStore"]
 class VectorStore(Protocol):
     """Nearest neighbours by inner product over unit vectors."""
 
+    @property
+    def kind(self) -> str: ...
+
     def __len__(self) -> int: ...
 
     def search(
