@@ -11,6 +11,8 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import anyio.to_thread
+
 from index import CorpusIndex, Embedder, Sentence, Vectors, split_spans
 from service._errors import LLMError
 from service._llm import ChatModel
@@ -363,7 +365,9 @@ class Answerer:
         The final ``AnswerDone`` is what :meth:`ask` returns for the same request.
         """
         started = time.perf_counter()
-        candidates = self.candidates(question)
+        # Encoding and verification are CPU work: they run in worker threads so the
+        # event loop keeps serving other requests meanwhile.
+        candidates = await anyio.to_thread.run_sync(self.candidates, question)
         passages = self.passages(candidates, top_k)
         timings = {"retrieve": _ms(started)}
         if mode == "extractive" or self.llm is None:
@@ -388,7 +392,7 @@ class Answerer:
                 async for token in tokens:
                     if "first_token" not in timings:
                         timings["first_token"] = _ms(llm_started)
-                    for event in reply.feed(token):
+                    for event in await anyio.to_thread.run_sync(reply.feed, token):
                         yield event
         except LLMError as exc:
             log.warning("LLM failed: %s", exc)
@@ -408,7 +412,9 @@ class Answerer:
         for event in reply.finish():
             yield event
         verify_started = time.perf_counter()
-        response = self._from_reply(question, reply.raw, context, candidates, passages, timings)
+        response = await anyio.to_thread.run_sync(
+            self._from_reply, question, reply.raw, context, candidates, passages, timings
+        )
         timings["verify"] = _ms(verify_started)
         timings["total"] = _ms(started)
         sent = response.citations[: reply.sent_citations]
