@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
+from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -23,7 +23,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._errors import CiteQAError, ForbiddenError, NotFoundError, NotReadyError
-from service._ingest import IngestResult, delete_document, parse_documents, upsert_documents
+from service._ingest import (
+    IngestResult,
+    delete_document,
+    parse_documents,
+    parse_uploads,
+    upsert_documents,
+)
 from service._openai import (
     ChatCompletionRequest,
     chat_chunks,
@@ -203,15 +209,22 @@ async def add_documents(request: Request[Any, Any, Any], state: State) -> Ingest
     """Add or replace documents, answering once the change is durable.
 
     The body is JSON ``{doc_id?, title?, text, metadata?}``, a batch
-    ``{"documents": [...]}``, or a text/markdown upload (``?doc_id=&title=``).
+    ``{"documents": [...]}``, a text/markdown body (``?doc_id=&title=``), or
+    ``multipart/form-data`` with .txt/.md files (each file's name gives its doc_id).
     """
     runtime = _runtime(state)
-    docs = parse_documents(
-        await request.body(),
-        request.headers.get("content-type", ""),
-        dict(request.query_params),
-        state.settings,
-    )
+    content_type = request.headers.get("content-type", "")
+    if content_type.lower().startswith("multipart/form-data"):
+        form = await request.form()
+        files = [
+            (upload.filename, await upload.read())
+            for _, upload in form.multi_items()
+            if isinstance(upload, UploadFile)
+        ]
+        docs = parse_uploads(files, state.settings)
+    else:
+        body = await request.body()
+        docs = parse_documents(body, content_type, dict(request.query_params), state.settings)
     return await upsert_documents(runtime, docs)
 
 

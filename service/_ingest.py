@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
@@ -26,7 +28,14 @@ from service._errors import InvalidRequestError, NotFoundError, PayloadTooLargeE
 from service._runtime import Runtime
 from service._settings import Settings
 
-__all__ = ["DocumentIn", "IngestResult", "delete_document", "parse_documents", "upsert_documents"]
+__all__ = [
+    "DocumentIn",
+    "IngestResult",
+    "delete_document",
+    "parse_documents",
+    "parse_uploads",
+    "upsert_documents",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,36 @@ def _document(item: DocumentIn, where: str, settings: Settings) -> Document:
     return Document(doc_id=doc_id, title=item.title or doc_id, text=item.text, metadata=metadata)
 
 
+def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> list[Document]:
+    """Documents from ``multipart/form-data`` files: one .txt or .md file each."""
+    if not files:
+        raise InvalidRequestError("the form has no file in it")
+    if len(files) > settings.max_batch_documents:
+        raise PayloadTooLargeError(
+            f"{len(files)} files; the limit is {settings.max_batch_documents}"
+        )
+    items = []
+    for name, data in files:
+        path = PurePath(name or "upload.txt")
+        if path.suffix.lower() not in (".txt", ".md", ".markdown"):
+            raise InvalidRequestError(f"{name}: upload .txt or .md files")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(f"{name}: not UTF-8 text") from exc
+        doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or None
+        items.append(DocumentIn(text=text, doc_id=doc_id, title=path.stem))
+    return _documents(items, settings)
+
+
+def _documents(items: list[DocumentIn], settings: Settings) -> list[Document]:
+    docs = [_document(item, f"documents[{i}]", settings) for i, item in enumerate(items)]
+    ids = [d.doc_id for d in docs]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequestError("the batch names the same doc_id twice")
+    return docs
+
+
 def parse_documents(
     body: bytes, content_type: str, query: dict[str, str], settings: Settings
 ) -> list[Document]:
@@ -121,13 +160,9 @@ def parse_documents(
     else:
         raise InvalidRequestError(
             f"unsupported content type {media!r}: "
-            "send application/json, text/plain or text/markdown"
+            "send application/json, text/plain, text/markdown or multipart/form-data"
         )
-    docs = [_document(item, f"documents[{i}]", settings) for i, item in enumerate(items)]
-    ids = [d.doc_id for d in docs]
-    if len(set(ids)) != len(ids):
-        raise InvalidRequestError("the batch names the same doc_id twice")
-    return docs
+    return _documents(items, settings)
 
 
 def _convert(raw: Any, kind: type[_T]) -> _T:

@@ -288,3 +288,21 @@ def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None
     assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the orphan waits for cleanup
     load_or_build(tmp_path, read_documents([ARTICLE]), HashingEmbedder())
     assert len(list((tmp_path / "snapshots").iterdir())) == 1
+
+
+def test_multipart_file_uploads(admin_client: TestClient[Any]) -> None:
+    files = [
+        (
+            "file",
+            ("Plant Notes.md", b"# Plant\n\nThe batteries are made in Ningbo.", "text/markdown"),
+        ),
+        ("file", ("faq.txt", b"Deliveries start in May.", "text/plain")),
+    ]
+    response = admin_client.post("/v1/documents", files=files, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    assert [d["doc_id"] for d in response.json()["documents"]] == ["Plant-Notes", "faq"]
+    assert "Ningbo" in _extractive(admin_client, BATTERY)["answer"]
+    pdf = admin_client.post(
+        "/v1/documents", files=[("file", ("a.pdf", b"%PDF", "application/pdf"))], headers=ADMIN
+    )
+    assert pdf.status_code == 400 and ".txt or .md" in pdf.json()["detail"]
