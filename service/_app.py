@@ -31,7 +31,10 @@ from service._ingest import (
     upsert_documents,
 )
 from service._openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    ModelList,
     chat_chunks,
     chat_completion,
     model_list,
@@ -237,7 +240,7 @@ async def remove_document(doc_id: FromPath[str], state: State) -> dict[str, str]
 
 
 @get("/models", tags=["openai"], sync_to_thread=False)
-def models(state: State) -> dict[str, Any]:
+def models(state: State) -> ModelList:
     """The one model this service offers, in the OpenAI shape."""
     return model_list(state.settings.model_name, state.started)
 
@@ -245,7 +248,7 @@ def models(state: State) -> dict[str, Any]:
 @post("/chat/completions", tags=["openai"], status_code=200)
 async def chat_completions(
     data: JSONBody[ChatCompletionRequest], state: State
-) -> dict[str, Any] | ServerSentEvent:
+) -> ChatCompletion | ServerSentEvent:
     """OpenAI-compatible chat; the last user message is the question, earlier turns its context."""
     answerer = _runtime(state).answerer
     question = await standalone_question(answerer, data.messages)
@@ -263,7 +266,7 @@ async def chat_completions(
 
 
 async def _openai_stream(
-    chunks: AsyncGenerator[dict[str, Any], None],
+    chunks: AsyncGenerator[ChatCompletionChunk, None],
 ) -> AsyncIterator[ServerSentEventMessage]:
     async with aclosing(chunks) as stream:
         try:

@@ -24,7 +24,10 @@ from service._schemas import AskResponse, Citation, TopK
 from service._verify import terms
 
 __all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionRequest",
+    "ModelList",
     "chat_chunks",
     "chat_completion",
     "model_list",
@@ -78,12 +81,25 @@ class ChatCompletionRequest(msgspec.Struct):
     top_k: TopK = 5
 
 
-def model_list(name: str, created: int) -> dict[str, Any]:
+class ModelCard(msgspec.Struct, kw_only=True):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "citeqa"
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    """``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def model_list(name: str, created: int) -> ModelList:
     """The ``GET /v1/models`` body."""
-    return {
-        "object": "list",
-        "data": [{"id": name, "object": "model", "created": created, "owned_by": "citeqa"}],
-    }
+    return ModelList(data=[ModelCard(id=name, created=created)])
 
 
 def _looks_dependent(question: str) -> bool:
@@ -133,62 +149,133 @@ def _content(response: AskResponse, titles: dict[str, str]) -> str:
     return response.answer + sources_block(response, titles)
 
 
-def _usage(prompt: str, completion: str) -> dict[str, int]:
-    # Whitespace tokens: the service's cost is not the upstream's, so this is an estimate.
-    p, c = len(prompt.split()), len(completion.split())
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+class Usage(msgspec.Struct):
+    """Token counts; estimated, since the upstream's counts are not the service's cost."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
-def _citations(response: AskResponse) -> list[dict[str, Any]]:
-    return [msgspec.to_builtins(c) for c in response.citations]
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    """``choices[0].message``, with the structured citations."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+    citations: list[Citation]
+
+
+class Choice(msgspec.Struct, kw_only=True):
+    """One choice of a ``chat.completion``."""
+
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True):
+    """``chat.completion``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: None = None
+
+
+class Delta(msgspec.Struct, omit_defaults=True):
+    """A chunk's delta; unset fields are left out, as OpenAI does."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True):
+    """One choice of a ``chat.completion.chunk``."""
+
+    index: int = 0
+    delta: Delta
+    logprobs: None = None
+    finish_reason: Literal["stop"] | None = None
+
+
+class WebUISource(msgspec.Struct):
+    """Open WebUI's source card header."""
+
+    name: str
+    id: str
+
+
+class WebUIMetadata(msgspec.Struct):
+    """Open WebUI's per-document metadata; ``source`` tells cards apart."""
+
+    source: str
+    doc_id: str
+    sentence_id: str
+    start: int
+    end: int
+
+
+class WebUICitation(msgspec.Struct):
+    """The ``data`` of an Open WebUI citation event."""
+
+    document: list[str]
+    metadata: list[WebUIMetadata]
+    source: WebUISource
+
+
+class WebUIEvent(msgspec.Struct):
+    """An Open WebUI event carried in a stream chunk."""
+
+    data: WebUICitation
+    type: Literal["citation"] = "citation"
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
+    """``chat.completion.chunk``; ``event`` and ``citations`` are this service's additions."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: None = None
+    choices: list[ChunkChoice]
+    usage: Usage | msgspec.UnsetType | None = msgspec.UNSET
+    event: WebUIEvent | msgspec.UnsetType = msgspec.UNSET
+    citations: list[Citation] | msgspec.UnsetType = msgspec.UNSET
+
+
+def _usage(prompt: str, completion: str) -> Usage:
+    p, c = len(prompt.split()), len(completion.split())  # whitespace tokens: an estimate
+    return Usage(p, c, p + c)
 
 
 def chat_completion(
     response: AskResponse, question: str, model: str, titles: dict[str, str]
-) -> dict[str, Any]:
+) -> ChatCompletion:
     """A ``chat.completion`` object for a finished answer."""
     content = _content(response, titles)
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content,
-                    "refusal": None,
-                    "citations": _citations(response),
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": _usage(question, content),
-        "system_fingerprint": None,
-    }
+    return ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=content, citations=response.citations))],
+        usage=_usage(question, content),
+    )
 
 
-def _open_webui_event(number: int, citation: Citation, titles: dict[str, str]) -> dict[str, Any]:
-    title = titles.get(citation.doc_id, citation.doc_id)
-    return {
-        "type": "citation",
-        "data": {
-            "document": [citation.text],
-            "metadata": [
-                {
-                    "source": f"[{number}] {title}",
-                    "doc_id": citation.doc_id,
-                    "sentence_id": citation.sentence_id,
-                    "start": citation.start,
-                    "end": citation.end,
-                }
-            ],
-            "source": {"name": f"[{number}] {title}", "id": citation.sentence_id},
-        },
-    }
+def _open_webui_event(number: int, citation: Citation, titles: dict[str, str]) -> WebUIEvent:
+    name = f"[{number}] {titles.get(citation.doc_id, citation.doc_id)}"
+    metadata = WebUIMetadata(
+        name, citation.doc_id, citation.sentence_id, citation.start, citation.end
+    )
+    return WebUIEvent(
+        WebUICitation([citation.text], [metadata], WebUISource(name, citation.sentence_id))
+    )
 
 
 async def chat_chunks(
@@ -198,32 +285,30 @@ async def chat_chunks(
     titles: dict[str, str],
     *,
     include_usage: bool,
-) -> AsyncGenerator[dict[str, Any], None]:
+) -> AsyncGenerator[ChatCompletionChunk, None]:
     """``chat.completion.chunk`` objects for an answer stream, ending before ``[DONE]``."""
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": None,
-    }
-    usage_field = {"usage": None} if include_usage else {}
+    chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    usage: msgspec.UnsetType | None = None if include_usage else msgspec.UNSET
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**base, "choices": [choice], **usage_field, **extra}
+    def chunk(choices: list[ChunkChoice], **extra: Any) -> ChatCompletionChunk:
+        fields = {"usage": usage, **extra}
+        return ChatCompletionChunk(
+            id=chunk_id, created=created, model=model, choices=choices, **fields
+        )
 
-    yield chunk({"role": "assistant", "content": ""})
+    def text(content: str, role: Literal["assistant"] | None = None) -> ChatCompletionChunk:
+        return chunk([ChunkChoice(delta=Delta(role=role, content=content))])
+
+    yield text("", role="assistant")
     shown: list[str] = []
     response: AskResponse | None = None
     async with aclosing(events) as stream:
         async for event in stream:
             if isinstance(event, AnswerDelta):
                 shown.append(event.text)
-                yield chunk({"content": event.text})
+                yield text(event.text)
             elif isinstance(event, CitationFound):
-                event_body = _open_webui_event(event.number, event.citation, titles)
-                yield {**base, "choices": [], **usage_field, "event": event_body}
+                yield chunk([], event=_open_webui_event(event.number, event.citation, titles))
             elif isinstance(event, AnswerDone):
                 response = event.response
     assert response is not None
@@ -232,7 +317,8 @@ async def chat_chunks(
     else:
         tail = UNSUPPORTED_NOTE if shown else ABSTAIN_TEXT
     shown.append(tail)
-    yield chunk({"content": tail})
-    yield chunk({}, "stop", citations=_citations(response))
+    yield text(tail)
+    final = ChunkChoice(delta=Delta(), finish_reason="stop")
+    yield chunk([final], citations=response.citations)
     if include_usage:
-        yield {**base, "choices": [], "usage": _usage(question, "".join(shown))}
+        yield chunk([], usage=_usage(question, "".join(shown)))
