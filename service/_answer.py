@@ -413,7 +413,7 @@ class Answerer:
             yield event
         verify_started = time.perf_counter()
         response = await anyio.to_thread.run_sync(
-            self._from_reply, question, reply.raw, context, candidates, passages, timings
+            self._from_reply, question, reply, candidates, passages, timings
         )
         timings["verify"] = _ms(verify_started)
         timings["total"] = _ms(started)
@@ -446,14 +446,15 @@ class Answerer:
     def _from_reply(
         self,
         question: str,
-        reply: str,
-        context: list[int],
+        reply: _ReplyStream,
         candidates: list[Candidate],
         passages: list[Passage],
         timings: dict[str, float],
     ) -> AskResponse:
-        log.debug("LLM reply: %r", reply)
-        kept = self._verify(question, _claims_of(reply, context), context)
+        log.debug("LLM reply: %r", reply.raw)
+        # Claims settled while streaming keep their verdicts; only the tail is verified here.
+        tail = _claims_of(reply.raw, reply.context)[reply.claims_seen :]
+        kept = reply.kept + self._verify(question, tail, reply.context)
         if not kept:
             return self._without_llm_answer(question, candidates, passages, timings)
         if not self._answers_question(question, sorted({i for _, i, _ in kept})):
