@@ -15,11 +15,10 @@ from index import (
     CorpusIndex,
     SentenceTransformerEmbedder,
     corpus_checksum,
-    load_or_build,
     read_documents,
 )
 from service._eval import evaluate, read_questions
-from service._runtime import load_runtime
+from service._runtime import load_runtime, open_index
 from service._schemas import AnswerMode
 from service._settings import Settings
 
@@ -63,14 +62,7 @@ def prepare() -> None:
 
     settings = Settings()
     click.echo(f"model: {assemble_model(settings.model_cache_dir)}")
-    docs = read_documents(settings.seed_paths)
-    index = load_or_build(
-        settings.index_dir,
-        docs,
-        SentenceTransformerEmbedder(),
-        progress=True,
-        sync_seed=settings.corpus is not None,
-    )
+    index = open_index(settings, SentenceTransformerEmbedder(), progress=True)
     click.echo(f"index: {settings.index_dir} ({index.manifest.sentences} sentences)")
 
 

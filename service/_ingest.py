@@ -14,7 +14,6 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Annotated, Any, TypeVar
 
@@ -22,7 +21,7 @@ import anyio.to_thread
 import msgspec
 from msgspec import Meta
 
-from index import CorpusIndex, Document
+from index import Document
 from service._answer import Answerer
 from service._errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from service._runtime import Runtime
@@ -110,13 +109,17 @@ def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> list[Do
         path = PurePath(name or "upload.txt")
         if path.suffix.lower() not in (".txt", ".md", ".markdown"):
             raise InvalidRequestError(f"{name}: upload .txt or .md files")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequestError(f"{name}: not UTF-8 text") from exc
+        text = _decode(data, name)
         doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or None
         items.append(DocumentIn(text=text, doc_id=doc_id, title=path.stem))
     return _documents(items, settings)
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"{where} is not UTF-8 text") from exc
 
 
 def _documents(items: list[DocumentIn], settings: Settings) -> list[Document]:
@@ -133,11 +136,7 @@ def parse_documents(
     """Documents from a JSON body (one or ``{"documents": [...]}``) or a text upload."""
     media = content_type.split(";")[0].strip().lower()
     if media in _TEXT_TYPES:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequestError("upload is not UTF-8 text") from exc
-        fields: dict[str, Any] = {"text": text}
+        fields: dict[str, Any] = {"text": _decode(body, "upload")}
         for key in ("doc_id", "title"):
             if query.get(key):
                 fields[key] = query[key]
@@ -172,24 +171,17 @@ def _convert(raw: Any, kind: type[_T]) -> _T:
         raise InvalidRequestError(str(exc)) from exc
 
 
-@dataclass
-class _Write:
-    upserts: Sequence[Document] = ()
-    deletes: Sequence[str] = ()
-
-
-def _apply(answerer: Answerer, write: _Write, settings: Settings) -> Answerer:
-    index: CorpusIndex = answerer.index.updated(
-        answerer.embedder, upserts=write.upserts, deletes=write.deletes
-    )
-    index.save(settings.index_dir)  # durable before the swap, and before the reply
+def _apply(answerer: Answerer, upserts: Sequence[Document], deletes: Sequence[str]) -> Answerer:
+    index = answerer.index.updated(answerer.embedder, upserts=upserts, deletes=deletes)
+    index.save(answerer.settings.index_dir)  # durable before the swap, and before the reply
     return Answerer(index, answerer.embedder, answerer.llm, answerer.settings)
 
 
-async def _write(runtime: Runtime, write: _Write) -> Answerer:
+async def _write(
+    runtime: Runtime, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
+) -> Answerer:
     async with runtime.write_lock:
-        old = runtime.answerer
-        new = await anyio.to_thread.run_sync(_apply, old, write, old.settings)
+        new = await anyio.to_thread.run_sync(_apply, runtime.answerer, upserts, deletes)
         runtime.answerer = new
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
@@ -200,7 +192,7 @@ async def _write(runtime: Runtime, write: _Write) -> Answerer:
 async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:
     """Add or replace ``docs``; returns once the new snapshot is durable and live."""
     existing = set(runtime.answerer.index.documents)
-    new = await _write(runtime, _Write(upserts=docs))
+    new = await _write(runtime, upserts=docs)
     index = new.index
     return IngestResult(
         documents=[
@@ -222,4 +214,4 @@ async def delete_document(runtime: Runtime, doc_id: str) -> None:
     """Remove a document; 404 if it is not there."""
     if doc_id not in runtime.answerer.index.documents:
         raise NotFoundError(f"no document with doc_id {doc_id!r}")
-    await _write(runtime, _Write(deletes=[doc_id]))
+    await _write(runtime, deletes=[doc_id])

@@ -7,14 +7,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from index import IndexFormatError, SentenceTransformerEmbedder, load_or_build, read_documents
+from index import (
+    CorpusIndex,
+    Embedder,
+    IndexFormatError,
+    SentenceTransformerEmbedder,
+    load_or_build,
+    read_documents,
+)
 from service._answer import Answerer
 from service._embedded import EmbeddedServer, assemble_model
 from service._errors import IndexLoadError
 from service._llm import OpenAIChatModel
 from service._settings import Settings
 
-__all__ = ["Runtime", "load_runtime"]
+__all__ = ["Runtime", "load_runtime", "open_index"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,20 @@ class Runtime:
             self.embedded.stop()
 
 
+def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False) -> CorpusIndex:
+    """Load the configured index, building or seeding it as the settings say."""
+    try:
+        return load_or_build(
+            settings.index_dir,
+            read_documents(settings.seed_paths),
+            embedder,
+            progress=progress,
+            sync_seed=settings.corpus is not None,
+        )
+    except (IndexFormatError, ValueError, OSError) as exc:
+        raise IndexLoadError(str(exc)) from exc
+
+
 def _elapsed(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
@@ -58,17 +79,7 @@ async def load_runtime(
     embedder = SentenceTransformerEmbedder()
     timings["embedder"] = _elapsed(started)
     step = time.perf_counter()
-    try:
-        docs = read_documents(settings.seed_paths)
-        index = load_or_build(
-            settings.index_dir,
-            docs,
-            embedder,
-            progress=progress,
-            sync_seed=settings.corpus is not None,
-        )
-    except (IndexFormatError, ValueError, OSError) as exc:
-        raise IndexLoadError(str(exc)) from exc
+    index = open_index(settings, embedder, progress=progress)
     timings["index"] = _elapsed(step)
     llm: OpenAIChatModel | None = None
     embedded: EmbeddedServer | None = None
