@@ -2,6 +2,7 @@
 
 from service._answer import Answerer, Candidate
 from service._app import Loader, create_app
+from service._compose import ABSTAIN_TEXT
 from service._embedded import EmbeddedServer, assemble_model
 from service._errors import (
     CiteQAError,
@@ -19,6 +20,7 @@ from service._schemas import AskRequest, AskResponse, Citation, Passage, SearchR
 from service._settings import Settings, bundled_corpus
 
 __all__ = [
+    "ABSTAIN_TEXT",
     "Answerer",
     "AskRequest",
     "AskResponse",

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from index import CorpusIndex, Embedder, Sentence, Vectors, split_spans
+from index import CorpusIndex, Embedder, Vectors
+from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import LLMError
 from service._llm import ChatModel
 from service._prompts import render_answer_prompt
+from service._reply import Claim, ReplyParser
 from service._schemas import AnswerMode, AskResponse, Citation, Passage, SentenceHit
 from service._settings import Settings
 from service._verify import Terms, coverage, entities_supported, numbers_supported, terms
@@ -33,14 +34,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_REFUSAL = re.compile(
-    r"\bnot\s+found\b|\b(?:does|do|did)\s+not\s+(?:say|mention|state|specify|provide|contain)"
-    r"|\bnot\s+(?:mentioned|stated|specified|provided|available)\b|\bno\s+information\b"
-    r"|\bcannot\s+(?:be\s+)?(?:determined|answered|found)\b",
-    re.IGNORECASE,
-)
-_LABELS = re.compile(r"\s*[\[(]\s*S?\s*\d+(?:\s*[,;]\s*S?\s*\d+)*\s*[\])]")
-_LABEL_NUMBER = re.compile(r"\d+")
 _POOL = 30
 
 
@@ -91,28 +84,8 @@ class AnswerDone:
 AskEvent = AnswerDelta | CitationFound | StreamFailed | AnswerDone
 
 
-@dataclass(frozen=True)
-class _Claim:
-    text: str
-    hints: frozenset[int]  # sentence indices the model labelled
-
-
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
-
-
-def _claims(reply: str, labelled: list[int]) -> Iterator[_Claim]:
-    """Split the model's reply into claims, each with the sentences it labelled."""
-    pieces = _LABELS.split(reply)
-    labels = _LABELS.findall(reply)
-    for i, piece in enumerate(pieces):
-        hint_numbers = [int(n) for n in _LABEL_NUMBER.findall(labels[i])] if i < len(labels) else []
-        hints = frozenset(labelled[n - 1] for n in hint_numbers if 1 <= n <= len(labelled))
-        spans = split_spans(piece)
-        for j, (start, end) in enumerate(spans):
-            text = piece[start:end].strip(" \t\n-*•")
-            if text and any(ch.isalnum() for ch in text):
-                yield _Claim(text, hints if j == len(spans) - 1 else frozenset())
 
 
 @dataclass
@@ -242,21 +215,15 @@ class Answerer:
         chosen = [c.index for c in candidates[: self.settings.context_sentences]]
         return sorted(chosen)
 
-    def _citation(self, sentence: Sentence, score: float) -> Citation:
-        return Citation(
-            sentence.doc_id, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
-            round(score, 4),
-        )  # fmt: skip
-
     def _abstain(
         self,
         mode: AnswerMode,
         passages: list[Passage],
         timings: dict[str, float],
         *,
-        degraded: bool,
+        degraded: bool = False,
     ) -> AskResponse:
-        return AskResponse(None, False, [], passages, mode, degraded, timings)
+        return AskResponse(ABSTAIN_TEXT, False, [], passages, mode, degraded, timings)
 
     def extractive(
         self,
@@ -271,14 +238,14 @@ class Answerer:
         if not candidates or not self._answers_question(question, [candidates[0].index]):
             return self._abstain("extractive", passages, timings, degraded=degraded)
         best = candidates[0]
+        composition = Composition(self.index.sentences)
         sentence = self.index.sentences[best.index]
-        answer = " ".join(sentence.text.split()) + " [1]"
-        citation = self._citation(sentence, best.evidence)
-        return AskResponse(answer, True, [citation], passages, "extractive", degraded, timings)
+        composition.add([VerifiedClaim(sentence.text, best.index, best.evidence)])
+        return _composed(composition, passages, "extractive", timings, degraded=degraded)
 
     def _verify(
-        self, question: str, claims: list[_Claim], context: list[int]
-    ) -> list[tuple[str, int, float]]:
+        self, question: str, claims: Sequence[Claim], context: list[int]
+    ) -> list[VerifiedClaim]:
         """Keep the claims a context sentence supports, each with its best sentence."""
         if not claims:
             return []
@@ -310,7 +277,7 @@ class Answerer:
                 continue
             _, support, sentence_index = max(scored)
             if support >= self.settings.min_claim_support:
-                kept.append((claim.text, sentence_index, support))
+                kept.append(VerifiedClaim(claim.text, sentence_index, support))
         return kept
 
     def _answers_question(self, question: str, cited: list[int]) -> bool:
@@ -358,11 +325,12 @@ class Answerer:
     async def ask_events(
         self, question: str, top_k: int = 5, mode: AnswerMode = "llm"
     ) -> AsyncGenerator[AskEvent, None]:
-        """Answer as a stream: text deltas, verified citations as they settle, then the answer.
+        """Answer as a stream of verified text and citations, then the whole answer.
 
-        A citation is yielded only once the claim it supports is complete and verified
-        and the citations so far bear on the question; later text can only add to them.
-        The final ``AnswerDone`` is what :meth:`ask` returns for the same request.
+        Nothing unverified is ever yielded: each claim of the LLM's reply is held back
+        until it is complete and verified and the claims so far bear on the question;
+        then its text and its new citations go out together. The ``AnswerDelta`` texts,
+        joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
         started = time.perf_counter()
         # Encoding and verification are CPU work: they run in worker threads so the
@@ -374,57 +342,102 @@ class Answerer:
             response = self.extractive(
                 question, candidates, passages, timings, degraded=mode == "llm"
             )
-            timings["total"] = _ms(started)
-            for event in _replay(response):
-                yield event
+        elif not candidates or candidates[0].evidence < self.settings.min_evidence:
+            response = self._abstain("llm", passages, timings)  # not worth asking the LLM
+        else:
+            async with aclosing(
+                self._llm_events(self.llm, question, candidates, passages, timings, started)
+            ) as events:
+                async for event in events:
+                    yield event
             return
-        if not candidates or candidates[0].evidence < self.settings.min_evidence:
-            timings["total"] = _ms(started)  # too weak to be worth asking the LLM
-            yield AnswerDone(self._abstain("llm", passages, timings, degraded=False))
-            return
+        timings["total"] = _ms(started)
+        for event in _replay(response):
+            yield event
+
+    async def _llm_events(
+        self,
+        llm: ChatModel,
+        question: str,
+        candidates: list[Candidate],
+        passages: list[Passage],
+        timings: dict[str, float],
+        started: float,
+    ) -> AsyncGenerator[AskEvent, None]:
         context = self._context(candidates)
         messages = render_answer_prompt([self.index.sentences[i].text for i in context], question)
-        reply = _ReplyStream(self, question, context)
+        parser = ReplyParser(context)
+        composition = Composition(self.index.sentences)
         llm_started = time.perf_counter()
+        failure: LLMError | None = None
         try:
-            stream = self.llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
-            async with aclosing(stream) as tokens:
+            async with aclosing(
+                llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
+            ) as tokens:
                 async for token in tokens:
-                    if "first_token" not in timings:
-                        timings["first_token"] = _ms(llm_started)
-                    for event in await anyio.to_thread.run_sync(reply.feed, token):
-                        yield event
+                    timings.setdefault("first_token", _ms(llm_started))
+                    claims = parser.feed(token)
+                    if claims:
+                        events = await anyio.to_thread.run_sync(
+                            self._settle, question, claims, context, composition
+                        )
+                        if events:
+                            timings.setdefault("first_text", _ms(started))
+                        for event in events:
+                            yield event
         except LLMError as exc:
             log.warning("LLM failed: %s", exc)
-            timings["llm"] = _ms(llm_started)
-            if reply.emitted:
-                yield StreamFailed(str(exc))
-            if reply.sent_citations:
-                # Citations already sent stand; the answer is what was verified so far.
-                response = self._compose(reply.kept, passages, timings, degraded=True)
-            else:
-                response = self.extractive(question, candidates, passages, timings, degraded=True)
-            timings["total"] = _ms(started)
-            for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
-                yield event
-            return
+            failure = exc
         timings["llm"] = _ms(llm_started)
-        for event in reply.finish():
-            yield event
-        verify_started = time.perf_counter()
-        response = await anyio.to_thread.run_sync(
-            self._from_reply, question, reply, candidates, passages, timings
-        )
-        timings["verify"] = _ms(verify_started)
+        if failure is None:
+            verify_started = time.perf_counter()
+            log.debug("LLM reply: %r", parser.raw)
+            events = await anyio.to_thread.run_sync(
+                self._settle, question, parser.finish(), context, composition
+            )
+            timings["verify"] = _ms(verify_started)
+            for event in events:
+                yield event
+        elif composition.released_parts:
+            yield StreamFailed("the LLM stopped part-way; the answer is what was verified so far")
+        degraded = failure is not None
+        if composition.released_parts:
+            response = _composed(composition, passages, "llm", timings, degraded=degraded)
+        elif failure is not None:
+            response = self.extractive(question, candidates, passages, timings, degraded=True)
+        elif composition.parts:
+            response = self._abstain("llm", passages, timings)  # verified, but beside the point
+        else:
+            response = await anyio.to_thread.run_sync(
+                self._without_llm_answer, question, candidates, passages, timings
+            )
         timings["total"] = _ms(started)
-        sent = response.citations[: reply.sent_citations]
-        if [c.sentence_id for c in sent] != reply.sent_ids:  # pragma: no cover - by construction
-            log.error("streamed citations disagree with the answer")
-        if reply.emitted and response.mode == "extractive" and response.answer:
-            # The model's streamed text was not verifiable; show the sentence that answers.
-            yield AnswerDelta("\n\n" + response.answer)
-        for event in _replay(response, text=not reply.emitted, after=reply.sent_citations):
+        shown = composition.released_parts > 0
+        for event in _replay(response, text=not shown, after=composition.released_citations):
             yield event
+
+    def _settle(
+        self,
+        question: str,
+        claims: Sequence[Claim],
+        context: list[int],
+        composition: Composition,
+    ) -> list[AskEvent]:
+        """Verify complete claims and release what may now be shown.
+
+        Parts wait until the sentences cited so far bear on the question. That test only
+        grows easier as citations are added, so once it passes, every later part is
+        released as soon as it is verified, and the final answer keeps all of them.
+        """
+        composition.add(self._verify(question, claims, context))
+        if not composition.pending:
+            return []
+        if not composition.released_parts and not self._answers_question(
+            question, composition.cited
+        ):
+            return []
+        text, citations = composition.release()
+        return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
 
     def _without_llm_answer(
         self,
@@ -440,157 +453,27 @@ class Answerer:
         """
         best = candidates[0] if candidates else None
         if best is None or best.lexical < self.settings.refusal_override_coverage:
-            return self._abstain("llm", passages, timings, degraded=False)
+            return self._abstain("llm", passages, timings)
         return self.extractive(question, candidates, passages, timings)
 
-    def _from_reply(
-        self,
-        question: str,
-        reply: _ReplyStream,
-        candidates: list[Candidate],
-        passages: list[Passage],
-        timings: dict[str, float],
-    ) -> AskResponse:
-        log.debug("LLM reply: %r", reply.raw)
-        # Claims settled while streaming keep their verdicts; only the tail is verified here.
-        tail = _claims_of(reply.raw, reply.context)[reply.claims_seen :]
-        kept = reply.kept + self._verify(question, tail, reply.context)
-        if not kept:
-            return self._without_llm_answer(question, candidates, passages, timings)
-        if not self._answers_question(question, sorted({i for _, i, _ in kept})):
-            return self._abstain("llm", passages, timings, degraded=False)
-        return self._compose(kept, passages, timings, degraded=False)
 
-    def _compose(
-        self,
-        kept: list[tuple[str, int, float]],
-        passages: list[Passage],
-        timings: dict[str, float],
-        *,
-        degraded: bool,
-    ) -> AskResponse:
-        """The answer text with ``[n]`` markers, and the citations they point at."""
-        if not kept:
-            return self._abstain("llm", passages, timings, degraded=degraded)
-        citations: list[Citation] = []
-        number_of: dict[int, int] = {}
-        parts = []
-        for text, sentence_index, support in kept:
-            if sentence_index not in number_of:
-                citations.append(self._citation(self.index.sentences[sentence_index], support))
-                number_of[sentence_index] = len(citations)
-            body = text.rstrip(".!?;:, ")
-            ending = text[len(body) :].strip()[:1] or "."
-            parts.append(f"{body} [{number_of[sentence_index]}]{ending}")
-        return AskResponse(" ".join(parts), True, citations, passages, "llm", degraded, timings)
-
-
-def _claims_of(reply: str, context: list[int]) -> list[_Claim]:
-    """The reply's claims, less those that only say the sources do not answer."""
-    return [c for c in _claims(reply, context) if not _REFUSAL.search(c.text)]
+def _composed(
+    composition: Composition,
+    passages: list[Passage],
+    mode: AnswerMode,
+    timings: dict[str, float],
+    *,
+    degraded: bool,
+) -> AskResponse:
+    return AskResponse(
+        composition.answer, True, composition.citations, passages, mode, degraded, timings
+    )
 
 
 def _replay(response: AskResponse, *, text: bool = True, after: int = 0) -> Iterator[AskEvent]:
-    """Events for a finished answer: its text (unless already streamed), unsent citations, done."""
+    """Events for a finished answer: its text (unless already shown), unsent citations, done."""
     if text and response.answer:
         yield AnswerDelta(response.answer)
     for number, citation in enumerate(response.citations[after:], after + 1):
         yield CitationFound(number, citation)
     yield AnswerDone(response)
-
-
-class _ReplyStream:
-    """Turns the LLM's tokens into display text and verified citations as they arrive.
-
-    Labels like ``[S3]`` never reach the display; at each label the claims before it
-    are complete, so they are verified there and, once the cited sentences bear on
-    the question, their citations are released. A reply that starts like a refusal
-    is held back until it is clear.
-    """
-
-    _HOLD_START = 12  # characters held back at the start, to catch "NOT FOUND"
-
-    def __init__(self, answerer: Answerer, question: str, context: list[int]) -> None:
-        self.answerer = answerer
-        self.question = question
-        self.context = context
-        self.raw = ""
-        self.cursor = 0
-        self.refused = False
-        self.emitted = False
-        self.claims_seen = 0
-        self.kept: list[tuple[str, int, float]] = []
-        self.numbers: dict[int, int] = {}
-        self.sent_ids: list[str] = []
-
-    @property
-    def sent_citations(self) -> int:
-        """How many citations have been released."""
-        return len(self.sent_ids)
-
-    def feed(self, token: str) -> list[AskEvent]:
-        """Take one token; return what can be shown now."""
-        self.raw += token
-        return self._advance(final=False)
-
-    def finish(self) -> list[AskEvent]:
-        """The reply is complete; return what was held back."""
-        return self._advance(final=True)
-
-    def _safe_end(self) -> int:
-        end = len(self.raw.rstrip())  # trailing space may precede a label
-        opening = max(self.raw.rfind("[", self.cursor), self.raw.rfind("(", self.cursor))
-        if opening >= 0 and not any(ch in self.raw[opening:] for ch in "])"):
-            end = min(end, opening)
-        return max(end, self.cursor)
-
-    def _delta(self, text: str) -> list[AskEvent]:
-        if not self.emitted:
-            text = text.lstrip()
-        if not text:
-            return []
-        self.emitted = True
-        return [AnswerDelta(text)]
-
-    def _advance(self, *, final: bool) -> list[AskEvent]:
-        if self.refused:
-            return []
-        if _REFUSAL.search(self.raw):
-            self.refused = True
-            return []
-        if not final and not self.emitted and len(self.raw.strip()) < self._HOLD_START:
-            return []
-        end = len(self.raw) if final else self._safe_end()
-        events: list[AskEvent] = []
-        position = self.cursor
-        for label in _LABELS.finditer(self.raw, self.cursor, end):
-            events += self._delta(self.raw[position : label.start()])
-            events += self._settle(label.end())
-            position = label.end()
-        events += self._delta(self.raw[position:end])
-        self.cursor = end
-        return events
-
-    def _settle(self, upto: int) -> list[AskEvent]:
-        """Verify the claims completed by the label ending at ``upto``."""
-        claims = _claims_of(self.raw[:upto], self.context)
-        fresh = claims[self.claims_seen :]
-        self.claims_seen = len(claims)
-        kept = self.answerer._verify(self.question, fresh, self.context)
-        if not kept:
-            return []
-        self.kept += kept
-        for _, sentence_index, _ in self.kept:
-            self.numbers.setdefault(sentence_index, len(self.numbers) + 1)
-        cited = sorted(self.numbers)
-        if not self.answerer._answers_question(self.question, cited):
-            return []
-        markers = sorted({self.numbers[i] for _, i, _ in kept})
-        events = self._delta(" " + "".join(f"[{n}]" for n in markers))
-        for sentence_index, number in sorted(self.numbers.items(), key=lambda item: item[1]):
-            if number > self.sent_citations:
-                sentence = self.answerer.index.sentences[sentence_index]
-                support = next(s for _, i, s in self.kept if i == sentence_index)
-                events.append(CitationFound(number, self.answerer._citation(sentence, support)))
-                self.sent_ids.append(sentence.sentence_id)
-        return events

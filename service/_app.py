@@ -22,6 +22,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
+from service._chat import is_frontend_task, run_task, standalone_question
 from service._errors import CiteQAError, ForbiddenError, NotFoundError, NotReadyError
 from service._ingest import (
     IngestResult,
@@ -35,10 +36,12 @@ from service._openai import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ModelList,
+    SourceCards,
     chat_chunks,
     chat_completion,
     model_list,
-    standalone_question,
+    task_chunks,
+    task_completion,
 )
 from service._runtime import Runtime, load_runtime
 from service._schemas import (
@@ -247,20 +250,35 @@ def models(state: State) -> ModelList:
 
 @post("/chat/completions", tags=["openai"], status_code=200)
 async def chat_completions(
-    data: JSONBody[ChatCompletionRequest], state: State
+    data: JSONBody[ChatCompletionRequest], state: State, request: Request[Any, Any, Any]
 ) -> ChatCompletion | ServerSentEvent:
-    """OpenAI-compatible chat; the last user message is the question, earlier turns its context."""
+    """OpenAI-compatible chat; the last user message is the question, earlier turns its context.
+
+    A chat frontend's own background prompts (titles, tags, follow-up suggestions) get
+    the plain LLM's reply, without retrieval or citations.
+    """
     answerer = _runtime(state).answerer
-    question = await standalone_question(answerer, data.messages)
-    model = data.model or state.settings.model_name
+    settings: Settings = state.settings
+    model = data.model or settings.model_name
+    include_usage = bool(data.stream_options and data.stream_options.include_usage)
+    if is_frontend_task(data.messages):
+        prompt = data.messages[-1].text
+        content = await run_task(answerer.llm, data.messages, settings)
+        if not data.stream:
+            return task_completion(content, prompt, model)
+        return _EventStream(
+            _openai_stream(task_chunks(content, prompt, model, include_usage=include_usage))
+        )
+    question = await standalone_question(answerer.llm, data.messages, settings)
     titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+    sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
     if not data.stream:
         response = await answerer.ask(question, data.top_k)
-        return chat_completion(response, question, model, titles)
-    include_usage = bool(data.stream_options and data.stream_options.include_usage)
+        return chat_completion(response, question, model, titles, sources=sources)
+    cards = SourceCards(titles, settings.public_url or str(request.base_url))
     chunks = chat_chunks(
-        answerer.ask_events(question, data.top_k), question, model, titles,
-        include_usage=include_usage,
+        answerer.ask_events(question, data.top_k), question, model, titles, cards,
+        sources=sources, include_usage=include_usage,
     )  # fmt: skip
     return _EventStream(_openai_stream(chunks))
 

@@ -7,41 +7,32 @@ chunk (API clients), and Open WebUI ``citation`` events in the stream (source ca
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from service._answer import AnswerDelta, AnswerDone, Answerer, AskEvent, CitationFound
-from service._errors import InvalidRequestError, LLMError
-from service._prompts import render_condense_prompt
+from service._answer import AnswerDelta, AnswerDone, AskEvent
 from service._schemas import AskResponse, Citation, TopK
-from service._verify import terms
 
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
+    "ChatMessage",
     "ModelList",
+    "SourceCards",
     "chat_chunks",
     "chat_completion",
     "model_list",
-    "standalone_question",
+    "sources_block",
+    "task_chunks",
+    "task_completion",
 ]
-
-ABSTAIN_TEXT = "The documents do not answer this question."
-UNSUPPORTED_NOTE = "\n\n(No source sentence supports the text above, so it is not an answer.)"
-_FOLLOW_UP = re.compile(
-    r"^\s*(?:and|but|or|also|so|then|what about|how about|what of)\b"
-    r"|\b(?:it|its|they|them|their|this|that|these|those|there|he|she|his|her|him)\b",
-    re.IGNORECASE,
-)
-_MAX_QUESTION = 2000
 
 
 class ContentPart(msgspec.Struct):
@@ -79,6 +70,8 @@ class ChatCompletionRequest(msgspec.Struct):
     stream: bool = False
     stream_options: StreamOptions | None = None
     top_k: TopK = 5
+    # This service's own: end the reply with a "Sources:" text block (default: the server's).
+    sources_block: bool | None = None
 
 
 class ModelCard(msgspec.Struct, kw_only=True):
@@ -102,51 +95,22 @@ def model_list(name: str, created: int) -> ModelList:
     return ModelList(data=[ModelCard(id=name, created=created)])
 
 
-def _looks_dependent(question: str) -> bool:
-    return len(terms(question)) <= 2 or bool(_FOLLOW_UP.search(question))
-
-
-async def standalone_question(answerer: Answerer, messages: list[ChatMessage]) -> str:
-    """The last user message, made self-contained with the earlier turns when it needs them."""
-    users = [i for i, m in enumerate(messages) if m.role == "user" and m.text.strip()]
-    if not users:
-        raise InvalidRequestError("messages must include a user message with text")
-    question = " ".join(messages[users[-1]].text.split())
-    if len(question) > _MAX_QUESTION:
-        raise InvalidRequestError(f"the last user message is over {_MAX_QUESTION} characters")
-    turns = [(m.role, m.text) for m in messages[: users[-1]] if m.role in ("user", "assistant")]
-    earlier = turns[-4:]
-    if not earlier or answerer.llm is None or not _looks_dependent(question):
-        return question
-    previous = next((text for role, text in reversed(earlier) if role == "user"), "")
-    try:
-        rewritten = await answerer.llm.complete(
-            render_condense_prompt(earlier, question), max_tokens=60
-        )
-    except LLMError:
-        rewritten = ""
-    rewritten = rewritten.strip().splitlines()[0].strip(" \"'") if rewritten.strip() else ""
-    if not rewritten or len(rewritten) > _MAX_QUESTION:
-        return f"{previous} {question}".strip()[:_MAX_QUESTION]
-    return rewritten
-
-
-def sources_block(response: AskResponse, titles: dict[str, str]) -> str:
+def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
     """The portable footnotes: each cited sentence quoted, with its document and offsets."""
-    if not response.citations:
+    if not citations:
         return ""
-    lines = [
-        f'[{n}] "{" ".join(c.text.split())}" ({titles.get(c.doc_id, c.doc_id)}, '
-        f"{c.doc_id} [{c.start}, {c.end}))"
-        for n, c in enumerate(response.citations, 1)
-    ]
+    lines = []
+    for n, c in enumerate(citations, 1):
+        title = titles.get(c.doc_id, c.doc_id)
+        where = f"{c.doc_id} [{c.start}, {c.end})"
+        named = where if title == c.doc_id else f"{title}, {where}"
+        lines.append(f'[{n}] "{" ".join(c.text.split())}" ({named})')
     return "\n\nSources:\n" + "\n".join(lines)
 
 
-def _content(response: AskResponse, titles: dict[str, str]) -> str:
-    if not response.answerable or not response.answer:
-        return ABSTAIN_TEXT
-    return response.answer + sources_block(response, titles)
+def _content(response: AskResponse, titles: dict[str, str], *, sources: bool) -> str:
+    tail = sources_block(response.citations, titles) if sources else ""
+    return (response.answer or "") + tail
 
 
 class Usage(msgspec.Struct):
@@ -206,14 +170,16 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
 class WebUISource(msgspec.Struct):
     """Open WebUI's source card header."""
 
-    name: str
     id: str
+    name: str
+    url: str
 
 
 class WebUIMetadata(msgspec.Struct):
-    """Open WebUI's per-document metadata; ``source`` tells cards apart."""
+    """Open WebUI's per-document metadata; ``source`` tells cards apart, ``name`` titles one."""
 
     source: str
+    name: str
     doc_id: str
     sentence_id: str
     start: int
@@ -221,11 +187,12 @@ class WebUIMetadata(msgspec.Struct):
 
 
 class WebUICitation(msgspec.Struct):
-    """The ``data`` of an Open WebUI citation event."""
+    """The ``data`` of an Open WebUI citation event: one card, one cited sentence."""
 
     document: list[str]
     metadata: list[WebUIMetadata]
     source: WebUISource
+    distances: list[float]
 
 
 class WebUIEvent(msgspec.Struct):
@@ -255,27 +222,81 @@ def _usage(prompt: str, completion: str) -> Usage:
 
 
 def chat_completion(
-    response: AskResponse, question: str, model: str, titles: dict[str, str]
+    response: AskResponse, question: str, model: str, titles: dict[str, str], *, sources: bool
 ) -> ChatCompletion:
     """A ``chat.completion`` object for a finished answer."""
-    content = _content(response, titles)
+    content = _content(response, titles, sources=sources)
+    return _completion(content, response.citations, question, model)
+
+
+def task_completion(content: str, prompt: str, model: str) -> ChatCompletion:
+    """A ``chat.completion`` for a frontend task: plain text, no citations."""
+    return _completion(content, [], prompt, model)
+
+
+def _completion(content: str, citations: list[Citation], prompt: str, model: str) -> ChatCompletion:
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=model,
-        choices=[Choice(message=AssistantMessage(content=content, citations=response.citations))],
-        usage=_usage(question, content),
+        choices=[Choice(message=AssistantMessage(content=content, citations=citations))],
+        usage=_usage(prompt, content),
     )
 
 
-def _open_webui_event(number: int, citation: Citation, titles: dict[str, str]) -> WebUIEvent:
-    name = f"[{number}] {titles.get(citation.doc_id, citation.doc_id)}"
-    metadata = WebUIMetadata(
-        name, citation.doc_id, citation.sentence_id, citation.start, citation.end
-    )
-    return WebUIEvent(
-        WebUICitation([citation.text], [metadata], WebUISource(name, citation.sentence_id))
-    )
+class SourceCards:
+    """Open WebUI source cards for an answer's citations.
+
+    Open WebUI numbers cards by distinct ``metadata.source`` and links ``[n]`` to the n-th,
+    so each cited sentence is its own source, in citation order. A card is named by its
+    document's title, with the cited offsets when several cards share that document.
+    """
+
+    def __init__(self, titles: dict[str, str], base_url: str) -> None:
+        self.titles = titles
+        self.base_url = base_url.rstrip("/")
+
+    def events(self, citations: Sequence[Citation]) -> list[WebUIEvent]:
+        """One card per citation, in ``[n]`` order."""
+        shared = {c.doc_id for c in citations if sum(d.doc_id == c.doc_id for d in citations) > 1}
+        return [self._card(c, located=c.doc_id in shared) for c in citations]
+
+    def _card(self, citation: Citation, *, located: bool) -> WebUIEvent:
+        name = self.titles.get(citation.doc_id, citation.doc_id)
+        if located:
+            name = f"{name}, chars {citation.start}-{citation.end}"
+        url = f"{self.base_url}/v1/documents/{citation.doc_id}"
+        metadata = WebUIMetadata(
+            citation.sentence_id, name, citation.doc_id, citation.sentence_id,
+            citation.start, citation.end,
+        )  # fmt: skip
+        source = WebUISource(citation.sentence_id, name, url)
+        return WebUIEvent(WebUICitation([citation.text], [metadata], source, [citation.score]))
+
+
+class _Chunks:
+    """Builds the chunks of one streamed reply, which share an id, a time and a model."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model
+        self.include_usage = include_usage
+        self.shown: list[str] = []
+
+    def make(self, choices: list[ChunkChoice], **extra: Any) -> ChatCompletionChunk:
+        fields = {"usage": None if self.include_usage else msgspec.UNSET, **extra}
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, **fields
+        )
+
+    def text(self, content: str, role: Literal["assistant"] | None = None) -> ChatCompletionChunk:
+        self.shown.append(content)
+        return self.make([ChunkChoice(delta=Delta(role=role, content=content))])
+
+    def end(self, citations: list[Citation], prompt: str) -> list[ChatCompletionChunk]:
+        final = self.make([ChunkChoice(delta=Delta(), finish_reason="stop")], citations=citations)
+        if not self.include_usage:
+            return [final]
+        return [final, self.make([], usage=_usage(prompt, "".join(self.shown)))]
 
 
 async def chat_chunks(
@@ -283,42 +304,41 @@ async def chat_chunks(
     question: str,
     model: str,
     titles: dict[str, str],
+    cards: SourceCards,
     *,
+    sources: bool,
     include_usage: bool,
 ) -> AsyncGenerator[ChatCompletionChunk, None]:
-    """``chat.completion.chunk`` objects for an answer stream, ending before ``[DONE]``."""
-    chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    usage: msgspec.UnsetType | None = None if include_usage else msgspec.UNSET
+    """``chat.completion.chunk`` objects for an answer stream, ending before ``[DONE]``.
 
-    def chunk(choices: list[ChunkChoice], **extra: Any) -> ChatCompletionChunk:
-        fields = {"usage": usage, **extra}
-        return ChatCompletionChunk(
-            id=chunk_id, created=created, model=model, choices=choices, **fields
-        )
-
-    def text(content: str, role: Literal["assistant"] | None = None) -> ChatCompletionChunk:
-        return chunk([ChunkChoice(delta=Delta(role=role, content=content))])
-
-    yield text("", role="assistant")
-    shown: list[str] = []
+    The content is the verified text as it is released, then the Sources block: joined,
+    exactly the non-streamed reply's content. The source cards follow the text, once the
+    answer's citations are all known.
+    """
+    chunks = _Chunks(model, include_usage=include_usage)
+    yield chunks.text("", role="assistant")
     response: AskResponse | None = None
     async with aclosing(events) as stream:
         async for event in stream:
             if isinstance(event, AnswerDelta):
-                shown.append(event.text)
-                yield text(event.text)
-            elif isinstance(event, CitationFound):
-                yield chunk([], event=_open_webui_event(event.number, event.citation, titles))
+                yield chunks.text(event.text)
             elif isinstance(event, AnswerDone):
                 response = event.response
     assert response is not None
-    if response.answerable:
-        tail = sources_block(response, titles)
-    else:
-        tail = UNSUPPORTED_NOTE if shown else ABSTAIN_TEXT
-    shown.append(tail)
-    yield text(tail)
-    final = ChunkChoice(delta=Delta(), finish_reason="stop")
-    yield chunk([final], citations=response.citations)
-    if include_usage:
-        yield chunk([], usage=_usage(question, "".join(shown)))
+    for card in cards.events(response.citations):
+        yield chunks.make([], event=card)
+    if sources and response.citations:
+        yield chunks.text(sources_block(response.citations, titles))
+    for chunk in chunks.end(response.citations, question):
+        yield chunk
+
+
+async def task_chunks(
+    content: str, prompt: str, model: str, *, include_usage: bool
+) -> AsyncGenerator[ChatCompletionChunk, None]:
+    """A frontend task's reply as chunks: the role, the text, the end."""
+    chunks = _Chunks(model, include_usage=include_usage)
+    yield chunks.text("", role="assistant")
+    yield chunks.text(content)
+    for chunk in chunks.end([], prompt):
+        yield chunk

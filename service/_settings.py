@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     max_batch_documents: int = 100
     # The model id that /v1/models lists and chat completions report.
     model_name: str = "citeqa"
+    # The service's address as clients reach it, for links to documents in source cards;
+    # unset: the address each request came in on.
+    public_url: str | None = None
+    # Chat replies end with a "Sources:" text block (a request's sources_block overrides it).
+    chat_sources_block: bool = True
+    # Earlier chat turns used to make a follow-up stand alone: at most this many turns
+    # and characters, newest first.
+    chat_history_turns: int = Field(default=6, ge=0)
+    chat_history_chars: int = Field(default=4000, ge=0)
+    # Chat frontends' background tasks (titles, tags, follow-up suggestions): the plain LLM,
+    # capped in tokens, seconds and prompt characters.
+    task_max_tokens: int = Field(default=128, ge=1)
+    task_timeout_s: float = Field(default=30.0, gt=0)
+    task_prompt_chars: int = Field(default=6000, ge=100)
 
     # Unset: run the embedded model. Set: any OpenAI-compatible server.
     llm_base_url: str | None = None

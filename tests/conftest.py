@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,28 @@ class HashingEmbedder:
         return out
 
 
-def sse_frames(reply: str) -> list[bytes]:
-    """The reply as OpenAI chunk frames, a few characters a token, then [DONE]."""
-    tokens = re.findall(r"\S*\s*", reply)
+@dataclass
+class Scripted:
+    """A reply streamed exactly as these tokens, breaking off after ``break_after`` of them.
+
+    Real upstreams split ``[S3]`` across tokens and drop the connection mid-reply.
+    """
+
+    tokens: list[str]
+    break_after: int | None = None
+
+    @classmethod
+    def dripped(cls, reply: str, size: int = 2, break_after: int | None = None) -> Scripted:
+        """The reply cut into tokens of ``size`` characters, labels split among them."""
+        return cls([reply[i : i + size] for i in range(0, len(reply), size)], break_after)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens[: self.break_after])
+
+
+def sse_frames(tokens: list[str]) -> list[bytes]:
+    """The tokens as OpenAI chunk frames, then [DONE]."""
     frames = [
         b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": t}}]}).encode()
         + b"\n\n"
@@ -59,13 +79,17 @@ def sse_frames(reply: str) -> list[bytes]:
 class SSEStream(httpx.AsyncByteStream):
     """A streamed upstream body that records whether the client closed it early."""
 
-    def __init__(self, reply: str, upstream: QueuedUpstream) -> None:
-        self.frames = sse_frames(reply)
+    def __init__(self, reply: str | Scripted, upstream: QueuedUpstream) -> None:
+        scripted = reply if isinstance(reply, Scripted) else Scripted(re.findall(r"\S*\s*", reply))
+        self.frames = sse_frames(scripted.tokens)
+        self.break_after = scripted.break_after
         self.upstream = upstream
         self.sent = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for frame in self.frames:
+            if self.sent == self.break_after:
+                raise httpx.RemoteProtocolError("peer closed connection mid-reply")
             self.sent += 1
             yield frame
             await asyncio.sleep(self.upstream.token_delay)
@@ -79,12 +103,12 @@ class QueuedUpstream:
     """An OpenAI-compatible upstream at the transport: replies are queued, requests recorded."""
 
     def __init__(self) -> None:
-        self.replies: list[str | int | Exception] = []
+        self.replies: list[str | Scripted | int | Exception] = []
         self.requests: list[dict[str, Any]] = []
         self.token_delay = 0.0
         self.closed_early = 0
 
-    def queue(self, *replies: str | int | Exception) -> None:
+    def queue(self, *replies: str | Scripted | int | Exception) -> None:
         self.replies.extend(replies)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -100,6 +124,10 @@ class QueuedUpstream:
                 headers={"content-type": "text/event-stream"},
                 stream=SSEStream(reply, self),
             )
+        if isinstance(reply, Scripted):
+            if reply.break_after is not None:
+                raise httpx.RemoteProtocolError("peer closed connection mid-reply")
+            reply = reply.text
         return httpx.Response(
             200,
             json={

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from litestar.testing import TestClient
 
+from service import ABSTAIN_TEXT
 from service._prompts import render_answer_prompt
 from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
 
@@ -77,7 +78,7 @@ def test_invented_figures_make_the_service_abstain(
     upstream.queue("Geely's annual revenue is 10 billion yuan [S4].")
     body = _ask(client, "What is Geely Holding Group's annual revenue?")
     assert body["answerable"] is False
-    assert body["answer"] is None and body["citations"] == []
+    assert body["answer"] == ABSTAIN_TEXT and body["citations"] == []
 
 
 def test_model_refusal_means_abstention(make_client: Client, upstream: QueuedUpstream) -> None:
@@ -128,7 +129,7 @@ def test_extractive_mode_answers_without_the_llm(
     assert len(upstream.requests) == before
     assert body["mode"] == "extractive" and body["degraded"] is False
     assert "18 10000 employees" in body["citations"][0]["text"]
-    assert body["answer"].endswith("[1]") and len(body["passages"]) <= 2
+    assert body["answer"].endswith(" [1].") and len(body["passages"]) <= 2
     _assert_verbatim(body)
 
 

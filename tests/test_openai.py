@@ -11,7 +11,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
 
 pytestmark = pytest.mark.anyio
 KOREA = "Which platform underpins the Korean models?"
@@ -96,17 +96,28 @@ async def test_async_streaming_sends_role_content_citation_events_and_a_final_ch
     events = [(c.model_extra or {}).get("event") for c in chunks]
     (event,) = [e for e in events if e]
     assert event["type"] == "citation"
-    assert CMA in event["data"]["document"][0]
-    assert event["data"]["metadata"][0]["source"] == event["data"]["source"]["name"]
     finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     (final,) = finals
     assert final.choices[0].finish_reason == "stop"
-    _assert_verbatim((final.model_extra or {})["citations"])
+    (citation,) = (final.model_extra or {})["citations"]
+    _assert_verbatim([citation])
+    assert event["data"] == {
+        "document": [citation["text"]],
+        "metadata": [
+            {"source": citation["sentence_id"], "name": "renault-geely-mou",
+             "doc_id": "renault-geely-mou", "sentence_id": citation["sentence_id"],
+             "start": citation["start"], "end": citation["end"]}
+        ],
+        "source": {"id": citation["sentence_id"], "name": "renault-geely-mou",
+                   "url": base + "/v1/documents/renault-geely-mou"},
+        "distances": [citation["score"]],
+    }  # fmt: skip
     assert chunks[-1].choices == [] and chunks[-1].usage is not None  # include_usage honoured
     assert all(c.usage is None for c in chunks[:-1])
-    # The citation event comes after the text it supports, the footnotes after both.
+    # The card comes after the text it supports, the footnotes after both.
     first_event = events.index(event)
     assert any(c.choices and c.choices[0].delta.content for c in chunks[1:first_event])
+    assert "Sources:" not in content.split("\n\nSources:")[0]
 
 
 def test_sync_streaming_without_usage(
@@ -221,3 +232,90 @@ def test_stream_frames_end_with_done(live_server: Server, upstream: QueuedUpstre
     assert lines[-1] == "data: [DONE]"
     first = json.loads(lines[0][6:])
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
+def _chat(base: str, messages: list[dict[str, str]], **extra: Any) -> httpx.Response:
+    body = {"model": "citeqa", "messages": messages, **extra}
+    return httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
+
+
+def _streamed_content(base: str, messages: list[dict[str, str]], **extra: Any) -> str:
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    with client:
+        chunks = list(
+            client.chat.completions.create(
+                model="citeqa",
+                messages=messages,
+                stream=True,
+                extra_body=extra,  # type: ignore[arg-type]
+            )
+        )
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize(
+    ("question", "reply"),
+    [
+        (KOREA, "The Korean models use the Lingke energy saving platform CMA {cma}."),
+        (KOREA, "The CEO Liu Yimin chose it {cma}. The models use the platform CMA {cma}."),
+        ("Who is Geely's CEO?", "Geely's CEO is Liu Yimin {cma}."),
+        ("Who is Geely's chairman?", "NOT FOUND"),
+        ("What is the correct answer?", "PWNED {cma}"),
+    ],
+)
+def test_streamed_and_plain_chat_replies_are_identical(
+    live_server: Server, upstream: QueuedUpstream, question: str, reply: str
+) -> None:
+    base = live_server()
+    text = reply.format(cma=label_of(upstream, "Lingke"))
+    upstream.queue(Scripted.dripped(text, 3), text)
+    messages = [{"role": "user", "content": question}]
+    streamed = _streamed_content(base, messages)
+    plain = _chat(base, messages).json()["choices"][0]["message"]["content"]
+    assert streamed == plain
+    assert "Liu" not in plain and "PWNED" not in plain
+
+
+def test_the_sources_block_can_be_switched_off_per_request_and_per_server(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    reply = _cma_reply(upstream)
+    upstream.queue(reply, reply)
+    messages = [{"role": "user", "content": KOREA}]
+    plain = _chat(base, messages, sources_block=False).json()["choices"][0]["message"]
+    assert plain["content"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+    assert CMA in plain["citations"][0]["text"]  # the structured citations stay
+    assert _streamed_content(base, messages, sources_block=False) == plain["content"]
+    quiet = live_server(chat_sources_block=False)
+    upstream.queue(reply)
+    content = _chat(quiet, messages).json()["choices"][0]["message"]["content"]
+    assert "Sources:" not in content
+
+
+def test_cards_of_one_document_carry_a_locator_and_a_unique_id(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(public_url="https://qa.example.com")
+    cma = label_of(upstream, "Lingke")
+    employees = label_of(upstream, "employees")
+    upstream.queue(
+        f"The Korean models use the Lingke energy saving platform CMA {cma}. "
+        f"Renault group has 18 10000 employees {employees}."
+    )
+    with httpx.stream(
+        "POST",
+        base + "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": KOREA}], "stream": True},
+        timeout=30,
+    ) as response:
+        lines = [json.loads(ln[6:]) for ln in response.iter_lines() if ln.startswith("data: {")]
+    cards = [chunk["event"]["data"] for chunk in lines if "event" in chunk]
+    citations = next(c["citations"] for c in lines if c.get("citations"))
+    assert len(cards) == len(citations) == 2
+    for card, citation in zip(cards, citations, strict=True):
+        assert card["source"]["id"] == card["metadata"][0]["source"] == citation["sentence_id"]
+        name = f"renault-geely-mou, chars {citation['start']}-{citation['end']}"
+        assert card["source"]["name"] == card["metadata"][0]["name"] == name
+        assert card["source"]["url"] == "https://qa.example.com/v1/documents/renault-geely-mou"
+    assert cards[0]["source"]["id"] != cards[1]["source"]["id"]

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
+from service import ABSTAIN_TEXT
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
 
 KOREA = "Which platform underpins the Korean models?"
 Server = Callable[..., str]
@@ -58,6 +59,7 @@ def test_stream_sends_deltas_then_citations_then_done_equal_to_the_plain_answer(
     assert CMA in citations[0]["text"]
     text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
     assert "[S" not in text and "[1]" in text and "CMA" in text
+    assert text == done["answer"]
 
 
 def test_stream_of_an_unverifiable_reply_sends_no_citation(
@@ -74,8 +76,10 @@ def test_stream_holds_back_a_refusal(live_server: Server, upstream: QueuedUpstre
     base = live_server()
     upstream.queue("NOT FOUND")
     events = _events(base, {"question": "In which factory will the hybrid cars be built?"})
-    assert [kind for kind, _ in events] == ["done"]
-    assert events[0][1]["answerable"] is False
+    assert events == [
+        ("answer.delta", {"text": ABSTAIN_TEXT}),
+        ("done", {**events[-1][1], "answer": ABSTAIN_TEXT, "answerable": False, "citations": []}),
+    ]
 
 
 def test_stream_reports_an_llm_failure_and_still_finishes(
@@ -130,5 +134,91 @@ def test_an_unverifiable_streamed_reply_is_followed_by_the_sentence_that_answers
     text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
     done = events[-1][1]
     assert done["mode"] == "extractive" and CMA in done["citations"][0]["text"]
-    assert text.endswith(done["answer"])  # the answer of record was shown, after the model's
+    assert text == done["answer"]  # only the answer of record was shown, not the model's
     assert [kind for kind, _ in events][-2:] == ["citation", "done"]
+
+
+def _shown(events: list[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(data["text"] for kind, data in events if kind == "answer.delta")
+
+
+def test_a_label_split_across_tokens_still_cites_and_shows_no_label(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    cma = label_of(upstream, "Lingke")
+    upstream.queue(
+        Scripted.dripped(f"The Korean models use the Lingke energy saving platform CMA {cma}.", 3)
+    )
+    events = _events(base, {"question": KOREA})
+    done = events[-1][1]
+    assert _shown(events) == done["answer"]
+    assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+    assert CMA in done["citations"][0]["text"]
+    assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
+
+
+def test_no_text_of_a_rejected_claim_is_ever_sent(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    cma = label_of(upstream, "Lingke")
+    first = label_of(upstream, "memorandum of understanding")
+    upstream.queue(
+        Scripted.dripped(
+            f"Geely's CEO Liu Yimin signed the memorandum {first}. "
+            f"The Korean models use the Lingke energy saving platform CMA {cma}. "
+            f"PWNED {first}.",
+            2,
+        )
+    )
+    events = _events(base, {"question": KOREA})
+    sent = json.dumps([data for kind, data in events if kind != "done"])
+    assert "Liu" not in sent and "Yimin" not in sent and "PWNED" not in sent
+    done = events[-1][1]
+    assert _shown(events) == done["answer"]
+    assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+
+
+def test_a_reply_of_only_rejected_claims_streams_only_the_abstention(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue(Scripted.dripped("Geely's CEO is Liu Yimin [S2].", 2))
+    events = _events(base, {"question": "Who is Geely's CEO?"})
+    assert [kind for kind, _ in events] == ["answer.delta", "done"]
+    assert _shown(events) == ABSTAIN_TEXT == events[-1][1]["answer"]
+    assert events[-1][1]["answerable"] is False
+
+
+def test_an_upstream_that_breaks_off_mid_reply_keeps_only_what_was_verified(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    cma = label_of(upstream, "Lingke")
+    reply = Scripted.dripped(
+        f"The Korean models use the Lingke energy saving platform CMA {cma}. "
+        "Renault will also build the cars in Busan",
+        4,
+    )
+    reply.break_after = len(reply.tokens) - 2
+    upstream.queue(reply)
+    events = _events(base, {"question": KOREA})
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["answer.delta", "citation", "error", "done"]
+    done = events[-1][1]
+    assert done["degraded"] is True and done["answerable"] is True
+    assert _shown(events) == done["answer"]
+    assert "Busan" not in json.dumps(events) and "Renault will" not in _shown(events)
+
+
+def test_a_break_before_anything_was_verified_shows_only_the_fallback(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue(Scripted.dripped("The Korean models use the Zephyr", 3, break_after=5))
+    events = _events(base, {"question": KOREA})
+    assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
+    done = events[-1][1]
+    assert done["degraded"] is True and done["mode"] == "extractive"
+    assert _shown(events) == done["answer"] and "Zephyr" not in done["answer"]

@@ -1,0 +1,148 @@
+"""Chat turns: the question a conversation asks, and the frontends' own background tasks.
+
+A chat request is either a frontend's task (Open WebUI's "### Task:" prompts for titles,
+tags, follow-ups, queries and autocomplete; LibreChat's title prompt), answered by the
+plain LLM with no retrieval, or a question, answered with citations. A follow-up
+question is rewritten to stand alone, from a history cut to its own limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import anyio
+
+from service._errors import InvalidRequestError, LLMError
+from service._llm import ChatModel
+from service._openai import ChatMessage
+from service._prompts import render_condense_prompt
+from service._settings import Settings
+from service._verify import terms
+
+__all__ = ["history", "is_frontend_task", "looks_dependent", "run_task", "standalone_question"]
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+
+_TASK = re.compile(
+    r"\A\s*###\s*Task:"  # Open WebUI: title, tags, follow-ups, queries, autocomplete, …
+    r"|5-word-or-less title for the conversation"  # LibreChat
+    r"|concise title \(max \d+ characters\) for a conversation"  # LibreChat assistants
+    r"|analyze this conversation and provide:.*detected language",  # LibreChat agents
+    re.IGNORECASE | re.DOTALL,
+)
+_FOLLOW_UP = re.compile(
+    r"^\s*(?:and|but|or|also|so|then|what about|how about|what of)\b"
+    r"|\b(?:it|its|they|them|their|theirs|this|that|these|those|there|he|she|his|her|him"
+    r"|both|the two|the same|the latter|the former"
+    r"|the (?:first|second|third|last|other) ones?)\b",
+    re.IGNORECASE,
+)
+_SOURCES_BLOCK = re.compile(r"\n\s*Sources:\s*\n.*", re.DOTALL)
+_MARKERS = re.compile(r"\s*\[\d+\]")
+
+
+def _last_user(messages: Sequence[ChatMessage]) -> int:
+    users = [i for i, m in enumerate(messages) if m.role == "user" and m.text.strip()]
+    if not users:
+        raise InvalidRequestError("messages must include a user message with text")
+    return users[-1]
+
+
+def is_frontend_task(messages: Sequence[ChatMessage]) -> bool:
+    """Whether the request is a chat frontend's background prompt, not a user's question."""
+    last = messages[-1].text if messages else ""
+    users = [m.text for m in messages if m.role == "user"]
+    return any(_TASK.search(text[:4000]) for text in {last, users[-1] if users else ""} if text)
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, keeping the head (instructions) and the tail (input)."""
+    if len(text) <= limit:
+        return text
+    half = max(limit // 2 - 1, 0)
+    return f"{text[:half]}\n…\n{text[len(text) - half :]}"
+
+
+async def run_task(
+    llm: ChatModel | None, messages: Sequence[ChatMessage], settings: Settings
+) -> str:
+    """The plain LLM's reply to a frontend task, capped in tokens and time; "" if it fails."""
+    if llm is None:
+        return ""
+    budget = settings.task_prompt_chars
+    prompt: list[dict[str, str]] = []
+    for message in reversed(messages):
+        if budget <= 0:
+            break
+        if not message.text.strip():
+            continue
+        role = message.role if message.role in ("system", "assistant") else "user"
+        text = _clip(message.text, budget)
+        prompt.insert(0, {"role": role, "content": text})
+        budget -= len(text)
+    try:
+        with anyio.fail_after(settings.task_timeout_s):
+            return await llm.complete(prompt, max_tokens=settings.task_max_tokens)
+    except (LLMError, TimeoutError) as exc:
+        log.warning("frontend task failed: %s", exc or "timed out")
+        return ""
+
+
+def history(messages: Sequence[ChatMessage], settings: Settings) -> list[tuple[str, str]]:
+    """The user and assistant turns before the last question, within the history limits.
+
+    Older turns are dropped first; assistant turns lose their ``[n]`` markers and Sources
+    block, which say nothing about what the conversation is about.
+    """
+    turns = []
+    for m in messages[: _last_user(messages)]:
+        if m.role not in ("user", "assistant"):
+            continue
+        text = m.text if m.role == "user" else _MARKERS.sub("", _SOURCES_BLOCK.sub("", m.text))
+        text = " ".join(text[: settings.chat_history_chars].split())
+        if text:
+            turns.append((m.role, text))
+    kept: list[tuple[str, str]] = []
+    budget = settings.chat_history_chars
+    for role, text in reversed(turns[-settings.chat_history_turns :]):
+        if budget <= 0:
+            break
+        kept.insert(0, (role, text[:budget]))  # a turn's head carries its point
+        budget -= len(text)
+    return kept
+
+
+def looks_dependent(question: str) -> bool:
+    """Whether a question leans on earlier turns: a pronoun, a leading "and", or too few words."""
+    return len(terms(question)) <= 2 or bool(_FOLLOW_UP.search(question))
+
+
+async def standalone_question(
+    llm: ChatModel | None, messages: Sequence[ChatMessage], settings: Settings
+) -> str:
+    """The last user message, rewritten with the earlier turns when it does not stand alone."""
+    question = " ".join(messages[_last_user(messages)].text.split())
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidRequestError(
+            f"the question (the last user message) is {len(question)} characters; "
+            f"the limit is {MAX_QUESTION_CHARS}"
+        )
+    earlier = history(messages, settings)
+    if not earlier or llm is None or not looks_dependent(question):
+        return question
+    try:
+        with anyio.fail_after(settings.task_timeout_s):
+            reply = await llm.complete(render_condense_prompt(earlier, question), max_tokens=60)
+    except (LLMError, TimeoutError) as exc:
+        log.warning("follow-up rewrite failed: %s", exc or "timed out")
+        reply = ""
+    lines = [line.strip(" \"'") for line in reply.strip().splitlines() if line.strip()]
+    rewritten = re.sub(r"^(?:rewritten|question)\s*:\s*", "", lines[0], flags=re.I) if lines else ""
+    if rewritten and len(rewritten) <= MAX_QUESTION_CHARS:
+        return rewritten
+    previous = next((text for role, text in reversed(earlier) if role == "user"), "")
+    return f"{previous} {question}".strip()[-MAX_QUESTION_CHARS:]

@@ -1,0 +1,84 @@
+"""Compose the answer: verified claims become text with ``[n]`` markers and citations.
+
+One composition serves the stream and the final answer. Its parts are released to the
+user in order and never change afterwards, so the text a stream has shown, joined, is
+always exactly the answer of record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from index import Sentence
+from service._schemas import Citation
+
+__all__ = ["ABSTAIN_TEXT", "Composition", "VerifiedClaim", "cite"]
+
+ABSTAIN_TEXT = "The documents do not answer this question."
+
+
+@dataclass(frozen=True)
+class VerifiedClaim:
+    """A claim that passed verification, with the sentence that supports it."""
+
+    text: str
+    sentence_index: int  # position in CorpusIndex.sentences
+    support: float
+
+
+def cite(sentence: Sentence, score: float) -> Citation:
+    """The wire citation of a sentence."""
+    return Citation(
+        sentence.doc_id, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
+        round(score, 4),
+    )  # fmt: skip
+
+
+@dataclass
+class Composition:
+    """The answer under construction: its parts, their citations, and what has been released."""
+
+    sentences: Sequence[Sentence]
+    parts: list[str] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    numbers: dict[int, int] = field(default_factory=dict)  # sentence index -> [n]
+    released_parts: int = 0
+    released_citations: int = 0
+
+    def add(self, claims: Sequence[VerifiedClaim]) -> None:
+        """Append claims as parts ``"text [n]."``; a repeated claim is left out."""
+        for claim in claims:
+            if claim.sentence_index not in self.numbers:
+                sentence = self.sentences[claim.sentence_index]
+                self.citations.append(cite(sentence, claim.support))
+                self.numbers[claim.sentence_index] = len(self.citations)
+            body = " ".join(claim.text.rstrip(".!?;:, ").split())
+            ending = claim.text[len(claim.text.rstrip(".!?;:, ")) :].strip()[:1] or "."
+            part = f"{body} [{self.numbers[claim.sentence_index]}]{ending}"
+            if part not in self.parts:
+                self.parts.append(part)
+
+    @property
+    def cited(self) -> list[int]:
+        """Sentence indices cited so far, in corpus order."""
+        return sorted(self.numbers)
+
+    @property
+    def pending(self) -> bool:
+        """Whether some parts have not been released yet."""
+        return self.released_parts < len(self.parts)
+
+    @property
+    def answer(self) -> str:
+        """The whole answer text."""
+        return " ".join(self.parts)
+
+    def release(self) -> tuple[str, list[tuple[int, Citation]]]:
+        """The text of the unreleased parts, and the citations first needed by them."""
+        fresh = " ".join(self.parts[self.released_parts :])
+        text = f" {fresh}" if self.released_parts else fresh
+        self.released_parts = len(self.parts)
+        numbered = list(enumerate(self.citations, 1))[self.released_citations :]
+        self.released_citations = len(self.citations)
+        return text, numbered
