@@ -63,7 +63,7 @@ def _clip(text: str, limit: int) -> str:
     """At most ``limit`` characters, keeping the head (instructions) and the tail (input)."""
     if len(text) <= limit:
         return text
-    half = max(limit // 2 - 1, 0)
+    half = max((limit - 3) // 2, 0)
     return f"{text[:half]}\n…\n{text[len(text) - half :]}"
 
 
@@ -140,8 +140,9 @@ async def standalone_question(
     except (LLMError, TimeoutError) as exc:
         log.warning("follow-up rewrite failed: %s", exc or "timed out")
         reply = ""
-    lines = [line.strip(" \"'") for line in reply.strip().splitlines() if line.strip()]
-    rewritten = re.sub(r"^(?:rewritten|question)\s*:\s*", "", lines[0], flags=re.I) if lines else ""
+    lines = [line for line in reply.strip().splitlines() if line.strip()]
+    first = re.sub(r"^\s*(?:rewritten|question)\s*:\s*", "", lines[0], flags=re.I) if lines else ""
+    rewritten = first.strip(" \"'")
     if rewritten and len(rewritten) <= MAX_QUESTION_CHARS:
         return rewritten
     previous = next((text for role, text in reversed(earlier) if role == "user"), "")
