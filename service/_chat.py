@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from service._compose import ABSTAIN_TEXT
 from service._errors import InvalidRequestError, LLMError
 from service._llm import ChatModel
 from service._openai import ChatMessage
@@ -21,7 +22,14 @@ from service._prompts import render_condense_prompt
 from service._settings import Settings
 from service._verify import terms
 
-__all__ = ["history", "is_frontend_task", "looks_dependent", "run_task", "standalone_question"]
+__all__ = [
+    "history",
+    "is_frontend_task",
+    "looks_dependent",
+    "resolve_positions",
+    "run_task",
+    "standalone_question",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,15 @@ _FOLLOW_UP = re.compile(
 )
 _SOURCES_BLOCK = re.compile(r"\n\s*Sources:\s*\n.*", re.DOTALL)
 _MARKERS = re.compile(r"\s*\[\d+\]")
+_ORDINAL = re.compile(
+    r"\bthe\s+(first|second|third|fourth|fifth|last|latter|former)(?:\s+one)?\b", re.IGNORECASE
+)
+_POSITIONS = {"first": 0, "former": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4,
+              "last": -1, "latter": -1}  # fmt: skip
+# A list of names: "China and South Korea", "Renault (Renault)、 Dacia (Dacia) and Alpine".
+_NAME = r"[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*(?:\s*\([^)]*\))?"
+_NAMES = re.compile(rf"(?:{_NAME}\s*[,、;]\s*)*{_NAME}\s*,?\s+(?:and|or)\s+{_NAME}")
+_LIST_SEPARATOR = re.compile(r"\s*(?:[,、;]|\band\b|\bor\b)\s*")
 
 
 def _last_user(messages: Sequence[ChatMessage]) -> int:
@@ -104,7 +121,7 @@ def history(messages: Sequence[ChatMessage], settings: Settings) -> list[tuple[s
             continue
         text = m.text if m.role == "user" else _MARKERS.sub("", _SOURCES_BLOCK.sub("", m.text))
         text = " ".join(text[: settings.chat_history_chars].split())
-        if text:
+        if text and text != ABSTAIN_TEXT:  # an abstention names nothing to refer back to
             turns.append((m.role, text))
     kept: list[tuple[str, str]] = []
     budget = settings.chat_history_chars
@@ -114,6 +131,28 @@ def history(messages: Sequence[ChatMessage], settings: Settings) -> list[tuple[s
         kept.insert(0, (role, text[:budget]))  # a turn's head carries its point
         budget -= len(text)
     return kept
+
+
+def resolve_positions(question: str, earlier: Sequence[tuple[str, str]]) -> str:
+    """Replace "the second one" and the like by that item of the latest list of names.
+
+    The small LLM miscounts lists, so positions are resolved here: in "China and South
+    Korea", "the second one" is South Korea. Turns are searched newest first.
+    """
+    match = _ORDINAL.search(question)
+    if match is None:
+        return question
+    for _role, text in reversed(earlier):
+        lists = _NAMES.findall(text)
+        if not lists:
+            continue
+        items = [re.sub(r"\s*\([^)]*\)", "", item) for item in _LIST_SEPARATOR.split(lists[-1])]
+        items = [item for item in items if item]
+        position = _POSITIONS[match.group(1).lower()]
+        if position < len(items):
+            return question[: match.start()] + items[position] + question[match.end() :]
+        return question
+    return question
 
 
 def looks_dependent(question: str) -> bool:
@@ -132,6 +171,7 @@ async def standalone_question(
             f"the limit is {MAX_QUESTION_CHARS}"
         )
     earlier = history(messages, settings)
+    question = resolve_positions(question, earlier)
     if not earlier or llm is None or not looks_dependent(question):
         return question
     try:

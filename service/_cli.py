@@ -17,10 +17,10 @@ from index import (
     corpus_checksum,
     read_documents,
 )
-from service._eval import evaluate, read_questions
+from service._eval import evaluate, evaluate_conversations, read_conversations, read_questions
 from service._runtime import load_runtime, open_index
 from service._schemas import AnswerMode
-from service._settings import Settings
+from service._settings import Settings, bundled_eval
 
 __all__ = ["main"]
 
@@ -84,12 +84,9 @@ def ask(question: str, mode: AnswerMode, top_k: int, as_json: bool) -> None:
         if as_json:
             click.echo(msgspec.json.format(msgspec.json.encode(response)).decode())
             return
-        if not response.answerable:
-            click.echo("The documents do not answer this question.")
-        else:
-            click.echo(response.answer)
-            for n, c in enumerate(response.citations, 1):
-                click.echo(f"  [{n}] {c.doc_id} [{c.start}, {c.end}) {c.text}")
+        click.echo(response.answer)
+        for n, c in enumerate(response.citations, 1):
+            click.echo(f"  [{n}] {c.doc_id} [{c.start}, {c.end}) {c.text}")
         if response.degraded:
             click.echo("(the LLM failed; this is an extractive answer)", err=True)
 
@@ -120,7 +117,15 @@ def build(paths: tuple[Path, ...], out: Path | None) -> None:
 
 
 @main.command("eval")
-@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "questions", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
+)
+@click.option(
+    "--conversations",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Score multi-turn conversations through the chat pipeline instead of QUESTIONS.",
+)
 @click.option(
     "--corpus",
     multiple=True,
@@ -138,7 +143,8 @@ def build(paths: tuple[Path, ...], out: Path | None) -> None:
 )
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
 def eval_command(
-    questions: Path,
+    questions: Path | None,
+    conversations: Path | None,
     corpus: tuple[Path, ...],
     mode: AnswerMode,
     top_k: int,
@@ -146,7 +152,10 @@ def eval_command(
     retrieval: str | None,
     json_out: Path | None,
 ) -> None:
-    """Run QUESTIONS through the pipeline and print accuracy, citation and latency figures."""
+    """Run QUESTIONS through the pipeline and print accuracy, citation and latency figures.
+
+    Without QUESTIONS or --conversations, the bundled article's development questions run.
+    """
     base = Settings()
     settings = base
     if corpus:
@@ -156,11 +165,16 @@ def eval_command(
         )
     if retrieval:
         settings = settings.model_copy(update={"retrieval": retrieval})
-    items = read_questions(questions)[:limit]
+    if conversations is not None and mode != "llm":
+        raise click.UsageError("--conversations needs --mode llm: follow-ups are rewritten by it")
 
     async def run() -> dict[str, Any]:
         runtime = await load_runtime(settings, with_llm=mode == "llm", progress=True)
         try:
+            if conversations is not None:
+                dialogues = read_conversations(conversations)[:limit]
+                return await evaluate_conversations(runtime.answerer, dialogues, top_k)
+            items = read_questions(questions or bundled_eval("article_questions.json"))[:limit]
             return await evaluate(runtime.answerer, items, mode, top_k)
         finally:
             await runtime.aclose()

@@ -9,14 +9,24 @@ import string
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from service._answer import Answerer
+from service._chat import standalone_question
+from service._openai import ChatMessage, chat_completion
 from service._schemas import AnswerMode, AskResponse
+from service._settings import Settings
 
-__all__ = ["Question", "evaluate", "read_questions"]
+__all__ = [
+    "Conversation",
+    "Question",
+    "evaluate",
+    "evaluate_conversations",
+    "read_conversations",
+    "read_questions",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,35 @@ class Question:
     gold: list[str]  # substrings a cited sentence must contain
     gold_spans: list[tuple[int, int]]
     doc_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A multi-turn conversation whose last turn is scored as ``last``."""
+
+    id: str
+    turns: list[str]
+    last: Question
+
+
+def read_conversations(path: Path) -> list[Conversation]:
+    """Read ``{"conversations": [{id, turns, accept?, gold?, answerable?}]}``."""
+    conversations = []
+    for r in json.loads(path.read_text(encoding="utf-8"))["conversations"]:
+        turns = [str(t) for t in r["turns"]]
+        if not turns:
+            raise ValueError(f"{path}: conversation {r.get('id')!r} has no turns")
+        last = Question(
+            id=str(r["id"]),
+            question=turns[-1],
+            answerable=r.get("answerable", True),
+            accept=r.get("accept", []),
+            answers=[],
+            gold=r.get("gold", []),
+            gold_spans=[],
+        )
+        conversations.append(Conversation(str(r["id"]), turns, last))
+    return conversations
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -125,6 +164,29 @@ def _percentile(values: Sequence[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
+def _row(
+    q: Question, answerer: Answerer, response: AskResponse, latency_ms: float
+) -> dict[str, Any]:
+    docs = answerer.index.documents
+    verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
+    answer = response.answer if response.answerable else ""
+    return {
+        "id": q.id,
+        "question": q.question,
+        "answerable": q.answerable,
+        "abstained": not response.answerable,
+        "answer": response.answer,
+        "correct": q.answerable and response.answerable and _correct(q, answer),
+        "f1": max((_f1(answer, a) for a in q.answers), default=0.0),
+        "gold_cited": q.answerable and _gold_cited(q, response),
+        "citations": len(verbatim),
+        "verbatim": sum(verbatim),
+        "gold_rank": _gold_rank(q, answerer) if q.answerable else None,
+        "latency_ms": round(latency_ms, 1),
+        "degraded": response.degraded,
+    }
+
+
 async def evaluate(
     answerer: Answerer, questions: Sequence[Question], mode: AnswerMode, top_k: int = 5
 ) -> dict[str, Any]:
@@ -133,28 +195,48 @@ async def evaluate(
     for q in questions:
         started = time.perf_counter()
         response = await answerer.ask(q.question, top_k, mode)
-        latency = (time.perf_counter() - started) * 1000
-        docs = answerer.index.documents
-        verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
-        answer = response.answer or ""
-        rank = _gold_rank(q, answerer) if q.answerable else None
-        rows.append(
-            {
-                "id": q.id,
-                "question": q.question,
-                "answerable": q.answerable,
-                "abstained": not response.answerable,
-                "answer": response.answer,
-                "correct": q.answerable and response.answerable and _correct(q, answer),
-                "f1": max((_f1(answer, a) for a in q.answers), default=0.0),
-                "gold_cited": q.answerable and _gold_cited(q, response),
-                "citations": len(verbatim),
-                "verbatim": sum(verbatim),
-                "gold_rank": rank,
-                "latency_ms": round(latency, 1),
-                "degraded": response.degraded,
-            }
-        )
+        rows.append(_row(q, answerer, response, (time.perf_counter() - started) * 1000))
+    return {"figures": _figures(rows, questions, mode, answerer.settings), "rows": rows}
+
+
+async def evaluate_conversations(
+    answerer: Answerer, conversations: Sequence[Conversation], top_k: int = 5
+) -> dict[str, Any]:
+    """Play each conversation through the chat pipeline and score its last turn.
+
+    Earlier turns are asked in order, each answer going back as the assistant's message
+    exactly as chat completions would return it; the last turn is made standalone the
+    way chat does it, answered, and scored like a single question.
+    """
+    settings = answerer.settings
+    titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+    rows: list[dict[str, Any]] = []
+    for conversation in conversations:
+        messages: list[ChatMessage] = []
+        for turn in conversation.turns[:-1]:
+            messages.append(ChatMessage(role="user", content=turn))
+            question = await standalone_question(answerer.llm, messages, settings)
+            response = await answerer.ask(question, top_k)
+            reply = chat_completion(
+                response, question, settings.model_name, titles,
+                sources=settings.chat_sources_block,
+            )  # fmt: skip
+            messages.append(ChatMessage(role="assistant", content=reply.choices[0].message.content))
+        messages.append(ChatMessage(role="user", content=conversation.turns[-1]))
+        started = time.perf_counter()
+        question = await standalone_question(answerer.llm, messages, settings)
+        response = await answerer.ask(question, top_k)
+        latency_ms = (time.perf_counter() - started) * 1000
+        scored = replace(conversation.last, question=question)
+        transcript = [{"role": m.role, "content": m.text} for m in messages]
+        rows.append({**_row(scored, answerer, response, latency_ms), "transcript": transcript})
+    last_turns = [c.last for c in conversations]
+    return {"figures": _figures(rows, last_turns, "llm", settings), "rows": rows}
+
+
+def _figures(
+    rows: list[dict[str, Any]], questions: Sequence[Question], mode: AnswerMode, settings: Settings
+) -> dict[str, Any]:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     abstained = [r for r in rows if r["abstained"]]
@@ -164,18 +246,21 @@ async def evaluate(
     def share(part: int, whole: int) -> float | None:
         return round(part / whole, 4) if whole else None
 
-    ranked = answerable
-
     def recall(k: int) -> float | None:
-        hits = sum(1 for r in ranked if r["gold_rank"] is not None and r["gold_rank"] <= k)
-        return share(hits, len(ranked))
+        hits = sum(1 for r in answerable if r["gold_rank"] is not None and r["gold_rank"] <= k)
+        return share(hits, len(answerable))
 
-    figures = {
+    return {
         "mode": mode,
-        "retrieval": answerer.settings.retrieval,
+        "retrieval": settings.retrieval,
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        # Right answers and right abstentions, over every question.
+        "score": share(
+            sum(r["correct"] for r in answerable) + sum(r["abstained"] for r in unanswerable),
+            len(rows),
+        ),
         "recall@1": recall(1),
         "recall@5": recall(5),
         "recall@10": recall(10),
@@ -192,4 +277,3 @@ async def evaluate(
         "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
         "latency_ms_p95": round(_percentile(latencies, 95), 1) if latencies else None,
     }
-    return {"figures": figures, "rows": rows}

@@ -80,7 +80,7 @@ class SentenceHit(msgspec.Struct):
 class AskResponse(msgspec.Struct):
     """An answer whose ``[n]`` markers point at ``citations[n-1]``."""
 
-    answer: str | None
+    answer: str  # on abstention, the fixed sentence that says so
     answerable: bool
     citations: list[Citation]
     passages: list[Passage]

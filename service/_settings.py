@@ -10,12 +10,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "bundled_corpus"]
+__all__ = ["Settings", "bundled_corpus", "bundled_eval"]
 
 
 def bundled_corpus() -> Path:
     """Path of the bundled Renault-Geely article."""
     return Path(str(resources.files("corpus").joinpath("renault-geely-mou.txt")))
+
+
+def bundled_eval(name: str) -> Path:
+    """Path of a bundled development set about the article (``corpus/eval/NAME``)."""
+    return Path(str(resources.files("corpus").joinpath("eval", name)))
 
 
 class Settings(BaseSettings):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service import Settings
-from service._chat import history, is_frontend_task, looks_dependent
+from service._chat import history, is_frontend_task, looks_dependent, resolve_positions
 from service._openai import ChatMessage
 from tests.conftest import CMA, QueuedUpstream, label_of
 
@@ -205,3 +205,52 @@ def test_a_follow_up_is_rewritten_from_the_turns_without_their_sources(
     assert answer["messages"][-1]["content"] == f"Question: {rewritten}"
     body = response.json()["choices"][0]["message"]
     assert "18 10000" in body["content"] and "employees" in body["citations"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("question", "earlier", "expected"),
+    [
+        ("How long has it been there, in the second one?",
+         "The key markets are China and South Korea.",
+         "How long has it been there, in South Korea?"),
+        ("What about the first one?", "It has brands Renault (Renault)、 Dacia (Dacia) and Alpine.",
+         "What about Renault?"),
+        ("Which is the latter?", "It is allied with Nissan and Mitsubishi.",
+         "Which is Mitsubishi?"),
+        ("Is the fifth one new?", "It sells in China and Korea.", "Is the fifth one new?"),
+        ("Which came first?", "China and Korea.", "Which came first?"),
+    ],
+)  # fmt: skip
+def test_positions_in_a_list_are_resolved_from_the_latest_turn(
+    question: str, earlier: str, expected: str
+) -> None:
+    turns = [("user", "Old question about Spain and France?"), ("assistant", earlier)]
+    assert resolve_positions(question, turns) == expected
+
+
+def test_the_second_one_is_resolved_without_asking_the_llm(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    korea = label_of(upstream, "20 Years")
+    upstream.queue(f"Renault Samsung has 20 Years of successful development experience {korea}.")
+    response = _chat(
+        base,
+        [
+            {"role": "user", "content": "Which markets are key for the cooperation?"},
+            {"role": "assistant", "content": "China and South Korea [1]."},
+            {"role": "user", "content": "How long has Renault Samsung been in the second one?"},
+        ],
+    )
+    asked = upstream.requests[-1]["messages"][-1]["content"]
+    assert asked == "Question: How long has Renault Samsung been in South Korea?"
+    assert "20" in response.json()["choices"][0]["message"]["content"]
+
+
+def test_an_abstention_is_left_out_of_the_history() -> None:
+    messages = _messages(
+        ("user", "Which group has five brands?"),
+        ("assistant", "The documents do not answer this question."),
+        ("user", "What are they?"),
+    )
+    assert history(messages, Settings()) == [("user", "Which group has five brands?")]
