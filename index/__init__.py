@@ -9,7 +9,7 @@ from index._build import (
     load_or_build,
 )
 from index._chunk import Chunk, chunk_sentences
-from index._documents import Document, corpus_checksum, read_documents
+from index._documents import Document, corpus_checksum, markdown_title, read_documents
 from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
 from index._lexical import LexicalIndex, tokenize
 from index._segment import Sentence, segment, split_spans
@@ -34,6 +34,7 @@ __all__ = [
     "chunk_sentences",
     "corpus_checksum",
     "load_or_build",
+    "markdown_title",
     "read_documents",
     "segment",
     "split_spans",

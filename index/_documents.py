@@ -10,9 +10,11 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["Document", "corpus_checksum", "read_documents"]
+__all__ = ["Document", "corpus_checksum", "markdown_title", "read_documents"]
 
 _DOC_ID = re.compile(r"[^A-Za-z0-9._-]+")
+_MARKDOWN_SUFFIXES = {".md", ".markdown"}
+_H1 = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 
 
 class Document(msgspec.Struct, frozen=True):
@@ -22,6 +24,12 @@ class Document(msgspec.Struct, frozen=True):
     title: str
     text: str
     metadata: dict[str, str] = msgspec.field(default_factory=dict)  # stored, not indexed
+
+
+def markdown_title(text: str) -> str | None:
+    """The text of a markdown document's first ``#`` heading, if it has one."""
+    match = _H1.search(text)
+    return " ".join(match.group(1).split())[:500] if match else None
 
 
 def _doc_id_from_path(path: Path) -> str:
@@ -53,9 +61,11 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             docs.extend(_read_jsonl(path))
-        elif suffix in {".txt", ".md", ".markdown"}:
+        elif suffix in {".txt", *_MARKDOWN_SUFFIXES}:
             text = path.read_text(encoding="utf-8")
-            docs.append(Document(doc_id=_doc_id_from_path(path), title=path.stem, text=text))
+            heading = markdown_title(text) if suffix in _MARKDOWN_SUFFIXES else None
+            doc = Document(doc_id=_doc_id_from_path(path), title=heading or path.stem, text=text)
+            docs.append(doc)
         else:
             raise ValueError(f"{path}: unsupported file type (use .txt, .md or .jsonl)")
     seen: set[str] = set()

@@ -21,7 +21,7 @@ import anyio.to_thread
 import msgspec
 from msgspec import Meta
 
-from index import Document
+from index import Document, markdown_title
 from service._answer import Answerer
 from service._errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from service._runtime import Runtime
@@ -111,7 +111,8 @@ def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> list[Do
             raise InvalidRequestError(f"{name}: upload .txt or .md files")
         text = _decode(data, name)
         doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or None
-        items.append(DocumentIn(text=text, doc_id=doc_id, title=path.stem))
+        heading = markdown_title(text) if path.suffix.lower() != ".txt" else None
+        items.append(DocumentIn(text=text, doc_id=doc_id, title=heading or path.stem))
     return _documents(items, settings)
 
 
@@ -137,6 +138,8 @@ def parse_documents(
     media = content_type.split(";")[0].strip().lower()
     if media in _TEXT_TYPES:
         fields: dict[str, Any] = {"text": _decode(body, "upload")}
+        if media != "text/plain" and (heading := markdown_title(fields["text"])):
+            fields["title"] = heading
         for key in ("doc_id", "title"):
             if query.get(key):
                 fields[key] = query[key]

@@ -136,7 +136,7 @@ def test_reads_txt_md_and_jsonl(tmp_path: Path) -> None:
         + json.dumps({"doc_id": "d2", "text": "Second."}) + "\n"
     )  # fmt: skip
     docs = read_documents([tmp_path / "notes.md", tmp_path / "docs.jsonl"])
-    assert [(d.doc_id, d.title) for d in docs] == [("notes", "notes"), ("d1", "One"), ("d2", "d2")]
+    assert [(d.doc_id, d.title) for d in docs] == [("notes", "Title"), ("d1", "One"), ("d2", "d2")]
 
 
 @pytest.mark.parametrize(
@@ -178,3 +178,15 @@ def test_an_unsynced_seed_only_fills_an_empty_index(
     assert set(kept.documents) == {"other"}
     fresh = load_or_build(tmp_path / "empty", article, hashing_embedder, sync_seed=False)
     assert set(fresh.documents) == {"renault-geely-mou"}
+
+
+def test_markdown_files_are_titled_by_their_first_heading(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("Preface.\n\n# Plant Notes\n\nText.\n\n## Section\n")
+    (tmp_path / "plain.md").write_text("No heading here.\n")
+    (tmp_path / "heading.txt").write_text("# Not markdown\n")
+    docs = read_documents(sorted(tmp_path.iterdir()))
+    assert {d.doc_id: d.title for d in docs} == {
+        "heading": "heading",
+        "notes": "Plant Notes",
+        "plain": "plain",
+    }

@@ -96,6 +96,12 @@ def test_batches_markdown_uploads_and_derived_ids(admin_client: TestClient[Any])
     assert upload.status_code == 201, upload.text
     listing = {d["doc_id"]: d for d in admin_client.get("/v1/documents").json()["documents"]}
     assert listing["notes"]["title"] == "Notes" and {ids[0], "b"} <= set(listing)
+    titled = admin_client.post(
+        "/v1/documents?doc_id=guide",
+        content=b"Intro line.\n\n#not a heading\n\n# Assembly  Guide ##\n\nStep one.\n\n# Later",
+        headers={**ADMIN, "content-type": "text/markdown"},
+    )
+    assert titled.json()["documents"][0]["title"] == "Assembly Guide"
 
 
 @pytest.mark.parametrize(
@@ -300,7 +306,11 @@ def test_multipart_file_uploads(admin_client: TestClient[Any]) -> None:
     ]
     response = admin_client.post("/v1/documents", files=files, headers=ADMIN)
     assert response.status_code == 201, response.text
-    assert [d["doc_id"] for d in response.json()["documents"]] == ["Plant-Notes", "faq"]
+    documents = response.json()["documents"]
+    assert [(d["doc_id"], d["title"]) for d in documents] == [
+        ("Plant-Notes", "Plant"),  # a markdown file is titled by its first # heading
+        ("faq", "faq"),
+    ]
     assert "Ningbo" in _extractive(admin_client, BATTERY)["answer"]
     pdf = admin_client.post(
         "/v1/documents", files=[("file", ("a.pdf", b"%PDF", "application/pdf"))], headers=ADMIN
