@@ -11,6 +11,8 @@ import openai
 import pytest
 from pydantic import SecretStr
 
+from service import Citation
+from service._openai import sources_block
 from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
 
 pytestmark = pytest.mark.anyio
@@ -69,7 +71,7 @@ def test_sync_completion_carries_markers_sources_and_structured_citations(
     answer, sources = content.split("\n\nSources:\n")
     assert "CMA" in answer and "[1]" in answer
     assert sources.startswith('[1] "Renault group and Geely Holding will be based on Lingke')
-    assert "renault-geely-mou [1158, 1330)" in sources
+    assert sources.endswith('." (renault-geely-mou [1158, 1330))')  # no title: the id once
     citations = (choice.message.model_extra or {})["citations"]
     _assert_verbatim(citations)
     assert CMA in citations[0]["text"]
@@ -319,3 +321,9 @@ def test_cards_of_one_document_carry_a_locator_and_a_unique_id(
         assert card["source"]["name"] == card["metadata"][0]["name"] == name
         assert card["source"]["url"] == "https://qa.example.com/v1/documents/renault-geely-mou"
     assert cards[0]["source"]["id"] != cards[1]["source"]["id"]
+
+
+def test_sources_block_names_a_titled_document_then_its_id() -> None:
+    citation = Citation("notes", "notes:s1", 0, 18, "The plant  opens.", 0.9)
+    block = sources_block([citation], {"notes": "Plant Notes"})
+    assert block == '\n\nSources:\n[1] "The plant opens." (Plant Notes, notes [0, 18))'
