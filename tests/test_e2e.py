@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -82,7 +83,21 @@ def test_cma_question_is_answered_and_cited_verbatim(server: httpx.Client) -> No
 
 def test_unanswerable_question_is_abstained(server: httpx.Client) -> None:
     body = server.post("/v1/ask", json={"question": "What is Geely's annual revenue?"}).json()
-    assert body["answerable"] is False and body["answer"] is None and body["citations"] == []
+    assert body["answerable"] is False and body["citations"] == []
+    assert body["answer"] == "The documents do not answer this question."
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Which platform underpins the Korean models?", "Who is Geely's CEO?"],
+)
+def test_streamed_text_is_exactly_the_verified_answer(server: httpx.Client, question: str) -> None:
+    from httpx_sse import connect_sse
+
+    with connect_sse(server, "POST", "/v1/ask", json={"question": question, "stream": True}) as s:
+        events = [(sse.event, json.loads(sse.data)) for sse in s.iter_sse()]
+    shown = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    assert events[-1][0] == "done" and shown == events[-1][1]["answer"]
 
 
 def test_bad_input_over_real_http_is_a_400(server: httpx.Client) -> None:
@@ -107,6 +122,13 @@ def test_openai_client_streams_a_cited_answer(server: httpx.Client) -> None:
         )
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "CMA" in content and "\n\nSources:\n[1] " in content
+    plain = server.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "Which platform underpins the Korean models?"}]
+        },
+    ).json()
+    assert plain["choices"][0]["message"]["content"] == content
     assert any((c.model_extra or {}).get("event", {}).get("type") == "citation" for c in chunks)
     (final,) = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
     citations = (final.model_extra or {})["citations"]
@@ -129,3 +151,16 @@ def test_follow_up_in_a_two_turn_chat_is_answered_from_the_right_sentence(
     ).json()
     citations = body["choices"][0]["message"]["citations"]
     assert any("18 10000 employees" in c["text"] for c in citations), body
+
+
+def test_a_frontend_title_task_gets_a_short_plain_reply(server: httpx.Client) -> None:
+    prompt = (
+        "### Task:\nGenerate a concise title summarizing the chat history.\n### Output:\n"
+        'JSON format: { "title": "your concise title here" }\n### Chat History:\n<chat_history>\n'
+        "USER: Which platform underpins the Korean models?\n</chat_history>"
+    )
+    body = server.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": prompt}]}
+    ).json()
+    message = body["choices"][0]["message"]
+    assert message["citations"] == [] and "title" in message["content"]
