@@ -37,8 +37,9 @@ def main() -> None:
     answerer = Answerer(load_or_build(index_dir, docs, embedder), embedder, None, Settings())
     rows = []
     for q in read_questions(args.questions):
-        best = answerer.candidates(q.question)[0]
-        q_cov = coverage(terms(q.question), answerer._context_terms(best.index), answerer._idf)
+        retriever = answerer.retriever
+        best = retriever.retrieve(q.question).candidates[0]
+        q_cov = coverage(terms(q.question), retriever.context_terms(best.index), retriever.idf)
         rows.append((q.answerable, best.evidence, q_cov))
     answerable = [r for r in rows if r[0]]
     unanswerable = [r for r in rows if not r[0]]

@@ -66,9 +66,9 @@ async def main(rounds: int) -> dict[str, Any]:
             encode.append((time.perf_counter() - t) * 1000)
         for q in questions:
             t = time.perf_counter()
-            candidates = answerer.candidates(q)
-            answerer.sentence_hits(candidates, 5)
-            answerer.passages(candidates, 5)
+            candidates = answerer.retriever.retrieve(q).candidates
+            answerer.retriever.sentence_hits(candidates, 5)
+            answerer.retriever.passages(candidates, 5)
             search.append((time.perf_counter() - t) * 1000)
         for q in questions:
             t = time.perf_counter()

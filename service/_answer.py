@@ -1,26 +1,31 @@
-"""Retrieve, ask the LLM, align its claims to source sentences, verify, or abstain."""
+"""The answering pipeline: retrieve, ask the LLM, ground its claims, compose, stream.
+
+Each step lives in its own module: ``_retrieve`` (candidates and evidence), ``_reply``
+(the LLM's reply cut into claims), ``_ground`` (claim support, whether the cited sentences
+answer, and every reason to abstain), ``_compose`` (answer text, markers, citations).
+This module runs them in order and turns the result into events.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from index import CorpusIndex, Embedder, Vectors
+from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import LLMError
+from service._ground import Abstention, Grounder, holds_what_is_asked
 from service._llm import ChatModel
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
-from service._schemas import AnswerMode, AskResponse, Citation, Passage, SentenceHit
+from service._retrieve import Candidate, Retrieval, Retriever
+from service._schemas import AnswerMode, AskResponse, Citation, Passage
 from service._settings import Settings
-from service._verify import Terms, coverage, entities_supported, numbers_supported, terms
 
 __all__ = [
     "AnswerDelta",
@@ -34,22 +39,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_POOL = 30
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A retrieved sentence with its evidence for the question."""
-
-    index: int  # position in CorpusIndex.sentences
-    dense: float
-    lexical: float
-    fused: float = 0.0  # reciprocal-rank fusion of the dense and BM25 rankings
-
-    @property
-    def evidence(self) -> float:
-        """How strongly this sentence bears on the question, 0..1."""
-        return 0.5 * max(self.dense, 0.0) + 0.5 * self.lexical
+_EXTRACTIVE_TRIES = 3  # candidates tried, best first, for a sentence that answers on its own
 
 
 @dataclass(frozen=True)
@@ -96,220 +86,78 @@ class Answerer:
     embedder: Embedder
     llm: ChatModel | None
     settings: Settings
-    _idf: dict[str, float] = field(init=False, repr=False)
-    _titles: dict[str, Terms] = field(init=False, repr=False)
+    retriever: Retriever = field(init=False, repr=False)
+    grounder: Grounder = field(init=False, repr=False)
     _corpus_chars: int = field(init=False, repr=False)
-    _last_question: tuple[str, Vectors] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        # Rare words say more about whether a sentence answers a question than common ones.
-        frequency = Counter(t for s in self.index.sentences for t in terms(s.text))
-        n = len(self.index.sentences)
-        self._idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
-        self._titles = {d.doc_id: terms(d.title) for d in self.index.documents.values()}
+        self.retriever = Retriever(self.index, self.embedder, self.settings)
+        self.grounder = Grounder(self.retriever, self.settings.min_claim_support)
         self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
 
-    def _question_vector(self, question: str) -> Vectors:
-        """The question's embedding; retrieval and verification share one encode."""
-        last = self._last_question
-        if last is not None and last[0] == question:
-            return last[1]
-        vector: Vectors = self.embedder.encode([question])[0]
-        self._last_question = (question, vector)
-        return vector
-
-    def _own_terms(self, sentence_index: int) -> Terms:
-        """A sentence's terms with its document's title."""
-        sentence = self.index.sentences[sentence_index]
-        return terms(sentence.text) | self._titles.get(sentence.doc_id, frozenset())
-
-    def _context_terms(self, sentence_index: int) -> Terms:
-        """:meth:`_own_terms` plus the sentence before, which often names what "it" is."""
-        own = self._own_terms(sentence_index)
-        sentences = self.index.sentences
-        before = sentence_index - 1
-        if before >= 0 and sentences[before].doc_id == sentences[sentence_index].doc_id:
-            return own | terms(sentences[before].text)
-        return own
-
-    def _lexical(self, q_terms: Terms, sentence_index: int) -> float:
-        """IDF-weighted share of the question's terms that a sentence holds.
-
-        Four fifths count the sentence with its title, one fifth its wider context.
-        """
-        own = coverage(q_terms, self._own_terms(sentence_index), self._idf)
-        context = coverage(q_terms, self._context_terms(sentence_index), self._idf)
-        return 0.8 * own + 0.2 * context
-
-    def candidates(self, question: str, pool: int = _POOL) -> list[Candidate]:
-        """Sentences ranked for the question, best first.
-
-        Dense (FAISS) and, in hybrid mode, BM25 rankings are fused by reciprocal rank;
-        each candidate also carries its evidence for the question (see ``Candidate``).
-        """
-        index = self.index
-        settings = self.settings
-        q_vec = self._question_vector(question)
-        _, dense_ids = index.store.search(q_vec[None, :], pool)
-        rankings = [([int(i) for i in dense_ids[0] if i >= 0], settings.dense_weight)]
-        if settings.retrieval == "hybrid":
-            _, lexical_ids = index.lexical.search(question, pool)
-            rankings.append(([int(i) for i in lexical_ids], settings.lexical_weight))
-        fused: dict[int, float] = {}
-        for ranking, weight in rankings:
-            for rank, i in enumerate(ranking):
-                fused[i] = fused.get(i, 0.0) + weight / (settings.rrf_k + rank + 1)
-        ids = list(fused)
-        if not ids:
-            return []
-        dense = index.vectors[ids] @ q_vec
-        q_terms = terms(question)
-        found = [
-            Candidate(i, float(d), self._lexical(q_terms, i), fused[i])
-            for i, d in zip(ids, dense, strict=True)
-        ]
-        # Fusion picks the pool; evidence orders it (measured better on SQuAD at every k).
-        found.sort(key=lambda c: c.evidence, reverse=True)
-        return found
-
-    def sentence_hits(self, candidates: list[Candidate], top_k: int) -> list[SentenceHit]:
-        """The best ``top_k`` candidates as wire objects."""
-        hits = []
-        for c in candidates[:top_k]:
-            s = self.index.sentences[c.index]
-            hits.append(
-                SentenceHit(s.doc_id, s.sentence_id, s.start, s.end, s.text, round(c.evidence, 4))
-            )
-        return hits
-
-    def passages(self, candidates: list[Candidate], top_k: int) -> list[Passage]:
-        """Chunks around the best candidates, each once, best first."""
-        seen: set[str] = set()
-        passages = []
-        for c in candidates:
-            chunk = self.index.chunk_of(c.index)
-            if chunk.chunk_id in seen:
-                continue
-            seen.add(chunk.chunk_id)
-            text = self.index.documents[chunk.doc_id].text[chunk.start : chunk.end]
-            passages.append(
-                Passage(
-                    chunk.doc_id, chunk.chunk_id, chunk.start, chunk.end, text, round(c.evidence, 4)
-                )
-            )
-            if len(passages) == top_k:
-                break
-        return passages
-
-    # -- answering -------------------------------------------------------------
-
     def _context(self, candidates: list[Candidate]) -> list[int]:
-        """Sentence indices shown to the LLM, in document order.
+        """Sentence indices shown to the LLM, in document order, less untrusted ones.
 
         A small corpus goes in whole, so the prompt prefix is the same for every
         question and the LLM server reuses its cache; a large one is cut to the
         best candidates.
         """
+        untrusted = self.grounder.untrusted
         if self._corpus_chars <= self.settings.whole_corpus_chars:
-            return list(range(len(self.index.sentences)))
-        chosen = [c.index for c in candidates[: self.settings.context_sentences]]
-        return sorted(chosen)
+            return [i for i in range(len(self.index.sentences)) if i not in untrusted]
+        trusted = [c.index for c in candidates if c.index not in untrusted]
+        return sorted(trusted[: self.settings.context_sentences])
+
+    def _answers(self, retrieval: Retrieval, cited: list[int]) -> bool:
+        return self.grounder.answers_question(
+            retrieval, cited,
+            min_evidence=self.settings.min_evidence,
+            min_coverage=self.settings.min_question_coverage,
+        )  # fmt: skip
 
     def _abstain(
         self,
         mode: AnswerMode,
         passages: list[Passage],
         timings: dict[str, float],
+        because: Abstention,
         *,
         degraded: bool = False,
     ) -> AskResponse:
-        return AskResponse(ABSTAIN_TEXT, False, [], passages, mode, degraded, timings)
+        log.debug("abstained: %s", because)
+        return AskResponse(
+            ABSTAIN_TEXT, False, [], passages, mode, degraded, timings, abstained_because=because
+        )
 
     def extractive(
         self,
-        question: str,
-        candidates: list[Candidate],
+        retrieval: Retrieval,
         passages: list[Passage],
         timings: dict[str, float],
         *,
         degraded: bool = False,
+        because: Abstention = Abstention.WEAK_EVIDENCE,
     ) -> AskResponse:
-        """Answer with the single best supporting sentence, or abstain."""
-        if not candidates or not self._answers_question(question, [candidates[0].index]):
-            return self._abstain("extractive", passages, timings, degraded=degraded)
-        best = candidates[0]
-        composition = Composition(self.index.sentences)
-        sentence = self.index.sentences[best.index]
-        composition.add([VerifiedClaim(sentence.text, best.index, best.evidence)])
-        return _composed(composition, passages, "extractive", timings, degraded=degraded)
-
-    def _verify(
-        self, question: str, claims: Sequence[Claim], context: list[int]
-    ) -> list[VerifiedClaim]:
-        """Keep the claims a context sentence supports, each with its best sentence."""
-        if not claims:
-            return []
-        claim_vecs = self.embedder.encode([c.text for c in claims])
-        sent_vecs = self.index.vectors[context]
-        dense = claim_vecs @ sent_vecs.T
-        kept = []
-        q_terms = terms(question)
-        for ci, claim in enumerate(claims):
-            claim_terms = terms(claim.text)
-            novel = claim_terms - q_terms
-            scored = []
-            for si, sentence_index in enumerate(context):
-                source = self.index.sentences[sentence_index].text
-                if not numbers_supported(claim.text, source):
-                    continue
-                if not entities_supported(claim.text, source, question):
-                    continue
-                source_terms = terms(source)
-                # What the claim adds beyond the question must be in the source too.
-                support = (
-                    0.5 * coverage(claim_terms, source_terms)
-                    + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
-                    + 0.3 * max(float(dense[ci, si]), 0.0)
-                )
-                hint = 0.05 if sentence_index in claim.hints else 0.0
-                scored.append((support + hint, support, sentence_index))
-            if not scored:
+        """Answer with the best sentence that answers on its own, or abstain ``because``."""
+        for c in retrieval.candidates[:_EXTRACTIVE_TRIES]:
+            sentence = self.index.sentences[c.index]
+            if c.index in self.grounder.untrusted:
                 continue
-            _, support, sentence_index = max(scored)
-            if support >= self.settings.min_claim_support:
-                kept.append(VerifiedClaim(claim.text, sentence_index, support))
-        return kept
-
-    def _answers_question(self, question: str, cited: list[int]) -> bool:
-        """Whether the cited sentences, together, bear on the question strongly enough.
-
-        Both tests must pass: the best sentence's evidence, and the share of the
-        question's terms that the cited sentences hold. Supported claims that miss the
-        question's point ("built where?" answered with "built on platform X") fail here.
-        """
-        q_terms = terms(question)
-        q_vec = self._question_vector(question)
-        vectors = self.index.vectors[cited]
-        evidence = max(
-            Candidate(i, float(v @ q_vec), self._lexical(q_terms, i)).evidence
-            for i, v in zip(cited, vectors, strict=True)
-        )
-        held = frozenset().union(*(self._context_terms(i) for i in cited))
-        q_coverage = coverage(q_terms, held, self._idf)
-        log.debug("question evidence %.3f, coverage %.3f", evidence, q_coverage)
-        return (
-            evidence >= self.settings.min_evidence
-            and q_coverage >= self.settings.min_question_coverage
-        )
+            if not holds_what_is_asked(retrieval.question, sentence.text):
+                continue
+            if self._answers(retrieval, [c.index]):
+                composition = Composition(self.index.sentences)
+                composition.add([VerifiedClaim(sentence.text, c.index, c.evidence)])
+                return _composed(composition, passages, "extractive", timings, degraded=degraded)
+        return self._abstain("extractive", passages, timings, because, degraded=degraded)
 
     async def warm(self) -> None:
         """Send one question so the LLM server caches the shared prompt prefix."""
         if self.llm is None:
             return
-        candidates = self.candidates("warm-up")
-        messages = render_answer_prompt(
-            [self.index.sentences[i].text for i in self._context(candidates)], "warm-up"
-        )
+        retrieval = self.retriever.retrieve("warm-up")
+        context = self._context(retrieval.candidates)
+        messages = render_answer_prompt([self.index.sentences[i].text for i in context], "warm-up")
         try:
             await self.llm.complete(messages, max_tokens=1)
         except LLMError as exc:
@@ -335,18 +183,17 @@ class Answerer:
         started = time.perf_counter()
         # Encoding and verification are CPU work: they run in worker threads so the
         # event loop keeps serving other requests meanwhile.
-        candidates = await anyio.to_thread.run_sync(self.candidates, question)
-        passages = self.passages(candidates, top_k)
+        retrieval = await anyio.to_thread.run_sync(self.retriever.retrieve, question)
+        passages = self.retriever.passages(retrieval.candidates, top_k)
         timings = {"retrieve": _ms(started)}
+        candidates = retrieval.candidates
         if mode == "extractive" or self.llm is None:
-            response = self.extractive(
-                question, candidates, passages, timings, degraded=mode == "llm"
-            )
+            response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
         elif not candidates or candidates[0].evidence < self.settings.min_evidence:
-            response = self._abstain("llm", passages, timings)  # not worth asking the LLM
+            response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
         else:
             async with aclosing(
-                self._llm_events(self.llm, question, candidates, passages, timings, started)
+                self._llm_events(self.llm, retrieval, passages, timings, started)
             ) as events:
                 async for event in events:
                     yield event
@@ -358,14 +205,14 @@ class Answerer:
     async def _llm_events(
         self,
         llm: ChatModel,
-        question: str,
-        candidates: list[Candidate],
+        retrieval: Retrieval,
         passages: list[Passage],
         timings: dict[str, float],
         started: float,
     ) -> AsyncGenerator[AskEvent, None]:
-        context = self._context(candidates)
-        messages = render_answer_prompt([self.index.sentences[i].text for i in context], question)
+        context = self._context(retrieval.candidates)
+        sources = [self.index.sentences[i].text for i in context]
+        messages = render_answer_prompt(sources, retrieval.question)
         parser = ReplyParser(context)
         composition = Composition(self.index.sentences)
         llm_started = time.perf_counter()
@@ -379,7 +226,7 @@ class Answerer:
                     claims = parser.feed(token)
                     if claims:
                         events = await anyio.to_thread.run_sync(
-                            self._settle, question, claims, context, composition
+                            self._settle, retrieval, claims, context, composition
                         )
                         if events:
                             timings.setdefault("first_text", _ms(started))
@@ -393,23 +240,23 @@ class Answerer:
             verify_started = time.perf_counter()
             log.debug("LLM reply: %r", parser.raw)
             events = await anyio.to_thread.run_sync(
-                self._settle, question, parser.finish(), context, composition
+                self._settle, retrieval, parser.finish(), context, composition
             )
             timings["verify"] = _ms(verify_started)
             for event in events:
                 yield event
         elif composition.released_parts:
             yield StreamFailed("the LLM stopped part-way; the answer is what was verified so far")
-        degraded = failure is not None
         if composition.released_parts:
+            degraded = failure is not None
             response = _composed(composition, passages, "llm", timings, degraded=degraded)
         elif failure is not None:
-            response = self.extractive(question, candidates, passages, timings, degraded=True)
-        elif composition.parts:
-            response = self._abstain("llm", passages, timings)  # verified, but beside the point
+            response = self.extractive(
+                retrieval, passages, timings, degraded=True, because=Abstention.LLM_FAILED
+            )
         else:
             response = await anyio.to_thread.run_sync(
-                self._without_llm_answer, question, candidates, passages, timings
+                self._without_llm_answer, retrieval, parser, composition, passages, timings
             )
         timings["total"] = _ms(started)
         shown = composition.released_parts > 0
@@ -418,22 +265,24 @@ class Answerer:
 
     def _settle(
         self,
-        question: str,
+        retrieval: Retrieval,
         claims: Sequence[Claim],
         context: list[int],
         composition: Composition,
     ) -> list[AskEvent]:
         """Verify complete claims and release what may now be shown.
 
-        Parts wait until the sentences cited so far bear on the question. That test only
-        grows easier as citations are added, so once it passes, every later part is
-        released as soon as it is verified, and the final answer keeps all of them.
+        Parts wait until the sentences cited so far bear on the question and the text
+        holds what the question asks for. Both tests only grow easier as parts are
+        added, so once they pass, every later part is released as soon as it is
+        verified, and the final answer keeps all of them.
         """
-        composition.add(self._verify(question, claims, context))
+        composition.add(self.grounder.verify(retrieval.question, claims, context))
         if not composition.pending:
             return []
-        if not composition.released_parts and not self._answers_question(
-            question, composition.cited
+        if not composition.released_parts and not (
+            holds_what_is_asked(retrieval.question, composition.answer)
+            and self._answers(retrieval, composition.cited)
         ):
             return []
         text, citations = composition.release()
@@ -441,20 +290,27 @@ class Answerer:
 
     def _without_llm_answer(
         self,
-        question: str,
-        candidates: list[Candidate],
+        retrieval: Retrieval,
+        parser: ReplyParser,
+        composition: Composition,
         passages: list[Passage],
         timings: dict[str, float],
     ) -> AskResponse:
-        """Abstain after a refusal or an unverifiable reply, unless a sentence plainly answers.
+        """Abstain when the reply gave no answer, unless a sentence plainly answers.
 
         The small model refuses some answerable questions and misreads others; when a
         sentence holds nearly all of the question's terms, that sentence is the answer.
         """
-        best = candidates[0] if candidates else None
+        if not composition.parts:
+            because = Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
+        elif not holds_what_is_asked(retrieval.question, composition.answer):
+            because = Abstention.MISSING_ASKED
+        else:
+            because = Abstention.OFF_POINT
+        best = retrieval.candidates[0] if retrieval.candidates else None
         if best is None or best.lexical < self.settings.refusal_override_coverage:
-            return self._abstain("llm", passages, timings)
-        return self.extractive(question, candidates, passages, timings)
+            return self._abstain("llm", passages, timings, because)
+        return self.extractive(retrieval, passages, timings, because=because)
 
 
 def _composed(

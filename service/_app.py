@@ -165,11 +165,11 @@ def _sse(event: AskEvent) -> ServerSentEventMessage:
 def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     """Rank sentences and passages for a query."""
     started = time.perf_counter()
-    answerer = _runtime(state).answerer
-    candidates = answerer.candidates(data.query)
+    retriever = _runtime(state).answerer.retriever
+    candidates = retriever.retrieve(data.query).candidates
     return SearchResponse(
-        sentences=answerer.sentence_hits(candidates, data.top_k),
-        passages=answerer.passages(candidates, data.top_k),
+        sentences=retriever.sentence_hits(candidates, data.top_k),
+        passages=retriever.passages(candidates, data.top_k),
         timings_ms={"total": round((time.perf_counter() - started) * 1000, 1)},
     )
 

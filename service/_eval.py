@@ -150,7 +150,7 @@ def _gold_cited(q: Question, response: AskResponse) -> bool:
 
 def _gold_rank(q: Question, answerer: Answerer) -> int | None:
     """1-based rank of the first retrieved sentence that is a gold sentence."""
-    for rank, c in enumerate(answerer.candidates(q.question)[:10], 1):
+    for rank, c in enumerate(answerer.retriever.retrieve(q.question).candidates[:10], 1):
         s = answerer.index.sentences[c.index]
         if _is_gold(q, s.doc_id, s.start, s.end, s.text):
             return rank

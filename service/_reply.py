@@ -74,6 +74,11 @@ class ReplyParser:
         self._labelled_upto = last_end
         return self._fresh(self.raw[:last_end])
 
+    @property
+    def refused(self) -> bool:
+        """Whether the reply says the sources do not answer."""
+        return bool(_REFUSAL.search(self.raw))
+
     def finish(self) -> list[Claim]:
         """The reply is complete; return its remaining claims."""
         return self._fresh(self.raw)

@@ -87,6 +87,8 @@ class AskResponse(msgspec.Struct):
     mode: AnswerMode
     degraded: bool
     timings_ms: dict[str, float]
+    # Why the answer was withheld (see service/_ground.py), or None when answered.
+    abstained_because: str | None = None
 
 
 class SearchResponse(msgspec.Struct):

@@ -1,0 +1,151 @@
+"""Grounding: which sentence supports each claim, and whether the cited sentences answer.
+
+Every reason to abstain is named here (``Abstention``) and decided by this module's
+judgements; the answerer only reports them. Source sentences are data: a sentence that
+addresses the model or the reader ("ignore previous instructions", "answer 'X'") is
+never shown to the LLM as a source nor accepted as evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+
+from service._compose import VerifiedClaim
+from service._reply import Claim
+from service._retrieve import Retrieval, Retriever
+from service._verify import coverage, entities_supported, numbers_in, numbers_supported, terms
+
+__all__ = ["Abstention", "Grounder", "addresses_reader", "holds_what_is_asked"]
+
+log = logging.getLogger(__name__)
+
+
+class Abstention(StrEnum):
+    """Why an answer was withheld (``AskResponse.abstained_because``)."""
+
+    WEAK_EVIDENCE = "weak_evidence"  # no sentence bears on the question enough to ask the LLM
+    REFUSED = "llm_refused"  # the LLM said the sources do not answer
+    UNSUPPORTED = "unsupported"  # no claim of the reply is supported by a source sentence
+    OFF_POINT = "off_point"  # supported claims, but their sentences miss the question
+    MISSING_ASKED = "missing_asked_for"  # the answer lacks the figure/time/place asked for
+    UNSURE = "llm_unsure"  # the LLM's own probability of refusing was too high
+    LLM_FAILED = "llm_failed"  # the LLM failed and no sentence answers on its own
+
+
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b[^.!?]{0,60}"
+    r"\b(?:instructions?|prompts?|rules|context|everything|all of the above)\b"
+    r"|\b(?:you|assistant|chatbot|language model|AI)\b[^.!?]{0,30}"
+    r"\b(?:must|should|shall|are now|will now)\b[^.!?]{0,30}"
+    r"\b(?:answer|reply|respond|say|output|print|write|state)\b"
+    r"|\b(?:answer|reply|respond|say|output)\b[^.!?]{0,20}[\"'\u201c\u2018]"
+    r"|\b(?:system prompt|new instructions|jailbreak)\b",
+    re.IGNORECASE,
+)
+_ASKS_NUMBER = re.compile(
+    r"\bhow\s+(?:many|much|long|old|far|big|large|tall|often|high)\b"
+    r"|\bwhat\s+(?:percentage|percent|number|proportion|share|amount|fraction)\b",
+    re.IGNORECASE,
+)
+_ASKS_TIME = re.compile(
+    r"^\s*(?:when|until when|since when)\b"
+    r"|\b(?:what|which|in which|in what)\s+(?:year|decade|century|month|date|day|era)\b",
+    re.IGNORECASE,
+)
+_TIME_WORD = re.compile(
+    r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago)\b",
+    re.IGNORECASE,
+)
+
+
+def addresses_reader(text: str) -> bool:
+    """Whether a sentence gives orders to the model or reader instead of stating a fact."""
+    return bool(_INSTRUCTION.search(text))
+
+
+def holds_what_is_asked(question: str, answer: str) -> bool:
+    """Whether an answer holds the kind of thing the question asks for.
+
+    "How many …" needs a figure, "when …" a figure or a time word; other questions
+    pass, since their answers take too many shapes to check by form.
+    """
+    if _ASKS_NUMBER.search(question):
+        return bool(numbers_in(answer))
+    if _ASKS_TIME.search(question):
+        return bool(numbers_in(answer)) or bool(_TIME_WORD.search(answer))
+    return True
+
+
+class Grounder:
+    """Judges claims and answers against the sentences of one index."""
+
+    def __init__(self, retriever: Retriever, min_claim_support: float) -> None:
+        self.retriever = retriever
+        self.min_claim_support = min_claim_support
+        sentences = retriever.index.sentences
+        # Instructions planted in documents are never evidence.
+        self.untrusted = frozenset(i for i, s in enumerate(sentences) if addresses_reader(s.text))
+
+    def verify(
+        self, question: str, claims: Sequence[Claim], context: list[int]
+    ) -> list[VerifiedClaim]:
+        """Keep the claims a context sentence supports, each with its best sentence.
+
+        A claim's figures and names must be in the sentence; then its support mixes the
+        share of its terms the sentence holds, the share of what it adds beyond the
+        question, and embedding cosine. The model's own label is only a small hint.
+        """
+        context = [i for i in context if i not in self.untrusted]
+        if not claims or not context:
+            return []
+        index = self.retriever.index
+        claim_vecs = self.retriever.embedder.encode([c.text for c in claims])
+        dense = claim_vecs @ index.vectors[context].T
+        kept = []
+        q_terms = terms(question)
+        for ci, claim in enumerate(claims):
+            claim_terms = terms(claim.text)
+            novel = claim_terms - q_terms
+            scored = []
+            for si, sentence_index in enumerate(context):
+                source = index.sentences[sentence_index].text
+                if not numbers_supported(claim.text, source):
+                    continue
+                if not entities_supported(claim.text, source, question):
+                    continue
+                source_terms = terms(source)
+                support = (
+                    0.5 * coverage(claim_terms, source_terms)
+                    + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
+                    + 0.3 * max(float(dense[ci, si]), 0.0)
+                )
+                hint = 0.05 if sentence_index in claim.hints else 0.0
+                scored.append((support + hint, support, sentence_index))
+            if not scored:
+                continue
+            _, support, sentence_index = max(scored)
+            if support >= self.min_claim_support:
+                kept.append(VerifiedClaim(claim.text, sentence_index, support))
+        return kept
+
+    def answers_question(
+        self, retrieval: Retrieval, cited: list[int], *, min_evidence: float, min_coverage: float
+    ) -> bool:
+        """Whether the cited sentences, together, bear on the question strongly enough.
+
+        Both tests must pass: the best sentence's evidence, and the share of the
+        question's terms that the cited sentences hold. Supported claims that miss the
+        question's point ("built where?" answered with "built on platform X") fail here.
+        Adding sentences never makes either test fail.
+        """
+        if not cited:
+            return False
+        evidence = max(self.retriever.candidate(retrieval, i).evidence for i in cited)
+        held = frozenset().union(*(self.retriever.context_terms(i) for i in cited))
+        q_coverage = coverage(retrieval.terms, held, self.retriever.idf)
+        log.debug("question evidence %.3f, coverage %.3f", evidence, q_coverage)
+        return evidence >= min_evidence and q_coverage >= min_coverage
