@@ -15,11 +15,12 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import anyio.to_thread
+import msgspec
 
 from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import LLMError
-from service._ground import Abstention, Grounder, holds_what_is_asked
+from service._ground import Abstention, Grounder, answerability, holds_what_is_asked
 from service._llm import ChatModel
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
@@ -217,13 +218,21 @@ class Answerer:
         composition = Composition(self.index.sentences)
         llm_started = time.perf_counter()
         failure: LLMError | None = None
+        confidence: float | None = None
+        unsure = False
         try:
             async with aclosing(
                 llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
             ) as tokens:
                 async for token in tokens:
-                    timings.setdefault("first_token", _ms(llm_started))
-                    claims = parser.feed(token)
+                    if "first_token" not in timings:
+                        timings["first_token"] = _ms(llm_started)
+                        confidence = answerability(token.top)
+                        threshold = self.settings.min_answerability
+                        if confidence is not None and confidence < threshold:
+                            unsure = True  # stop generating: the answer would be withheld
+                            break
+                    claims = parser.feed(token.text)
                     if claims:
                         events = await anyio.to_thread.run_sync(
                             self._settle, retrieval, claims, context, composition
@@ -236,7 +245,7 @@ class Answerer:
             log.warning("LLM failed: %s", exc)
             failure = exc
         timings["llm"] = _ms(llm_started)
-        if failure is None:
+        if failure is None and not unsure:
             verify_started = time.perf_counter()
             log.debug("LLM reply: %r", parser.raw)
             events = await anyio.to_thread.run_sync(
@@ -254,10 +263,13 @@ class Answerer:
             response = self.extractive(
                 retrieval, passages, timings, degraded=True, because=Abstention.LLM_FAILED
             )
+        elif unsure:
+            response = self._abstain("llm", passages, timings, Abstention.UNSURE)
         else:
             response = await anyio.to_thread.run_sync(
                 self._without_llm_answer, retrieval, parser, composition, passages, timings
             )
+        response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = _ms(started)
         shown = composition.released_parts > 0
         for event in _replay(response, text=not shown, after=composition.released_citations):

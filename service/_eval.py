@@ -184,6 +184,8 @@ def _row(
         "gold_rank": _gold_rank(q, answerer) if q.answerable else None,
         "latency_ms": round(latency_ms, 1),
         "degraded": response.degraded,
+        "abstained_because": response.abstained_because,
+        "answerability": response.answerability,
     }
 
 

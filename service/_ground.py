@@ -9,6 +9,7 @@ never shown to the LLM as a source nor accepted as evidence.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -18,7 +19,7 @@ from service._reply import Claim
 from service._retrieve import Retrieval, Retriever
 from service._verify import coverage, entities_supported, numbers_in, numbers_supported, terms
 
-__all__ = ["Abstention", "Grounder", "addresses_reader", "holds_what_is_asked"]
+__all__ = ["Abstention", "Grounder", "addresses_reader", "answerability", "holds_what_is_asked"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,22 @@ _TIME_WORD = re.compile(
     r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago)\b",
     re.IGNORECASE,
 )
+
+
+def answerability(top: Sequence[tuple[str, float]]) -> float | None:
+    """The LLM's own probability that the sources answer: 1 - P(its reply starts "NOT FOUND").
+
+    ``top`` is the first reply token's likeliest alternatives with their logprobs; None
+    when the server sent none.
+    """
+    if not top:
+        return None
+    refusing = sum(
+        math.exp(logprob)
+        for token, logprob in top
+        if token.strip() and "not found".startswith(token.strip().lower())
+    )
+    return round(max(0.0, 1.0 - refusing), 4)
 
 
 def addresses_reader(text: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -18,11 +19,22 @@ from tenacity import (
 
 from service._errors import LLMError, LLMUnavailableError
 
-__all__ = ["ChatModel", "OpenAIChatModel"]
+__all__ = ["ChatModel", "OpenAIChatModel", "Token"]
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of streamed reply; ``top`` holds the first token's likeliest alternatives.
+
+    ``top`` is ``(token, logprob)`` pairs, empty when the server sends no logprobs.
+    """
+
+    text: str
+    top: tuple[tuple[str, float], ...] = ()
 
 
 class ChatModel(Protocol):
@@ -34,7 +46,19 @@ class ChatModel(Protocol):
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int
-    ) -> AsyncGenerator[str, None]: ...
+    ) -> AsyncGenerator[Token, None]: ...
+
+
+_TOP_LOGPROBS = 5
+
+
+def _top_logprobs(choice: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The alternatives to a chunk's first token, as the server reported them."""
+    try:
+        first = choice["logprobs"]["content"][0]
+        return tuple((str(t["token"]), float(t["logprob"])) for t in first["top_logprobs"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return ()
 
 
 class _Retryable(Exception):
@@ -101,13 +125,16 @@ class OpenAIChatModel:
     def _payload(
         self, messages: Sequence[Message], max_tokens: int, stream: bool
     ) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "model": self.name,
             "messages": list(messages),
             "max_tokens": max_tokens,
             "temperature": 0,
             "stream": stream,
         }
+        if stream:  # llama.cpp and vLLM both return these; others ignore them
+            payload |= {"logprobs": True, "top_logprobs": _TOP_LOGPROBS}
+        return payload
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
@@ -136,7 +163,7 @@ class OpenAIChatModel:
 
     async def stream(
         self, messages: Sequence[Message], *, max_tokens: int
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[Token, None]:
         """Yield the reply's text as the server generates it.
 
         Only opening the stream is retried: once text has been yielded, a failure
@@ -149,13 +176,15 @@ class OpenAIChatModel:
                 if sse.data.strip() == "[DONE]":
                     break
                 try:
-                    delta = json.loads(sse.data)["choices"][0].get("delta") or {}
+                    choice = json.loads(sse.data)["choices"][0]
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     if "error" in sse.data:
                         raise LLMError(f"LLM stream failed: {sse.data[:200]}") from None
                     continue
-                if text := delta.get("content"):
-                    yield str(text)
+                if text:
+                    yield Token(str(text), _top_logprobs(choice))
         except (httpx.HTTPError, SSEError) as exc:
             raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
         finally:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # When the LLM refuses or says nothing verifiable, a sentence holding this share of the
     # question's terms is answered extractively instead of abstaining.
     refusal_override_coverage: float = 0.8
+    # Abstain when the LLM's own probability that the sources answer (1 - P(its reply starts
+    # "NOT FOUND")) is below this; 0 turns it off.
+    min_answerability: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @property
     def seed_paths(self) -> list[Path]:
