@@ -87,13 +87,13 @@ def addresses_reader(text: str) -> bool:
 def holds_what_is_asked(question: str, answer: str) -> bool:
     """Whether an answer holds the kind of thing the question asks for.
 
-    "How many …" needs a figure, "when …" a figure or a time word; other questions
-    pass, since their answers take too many shapes to check by form.
+    "How many …" needs a figure (digits or number words), "when …" digits or a time
+    word; other questions pass, since their answers take too many shapes to check by form.
     """
     if _ASKS_NUMBER.search(question):
         return bool(numbers_in(answer))
     if _ASKS_TIME.search(question):
-        return bool(numbers_in(answer)) or bool(_TIME_WORD.search(answer))
+        return any(ch.isdigit() for ch in answer) or bool(_TIME_WORD.search(answer))
     return True
 
 

@@ -54,6 +54,8 @@ class Scripted:
 
     tokens: list[str]
     break_after: int | None = None
+    # The first token's alternatives as (token, logprob), sent as OpenAI logprobs.
+    first_top: list[tuple[str, float]] | None = None
 
     @classmethod
     def dripped(cls, reply: str, size: int = 2, break_after: int | None = None) -> Scripted:
@@ -65,14 +67,15 @@ class Scripted:
         return "".join(self.tokens[: self.break_after])
 
 
-def sse_frames(tokens: list[str]) -> list[bytes]:
+def sse_frames(tokens: list[str], first_top: list[tuple[str, float]] | None = None) -> list[bytes]:
     """The tokens as OpenAI chunk frames, then [DONE]."""
-    frames = [
-        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": t}}]}).encode()
-        + b"\n\n"
-        for t in tokens
-        if t
-    ]  # fmt: skip
+    frames = []
+    for t in [t for t in tokens if t]:
+        choice: dict[str, Any] = {"index": 0, "delta": {"content": t}}
+        if first_top is not None and not frames:
+            top = [{"token": tok, "logprob": lp} for tok, lp in first_top]
+            choice["logprobs"] = {"content": [{"token": t, "logprob": 0.0, "top_logprobs": top}]}
+        frames.append(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
     return [*frames, b"data: [DONE]\n\n"]
 
 
@@ -81,7 +84,7 @@ class SSEStream(httpx.AsyncByteStream):
 
     def __init__(self, reply: str | Scripted, upstream: QueuedUpstream) -> None:
         scripted = reply if isinstance(reply, Scripted) else Scripted(re.findall(r"\S*\s*", reply))
-        self.frames = sse_frames(scripted.tokens)
+        self.frames = sse_frames(scripted.tokens, scripted.first_top)
         self.break_after = scripted.break_after
         self.upstream = upstream
         self.sent = 0
