@@ -9,7 +9,16 @@ import pytest
 
 from index import load_or_build, read_documents
 from service import Answerer, Settings
-from service._eval import evaluate_conversations, read_conversations
+from service._eval import (
+    Question,
+    _correct,
+    _f1,
+    _figures,
+    _is_gold,
+    evaluate_conversations,
+    read_conversations,
+    read_questions,
+)
 from tests.conftest import HashingEmbedder, QueuedUpstream, label_of
 
 pytestmark = pytest.mark.anyio
@@ -53,3 +62,71 @@ async def test_conversations_are_played_and_their_last_turn_scored(
     assert "Sources:" in first["transcript"][1]["content"]  # as chat returned it
     assert second["abstained"] and not second["answerable"]
     assert result["figures"]["score"] == 1.0
+
+
+def _question(**fields: object) -> Question:
+    base: dict[str, object] = {
+        "id": "q", "question": "How many?", "answerable": True, "accept": [], "answers": [],
+        "gold": [], "gold_spans": [], "doc_id": None,
+    }  # fmt: skip
+    return Question(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_both_question_formats_are_read(tmp_path: Path) -> None:
+    article = tmp_path / "a.json"
+    article.write_text(json.dumps({"questions": [
+        {"id": "v1", "q": "Which platform?", "accept": [["CMA"]], "gold": ["CMA"]},
+        {"id": "n1", "q": "Revenue?", "answerable": False},
+    ]}))  # fmt: skip
+    squad = tmp_path / "s.jsonl"
+    squad.write_text(
+        json.dumps({"id": 7, "doc_id": "d", "question": "Who?", "answers": ["Ann"],
+                    "is_impossible": False, "gold_sentence_doc_spans": [[0, 10]]})
+        + "\n\n"
+        + json.dumps({"id": 8, "doc_id": "d", "question": "Why?", "is_impossible": True})
+        + "\n"
+    )  # fmt: skip
+    v1, n1 = read_questions(article)
+    assert (v1.answerable, v1.accept, n1.answerable) == (True, [["CMA"]], False)
+    s7, s8 = read_questions(squad)
+    assert (s7.id, s7.answers, s7.gold_spans, s7.doc_id) == ("7", ["Ann"], [(0, 10)], "d")
+    assert s8.answerable is False
+
+
+def test_an_answer_is_correct_when_one_alternative_is_whole_in_it() -> None:
+    q = _question(accept=[["Nissan", "Mitsubishi"], ["alliance"]])
+    assert _correct(q, "Renault is allied with nissan and MITSUBISHI [1].")
+    assert _correct(q, "An alliance [1].")
+    assert not _correct(q, "Nissan only [1].")
+    squad = _question(answers=["the Eiffel Tower"])
+    assert _correct(squad, "It is the Eiffel tower.") and not _correct(squad, "A tower.")
+    assert _f1("the Eiffel Tower in Paris", "Eiffel Tower") == pytest.approx(2 / 3)
+
+
+def test_a_citation_is_gold_by_substring_or_by_overlapping_the_gold_span() -> None:
+    q = _question(gold=["CMA"])
+    assert _is_gold(q, "x", 0, 5, "the CMA platform") and not _is_gold(q, "x", 0, 5, "other")
+    spans = _question(gold_spans=[(100, 200)], doc_id="d")
+    assert _is_gold(spans, "d", 120, 190, "")  # inside the gold sentence
+    assert not _is_gold(spans, "d", 190, 300, "")  # overlaps too little
+    assert not _is_gold(spans, "other", 100, 200, "")  # another document
+
+
+def test_figures_count_right_answers_and_right_abstentions() -> None:
+    rows = [
+        {"answerable": True, "abstained": False, "correct": True, "gold_cited": True,
+         "f1": 1.0, "citations": 1, "verbatim": 1, "gold_rank": 1, "latency_ms": 10.0,
+         "degraded": False},
+        {"answerable": True, "abstained": True, "correct": False, "gold_cited": False,
+         "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": 7, "latency_ms": 30.0,
+         "degraded": False},
+        {"answerable": False, "abstained": True, "correct": False, "gold_cited": False,
+         "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": None, "latency_ms": 20.0,
+         "degraded": True},
+    ]  # fmt: skip
+    figures = _figures(rows, [_question()], "llm", Settings())
+    assert figures["score"] == pytest.approx(2 / 3, abs=1e-4)
+    assert figures["answer_accuracy"] == 0.5 and figures["false_abstention_rate"] == 0.5
+    assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 0.5
+    assert (figures["recall@1"], figures["recall@5"], figures["recall@10"]) == (0.5, 0.5, 1.0)
+    assert figures["latency_ms_p50"] == 20.0 and figures["degraded"] == 1
