@@ -20,7 +20,13 @@ import msgspec
 from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import LLMError
-from service._ground import Abstention, Grounder, answerability, holds_what_is_asked
+from service._ground import (
+    Abstention,
+    Grounder,
+    answerability,
+    cuts_a_list,
+    holds_what_is_asked,
+)
 from service._llm import ChatModel
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
@@ -138,9 +144,13 @@ class Answerer:
         *,
         degraded: bool = False,
         because: Abstention = Abstention.WEAK_EVIDENCE,
+        tries: list[Candidate] | None = None,
     ) -> AskResponse:
-        """Answer with the best sentence that answers on its own, or abstain ``because``."""
-        for c in retrieval.candidates[:_EXTRACTIVE_TRIES]:
+        """Answer with the first sentence of ``tries`` that answers on its own, or abstain.
+
+        ``tries`` defaults to the best few retrieved candidates.
+        """
+        for c in retrieval.candidates[:_EXTRACTIVE_TRIES] if tries is None else tries:
             sentence = self.index.sentences[c.index]
             if c.index in self.grounder.untrusted:
                 continue
@@ -285,17 +295,14 @@ class Answerer:
         """Verify complete claims and release what may now be shown.
 
         Parts wait until the sentences cited so far bear on the question and the text
-        holds what the question asks for. Both tests only grow easier as parts are
-        added, so once they pass, every later part is released as soon as it is
-        verified, and the final answer keeps all of them.
+        holds what the question asks for (:meth:`_shortfall`). Once that passes, every
+        later part is released as soon as it is verified, and the final answer keeps
+        all of them.
         """
         composition.add(self.grounder.verify(retrieval.question, claims, context))
         if not composition.pending:
             return []
-        if not composition.released_parts and not (
-            holds_what_is_asked(retrieval.question, composition.answer)
-            and self._answers(retrieval, composition.cited)
-        ):
+        if not composition.released_parts and self._shortfall(retrieval, composition):
             return []
         text, citations = composition.release()
         return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
@@ -315,14 +322,35 @@ class Answerer:
         """
         if not composition.parts:
             because = Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
-        elif not holds_what_is_asked(retrieval.question, composition.answer):
-            because = Abstention.MISSING_ASKED
         else:
-            because = Abstention.OFF_POINT
+            because = self._shortfall(retrieval, composition) or Abstention.OFF_POINT
+        if because is Abstention.MISSING_ASKED:
+            # The reply dropped a figure or list items that its own sentences hold: those
+            # sentences, whole, are the next candidates.
+            cited = [self.retriever.candidate(retrieval, i) for i in composition.cited]
+            response = self.extractive(retrieval, passages, timings, because=because, tries=cited)
+            if response.answerable:
+                return response
         best = retrieval.candidates[0] if retrieval.candidates else None
         if best is None or best.lexical < self.settings.refusal_override_coverage:
             return self._abstain("llm", passages, timings, because)
         return self.extractive(retrieval, passages, timings, because=because)
+
+    def _shortfall(self, retrieval: Retrieval, composition: Composition) -> Abstention | None:
+        """Why the composed answer may not be shown yet, or None if it may.
+
+        Each test only grows easier as parts are added, except the list test, which is
+        applied before the first release only.
+        """
+        answer = composition.answer
+        sources = [self.index.sentences[i].text for i in composition.cited]
+        if not holds_what_is_asked(retrieval.question, answer):
+            return Abstention.MISSING_ASKED
+        if cuts_a_list(retrieval.question, answer, sources):
+            return Abstention.MISSING_ASKED
+        if not self._answers(retrieval, composition.cited):
+            return Abstention.OFF_POINT
+        return None
 
 
 def _composed(

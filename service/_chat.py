@@ -20,7 +20,7 @@ from service._llm import ChatModel
 from service._openai import ChatMessage
 from service._prompts import render_condense_prompt
 from service._settings import Settings
-from service._verify import terms
+from service._verify import name_lists, terms
 
 __all__ = [
     "history",
@@ -56,10 +56,6 @@ _ORDINAL = re.compile(
 )
 _POSITIONS = {"first": 0, "former": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4,
               "last": -1, "latter": -1}  # fmt: skip
-# A list of names: "China and South Korea", "Renault (Renault)、 Dacia (Dacia) and Alpine".
-_NAME = r"[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*(?:\s*\([^)]*\))?"
-_NAMES = re.compile(rf"(?:{_NAME}\s*[,、;]\s*)*{_NAME}\s*,?\s+(?:and|or)\s+{_NAME}")
-_LIST_SEPARATOR = re.compile(r"\s*(?:[,、;]|\band\b|\bor\b)\s*")
 
 
 def _last_user(messages: Sequence[ChatMessage]) -> int:
@@ -143,11 +139,10 @@ def resolve_positions(question: str, earlier: Sequence[tuple[str, str]]) -> str:
     if match is None:
         return question
     for _role, text in reversed(earlier):
-        lists = _NAMES.findall(text)
+        lists = name_lists(text)
         if not lists:
             continue
-        items = [re.sub(r"\s*\([^)]*\)", "", item) for item in _LIST_SEPARATOR.split(lists[-1])]
-        items = [item for item in items if item]
+        items = lists[-1]
         position = _POSITIONS[match.group(1).lower()]
         if position < len(items):
             return question[: match.start()] + items[position] + question[match.end() :]

@@ -17,9 +17,23 @@ from enum import StrEnum
 from service._compose import VerifiedClaim
 from service._reply import Claim
 from service._retrieve import Retrieval, Retriever
-from service._verify import coverage, entities_supported, numbers_in, numbers_supported, terms
+from service._verify import (
+    coverage,
+    entities_supported,
+    name_lists,
+    numbers_in,
+    numbers_supported,
+    terms,
+)
 
-__all__ = ["Abstention", "Grounder", "addresses_reader", "answerability", "holds_what_is_asked"]
+__all__ = [
+    "Abstention",
+    "Grounder",
+    "addresses_reader",
+    "answerability",
+    "cuts_a_list",
+    "holds_what_is_asked",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,12 @@ _ASKS_TIME = re.compile(
     r"|\b(?:what|which|in which|in what)\s+(?:year|decade|century|month|date|day|era)\b",
     re.IGNORECASE,
 )
+_ASKS_PLURAL = re.compile(
+    r"^\s*(?:(?:which|what)\s+|(?:name|list)\s+(?:the\s+|all\s+)?)"
+    r"(?:(?:two|three|four|five|several|other|main|key|(?:kinds?|types?|sorts?)\s+of)\s+)?"
+    r"(?!(?:is|was|has|does|its|this|his|us|as)\b)\w+[^s\W]s\b",
+    re.IGNORECASE,
+)
 _TIME_WORD = re.compile(
     r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
     r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago)\b",
@@ -77,6 +97,22 @@ def answerability(top: Sequence[tuple[str, float]]) -> float | None:
         if token.strip() and "not found".startswith(token.strip().lower())
     )
     return round(max(0.0, 1.0 - refusing), 4)
+
+
+def cuts_a_list(question: str, answer: str, sources: Sequence[str]) -> bool:
+    """Whether a question asking for several things got only some items of a cited list.
+
+    "Which brands …?" answered with two of the five names its sentence lists is cut short.
+    """
+    if not _ASKS_PLURAL.search(question):
+        return False
+    lowered = answer.lower()
+    for source in sources:
+        for items in name_lists(source):
+            named = [item.lower() in lowered for item in items]
+            if any(named) and not all(named):
+                return True
+    return False
 
 
 def addresses_reader(text: str) -> bool:
@@ -127,6 +163,8 @@ class Grounder:
         for ci, claim in enumerate(claims):
             claim_terms = terms(claim.text)
             novel = claim_terms - q_terms
+            if not novel and not numbers_in(claim.text) - numbers_in(question):
+                continue  # it only restates the question: no answer in it
             scored = []
             for si, sentence_index in enumerate(context):
                 source = index.sentences[sentence_index].text

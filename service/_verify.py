@@ -15,7 +15,15 @@ from functools import lru_cache
 
 from index import tokenize
 
-__all__ = ["Terms", "coverage", "entities_supported", "numbers_in", "numbers_supported", "terms"]
+__all__ = [
+    "Terms",
+    "coverage",
+    "entities_supported",
+    "name_lists",
+    "numbers_in",
+    "numbers_supported",
+    "terms",
+]
 
 Terms = frozenset[str]
 
@@ -28,6 +36,22 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 _MULTIPLIERS = {"hundred", "thousand", "million", "billion"}
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
+
+
+# A list of names: "China and South Korea", "Renault (Renault)、 Dacia (Dacia) and Alpine".
+_NAME = r"[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*(?:\s*\([^)]*\))?"
+_NAMES = re.compile(rf"(?:{_NAME}\s*[,、;]\s*)*{_NAME}\s*,?\s+(?:and|or)\s+{_NAME}")
+_LIST_SEPARATOR = re.compile(r"\s*(?:[,、;]|\band\b|\bor\b)\s*")
+_GLOSS = re.compile(r"\s*\([^)]*\)")
+
+
+def name_lists(text: str) -> list[list[str]]:
+    """The lists of capitalised names in ``text``, each as its items in order."""
+    lists = []
+    for found in _NAMES.findall(text):
+        items = [_GLOSS.sub("", item).strip() for item in _LIST_SEPARATOR.split(found)]
+        lists.append([item for item in items if item])
+    return lists
 
 
 @lru_cache(maxsize=65536)

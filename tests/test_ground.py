@@ -135,3 +135,53 @@ def test_a_low_answerability_withholds_the_answer_and_stops_generating(
     answered = _events(base, {"question": KOREA})[-1][1]
     assert answered["answerable"] is True and CMA in answered["citations"][0]["text"]
     assert answered["answerability"] == pytest.approx(0.9)
+
+
+BRANDS = "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobilize"
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "cut"),
+    [
+        ("Which brands belong to Renault group?", "Renault and Dacia [1].", True),
+        (
+            "Which brands belong to Renault group?",
+            "Renault, Dacia, LADA, Alpine and Mobilize.",
+            False,
+        ),
+        ("Which brand is the sportiest?", "Alpine [1].", False),  # asks for one
+        ("What does Renault group focus on?", "Dacia [1].", False),
+        ("Which companies is it allied with?", "Nissan [1].", False),  # no list of those cited
+    ],
+)
+def test_a_list_question_needs_every_item_its_sentence_lists(
+    question: str, answer: str, cut: bool
+) -> None:
+    from service._ground import cuts_a_list
+
+    assert cuts_a_list(question, answer, [f"Renault group has five brands ―― {BRANDS} ."]) is cut
+
+
+def test_a_reply_that_cuts_a_list_short_is_answered_with_its_whole_sentence(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    brands = label_of(upstream, "five brands")
+    upstream.queue(f"Renault group has Renault and Dacia {brands}.")
+    events = _events(base, {"question": "Which brands belong to Renault group?"})
+    done = events[-1][1]
+    assert done["mode"] == "extractive" and "Mobilize" in done["answer"]
+    assert "five brands" in done["citations"][0]["text"]
+    shown = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    assert shown == done["answer"]  # the cut reply itself was never shown
+
+
+def test_a_reply_that_only_restates_the_question_is_no_answer(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    focus = label_of(upstream, "focuses on developing")
+    upstream.queue(f"Renault group focuses on developing {focus}.")
+    done = _events(base, {"question": "What does Renault group focus on developing?"})[-1][1]
+    assert done["answer"] != "Renault group focuses on developing [1]."
+    assert "new technologies" in done["answer"] or done["answerable"] is False
