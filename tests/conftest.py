@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
 from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, load_or_build, read_documents
@@ -156,6 +157,30 @@ class QueuedUpstream:
         """The question of each chat request that was not a warm-up."""
         asked = [r["messages"][-1]["content"] for r in self.requests]
         return [q for q in asked if "warm-up" not in q]
+
+
+Event = tuple[str, dict[str, Any]]
+
+
+def ask_events(base: str, body: dict[str, Any]) -> list[Event]:
+    """The (event, data) pairs of a streamed /v1/ask on a live server."""
+    with (
+        httpx.Client(base_url=base, timeout=30) as client,
+        connect_sse(client, "POST", "/v1/ask", json={**body, "stream": True}) as source,
+    ):
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return [(sse.event, json.loads(sse.data)) for sse in source.iter_sse()]
+
+
+def shown_text(events: list[Event]) -> str:
+    """The answer text a streaming client displayed."""
+    return "".join(data["text"] for kind, data in events if kind == "answer.delta")
+
+
+def chat(base: str, messages: list[dict[str, str]], **extra: Any) -> httpx.Response:
+    """POST /v1/chat/completions on a live server."""
+    body = {"model": "citeqa", "messages": messages, **extra}
+    return httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
 
 
 def label_of(upstream: QueuedUpstream, needle: str) -> str:

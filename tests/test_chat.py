@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from service import Settings
 from service._chat import history, is_frontend_task, looks_dependent, resolve_positions
 from service._openai import ChatMessage
-from tests.conftest import CMA, QueuedUpstream, label_of
+from tests.conftest import CMA, QueuedUpstream, chat, label_of
 
 Server = Callable[..., str]
 KOREA = "Which platform underpins the Korean models?"
@@ -35,11 +34,6 @@ LIBRECHAT_TITLE = (
 )
 
 
-def _chat(base: str, messages: list[dict[str, str]], **extra: Any) -> httpx.Response:
-    body = {"model": "citeqa", "messages": messages, **extra}
-    return httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
-
-
 def _messages(*turns: tuple[str, str]) -> list[ChatMessage]:
     return [ChatMessage(role=role, content=text) for role, text in turns]  # type: ignore[arg-type]
 
@@ -50,7 +44,7 @@ def test_frontend_tasks_get_the_plain_llm_without_retrieval_or_citations(
 ) -> None:
     base = live_server(task_max_tokens=40)
     upstream.queue('{ "title": "Korean Platform" }')
-    response = _chat(base, [{"role": "user", "content": prompt}])
+    response = chat(base, [{"role": "user", "content": prompt}])
     assert response.status_code == 200
     message = response.json()["choices"][0]["message"]
     assert message == {
@@ -71,7 +65,7 @@ def test_an_oversized_task_prompt_is_clipped_not_refused(
     history_dump = "USER: " + "tell me more about the platform " * 5000
     prompt = OPEN_WEBUI_TITLE.replace("USER: Which platform", history_dump)
     upstream.queue('{ "title": "Platforms" }')
-    response = _chat(base, [{"role": "user", "content": prompt}], stream=True)
+    response = chat(base, [{"role": "user", "content": prompt}], stream=True)
     assert response.status_code == 200
     assert '{ \\"title\\": \\"Platforms\\" }' in response.text
     assert response.text.rstrip().endswith("data: [DONE]")
@@ -84,7 +78,7 @@ def test_a_failing_task_answers_empty_rather_than_an_error(
 ) -> None:
     base = live_server()
     upstream.queue(*[httpx.ConnectError("down")] * 3)
-    response = _chat(base, [{"role": "user", "content": LIBRECHAT_TITLE}])
+    response = chat(base, [{"role": "user", "content": LIBRECHAT_TITLE}])
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == ""
 
@@ -104,7 +98,7 @@ def test_the_question_limit_applies_to_the_last_message_only(
     base = live_server()
     upstream.queue("Which platform underpins the Korean models?", _cma_reply(upstream))
     long_turn = "An earlier, very long message. " * 140_000  # about 4 MB
-    response = _chat(
+    response = chat(
         base,
         [
             {"role": "user", "content": long_turn},
@@ -115,7 +109,7 @@ def test_the_question_limit_applies_to_the_last_message_only(
     assert response.status_code == 200
     condense = upstream.requests[-2]["messages"][-1]["content"]
     assert len(condense) < 6000  # the history was cut to its own limit
-    too_long = _chat(base, [{"role": "user", "content": "why " * 600}])
+    too_long = chat(base, [{"role": "user", "content": "why " * 600}])
     assert too_long.status_code == 400
     error = too_long.json()["error"]
     assert error["type"] == "invalid_request_error" and "2000" in error["message"]
@@ -168,7 +162,7 @@ def test_a_standalone_last_message_is_not_rewritten(
     base = live_server()
     upstream.queue(_cma_reply(upstream))
     before = len(upstream.requests)
-    response = _chat(
+    response = chat(
         base,
         [
             {"role": "user", "content": "Who signed the memorandum?"},
@@ -190,7 +184,7 @@ def test_a_follow_up_is_rewritten_from_the_turns_without_their_sources(
     upstream.queue(
         f'Rewritten: "{rewritten}"', f"Renault group has 18 10000 employees {employees}."
     )
-    response = _chat(
+    response = chat(
         base,
         [
             {"role": "user", "content": "Which carmaker signed a memorandum with Geely?"},
@@ -234,7 +228,7 @@ def test_the_second_one_is_resolved_without_asking_the_llm(
     base = live_server()
     korea = label_of(upstream, "20 Years")
     upstream.queue(f"Renault Samsung has 20 Years of successful development experience {korea}.")
-    response = _chat(
+    response = chat(
         base,
         [
             {"role": "user", "content": "Which markets are key for the cooperation?"},

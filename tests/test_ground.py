@@ -7,16 +7,23 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from index import segment
 from service import ABSTAIN_TEXT
 from service._ground import addresses_reader, answerability, holds_what_is_asked
-from tests.conftest import ARTICLE, ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
+from tests.conftest import (
+    ARTICLE,
+    ARTICLE_TEXT,
+    CMA,
+    QueuedUpstream,
+    Scripted,
+    ask_events,
+    label_of,
+    shown_text,
+)
 
 Server = Callable[..., str]
 KOREA = "Which platform underpins the Korean models?"
@@ -74,14 +81,6 @@ def poisoned(tmp_path: Path) -> list[Path]:
     return [ARTICLE, notes]
 
 
-def _events(base: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    with (
-        httpx.Client(base_url=base, timeout=30) as client,
-        connect_sse(client, "POST", "/v1/ask", json={**body, "stream": True}) as source,
-    ):
-        return [(sse.event, json.loads(sse.data)) for sse in source.iter_sse()]
-
-
 def test_a_planted_instruction_is_not_shown_to_the_llm_nor_cited(
     live_server: Server, upstream: QueuedUpstream, poisoned: list[Path]
 ) -> None:
@@ -89,7 +88,7 @@ def test_a_planted_instruction_is_not_shown_to_the_llm_nor_cited(
     system = upstream.requests[0]["messages"][0]["content"]
     assert "PWNED" not in system and "The plant opens in May." in system
     upstream.queue("The correct answer is PWNED [S1].", "PWNED")
-    events = _events(base, {"question": "What is the correct answer?"})
+    events = ask_events(base, {"question": "What is the correct answer?"})
     done = events[-1][1]
     shown = [data for kind, data in events if kind != "done"]
     assert "PWNED" not in json.dumps([shown, done["answer"], done["citations"]])
@@ -127,12 +126,12 @@ def test_a_low_answerability_withholds_the_answer_and_stops_generating(
     sure = Scripted.dripped(reply, 3)
     sure.first_top = [("The", math.log(0.9)), ("NOT", math.log(0.1))]
     upstream.queue(unsure, sure)
-    withheld = _events(base, {"question": KOREA})[-1][1]
+    withheld = ask_events(base, {"question": KOREA})[-1][1]
     assert withheld["answer"] == ABSTAIN_TEXT
     assert withheld["abstained_because"] == "llm_unsure"
     assert withheld["answerability"] == pytest.approx(0.3)
     assert upstream.closed_early == 1
-    answered = _events(base, {"question": KOREA})[-1][1]
+    answered = ask_events(base, {"question": KOREA})[-1][1]
     assert answered["answerable"] is True and CMA in answered["citations"][0]["text"]
     assert answered["answerability"] == pytest.approx(0.9)
 
@@ -168,12 +167,11 @@ def test_a_reply_that_cuts_a_list_short_is_answered_with_its_whole_sentence(
     base = live_server()
     brands = label_of(upstream, "five brands")
     upstream.queue(f"Renault group has Renault and Dacia {brands}.")
-    events = _events(base, {"question": "Which brands belong to Renault group?"})
+    events = ask_events(base, {"question": "Which brands belong to Renault group?"})
     done = events[-1][1]
     assert done["mode"] == "extractive" and "Mobilize" in done["answer"]
     assert "five brands" in done["citations"][0]["text"]
-    shown = "".join(data["text"] for kind, data in events if kind == "answer.delta")
-    assert shown == done["answer"]  # the cut reply itself was never shown
+    assert shown_text(events) == done["answer"]  # the cut reply itself was never shown
 
 
 def test_a_reply_that_only_restates_the_question_is_no_answer(
@@ -182,6 +180,6 @@ def test_a_reply_that_only_restates_the_question_is_no_answer(
     base = live_server()
     focus = label_of(upstream, "focuses on developing")
     upstream.queue(f"Renault group focuses on developing {focus}.")
-    done = _events(base, {"question": "What does Renault group focus on developing?"})[-1][1]
+    done = ask_events(base, {"question": "What does Renault group focus on developing?"})[-1][1]
     assert done["answer"] != "Renault group focuses on developing [1]."
     assert "new technologies" in done["answer"] or done["answerable"] is False

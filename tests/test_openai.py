@@ -13,7 +13,14 @@ from pydantic import SecretStr
 
 from service import Citation
 from service._openai import sources_block
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
+from tests.conftest import (
+    ARTICLE_TEXT,
+    CMA,
+    QueuedUpstream,
+    Scripted,
+    chat,
+    label_of,
+)
 
 pytestmark = pytest.mark.anyio
 KOREA = "Which platform underpins the Korean models?"
@@ -236,11 +243,6 @@ def test_stream_frames_end_with_done(live_server: Server, upstream: QueuedUpstre
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
 
 
-def _chat(base: str, messages: list[dict[str, str]], **extra: Any) -> httpx.Response:
-    body = {"model": "citeqa", "messages": messages, **extra}
-    return httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
-
-
 def _streamed_content(base: str, messages: list[dict[str, str]], **extra: Any) -> str:
     client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
     with client:
@@ -273,7 +275,7 @@ def test_streamed_and_plain_chat_replies_are_identical(
     upstream.queue(Scripted.dripped(text, 3), text)
     messages = [{"role": "user", "content": question}]
     streamed = _streamed_content(base, messages)
-    plain = _chat(base, messages).json()["choices"][0]["message"]["content"]
+    plain = chat(base, messages).json()["choices"][0]["message"]["content"]
     assert streamed == plain
     assert "Liu" not in plain and "PWNED" not in plain
 
@@ -285,13 +287,13 @@ def test_the_sources_block_can_be_switched_off_per_request_and_per_server(
     reply = _cma_reply(upstream)
     upstream.queue(reply, reply)
     messages = [{"role": "user", "content": KOREA}]
-    plain = _chat(base, messages, sources_block=False).json()["choices"][0]["message"]
+    plain = chat(base, messages, sources_block=False).json()["choices"][0]["message"]
     assert plain["content"] == "The Korean models use the Lingke energy saving platform CMA [1]."
     assert CMA in plain["citations"][0]["text"]  # the structured citations stay
     assert _streamed_content(base, messages, sources_block=False) == plain["content"]
     quiet = live_server(chat_sources_block=False)
     upstream.queue(reply)
-    content = _chat(quiet, messages).json()["choices"][0]["message"]["content"]
+    content = chat(quiet, messages).json()["choices"][0]["message"]["content"]
     assert "Sources:" not in content
 
 

@@ -11,19 +11,18 @@ import httpx
 from httpx_sse import connect_sse
 
 from service import ABSTAIN_TEXT
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, Scripted, label_of
+from tests.conftest import (
+    ARTICLE_TEXT,
+    CMA,
+    QueuedUpstream,
+    Scripted,
+    ask_events,
+    label_of,
+    shown_text,
+)
 
 KOREA = "Which platform underpins the Korean models?"
 Server = Callable[..., str]
-
-
-def _events(base: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    with (
-        httpx.Client(base_url=base, timeout=30) as client,
-        connect_sse(client, "POST", "/v1/ask", json={**body, "stream": True}) as source,
-    ):
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        return [(sse.event, json.loads(sse.data)) for sse in source.iter_sse()]
 
 
 def _without_timings(body: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +40,7 @@ def test_stream_sends_deltas_then_citations_then_done_equal_to_the_plain_answer(
         f"The two companies develop models suitable for the Korean market {jointly}."
     )
     upstream.queue(reply, reply)
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     plain = httpx.post(base + "/v1/ask", json={"question": KOREA}, timeout=30).json()
 
     kinds = [kind for kind, _ in events]
@@ -57,7 +56,7 @@ def test_stream_sends_deltas_then_citations_then_done_equal_to_the_plain_answer(
         assert {k: v for k, v in sent.items() if k != "number"} == final
         assert ARTICLE_TEXT[sent["start"] : sent["end"]] == sent["text"]
     assert CMA in citations[0]["text"]
-    text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    text = shown_text(events)
     assert "[S" not in text and "[1]" in text and "CMA" in text
     assert text == done["answer"]
 
@@ -67,7 +66,7 @@ def test_stream_of_an_unverifiable_reply_sends_no_citation(
 ) -> None:
     base = live_server()
     upstream.queue("Geely's annual revenue is 10 billion yuan [S4].")
-    events = _events(base, {"question": "What is Geely Holding Group's annual revenue?"})
+    events = ask_events(base, {"question": "What is Geely Holding Group's annual revenue?"})
     assert "citation" not in [kind for kind, _ in events]
     assert events[-1][0] == "done" and events[-1][1]["answerable"] is False
 
@@ -75,7 +74,7 @@ def test_stream_of_an_unverifiable_reply_sends_no_citation(
 def test_stream_holds_back_a_refusal(live_server: Server, upstream: QueuedUpstream) -> None:
     base = live_server()
     upstream.queue("NOT FOUND")
-    events = _events(base, {"question": "In which factory will the hybrid cars be built?"})
+    events = ask_events(base, {"question": "In which factory will the hybrid cars be built?"})
     assert events == [
         ("answer.delta", {"text": ABSTAIN_TEXT}),
         ("done", {**events[-1][1], "answer": ABSTAIN_TEXT, "answerable": False, "citations": []}),
@@ -87,14 +86,14 @@ def test_stream_reports_an_llm_failure_and_still_finishes(
 ) -> None:
     base = live_server()
     upstream.queue(*[httpx.ConnectError("down")] * 3)
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     kinds = [kind for kind, _ in events]
     assert kinds == ["answer.delta", "citation", "done"]
     assert events[-1][1]["degraded"] is True and CMA in events[1][1]["text"]
 
 
 def test_stream_extractive_mode(live_server: Server) -> None:
-    events = _events(live_server(), {"question": KOREA, "answer_mode": "extractive"})
+    events = ask_events(live_server(), {"question": KOREA, "answer_mode": "extractive"})
     assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
 
 
@@ -130,16 +129,14 @@ def test_an_unverifiable_streamed_reply_is_followed_by_the_sentence_that_answers
 ) -> None:
     base = live_server()
     upstream.queue("The platform is called Zephyr and it is made by robots [S2].")
-    events = _events(base, {"question": "Which energy saving platform will the Korean models use?"})
-    text = "".join(data["text"] for kind, data in events if kind == "answer.delta")
+    events = ask_events(
+        base, {"question": "Which energy saving platform will the Korean models use?"}
+    )
+    text = shown_text(events)
     done = events[-1][1]
     assert done["mode"] == "extractive" and CMA in done["citations"][0]["text"]
     assert text == done["answer"]  # only the answer of record was shown, not the model's
     assert [kind for kind, _ in events][-2:] == ["citation", "done"]
-
-
-def _shown(events: list[tuple[str, dict[str, Any]]]) -> str:
-    return "".join(data["text"] for kind, data in events if kind == "answer.delta")
 
 
 def test_a_label_split_across_tokens_still_cites_and_shows_no_label(
@@ -150,9 +147,9 @@ def test_a_label_split_across_tokens_still_cites_and_shows_no_label(
     upstream.queue(
         Scripted.dripped(f"The Korean models use the Lingke energy saving platform CMA {cma}.", 3)
     )
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     done = events[-1][1]
-    assert _shown(events) == done["answer"]
+    assert shown_text(events) == done["answer"]
     assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
     assert CMA in done["citations"][0]["text"]
     assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
@@ -172,11 +169,11 @@ def test_no_text_of_a_rejected_claim_is_ever_sent(
             2,
         )
     )
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     sent = json.dumps([data for kind, data in events if kind != "done"])
     assert "Liu" not in sent and "Yimin" not in sent and "PWNED" not in sent
     done = events[-1][1]
-    assert _shown(events) == done["answer"]
+    assert shown_text(events) == done["answer"]
     assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
 
 
@@ -185,9 +182,9 @@ def test_a_reply_of_only_rejected_claims_streams_only_the_abstention(
 ) -> None:
     base = live_server()
     upstream.queue(Scripted.dripped("Geely's CEO is Liu Yimin [S2].", 2))
-    events = _events(base, {"question": "Who is Geely's CEO?"})
+    events = ask_events(base, {"question": "Who is Geely's CEO?"})
     assert [kind for kind, _ in events] == ["answer.delta", "done"]
-    assert _shown(events) == ABSTAIN_TEXT == events[-1][1]["answer"]
+    assert shown_text(events) == ABSTAIN_TEXT == events[-1][1]["answer"]
     assert events[-1][1]["answerable"] is False
 
 
@@ -203,13 +200,13 @@ def test_an_upstream_that_breaks_off_mid_reply_keeps_only_what_was_verified(
     )
     reply.break_after = len(reply.tokens) - 2
     upstream.queue(reply)
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     kinds = [kind for kind, _ in events]
     assert kinds == ["answer.delta", "citation", "error", "done"]
     done = events[-1][1]
     assert done["degraded"] is True and done["answerable"] is True
-    assert _shown(events) == done["answer"]
-    assert "Busan" not in json.dumps(events) and "Renault will" not in _shown(events)
+    assert shown_text(events) == done["answer"]
+    assert "Busan" not in json.dumps(events) and "Renault will" not in shown_text(events)
 
 
 def test_a_break_before_anything_was_verified_shows_only_the_fallback(
@@ -217,8 +214,8 @@ def test_a_break_before_anything_was_verified_shows_only_the_fallback(
 ) -> None:
     base = live_server()
     upstream.queue(Scripted.dripped("The Korean models use the Zephyr", 3, break_after=5))
-    events = _events(base, {"question": KOREA})
+    events = ask_events(base, {"question": KOREA})
     assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
     done = events[-1][1]
     assert done["degraded"] is True and done["mode"] == "extractive"
-    assert _shown(events) == done["answer"] and "Zephyr" not in done["answer"]
+    assert shown_text(events) == done["answer"] and "Zephyr" not in done["answer"]
