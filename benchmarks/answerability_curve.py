@@ -8,8 +8,8 @@ Each row records the LLM's own answerability (1 - P(its reply starts "NOT FOUND"
 threshold t, a row that was answered becomes an abstention when its answerability is below t.
 The rows split by position into a tuning half (even) and a check half (odd). On the tuning
 half, the threshold with the most unanswerables abstained whose false abstention stays
-within the budget is chosen; when none stays within it, the one with the largest margin of
-unanswerables abstained over false abstention. Both halves are reported.
+within the budget is chosen; when none stays within it, the threshold stays off (0). Both
+halves are reported.
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ def main() -> None:
             f" | {b['accuracy']:.3f} | {b['abstained']:.3f} | {b['false_abstention']:.3f} |"
         )
     within = [(a["abstained"], t) for t, a, _ in curve if a["false_abstention"] <= args.budget]
-    margin = [(a["abstained"] - a["false_abstention"], t) for t, a, _ in curve]
-    _, chosen = max(within) if within else max(margin)
-    rule = "most abstained within the budget" if within else "largest margin (budget unmet)"
+    _, chosen = max(within) if within else (0.0, 0.0)
+    rule = "most abstained within the budget" if within else "no threshold meets the budget: off"
     lines += ["", f"Chosen on the tuning half ({rule}, budget {args.budget:.2f}): {chosen}"]
     text = "\n".join(lines)
     print(text)

@@ -342,7 +342,7 @@ class Answerer:
         Each test only grows easier as parts are added, except the list test, which is
         applied before the first release only.
         """
-        answer = composition.answer
+        answer = composition.statement
         sources = [self.index.sentences[i].text for i in composition.cited]
         if not holds_what_is_asked(retrieval.question, answer):
             return Abstention.MISSING_ASKED

@@ -41,6 +41,7 @@ class Composition:
 
     sentences: Sequence[Sentence]
     parts: list[str] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)  # the parts' text, without markers
     citations: list[Citation] = field(default_factory=list)
     numbers: dict[int, int] = field(default_factory=dict)  # sentence index -> [n]
     released_parts: int = 0
@@ -58,6 +59,7 @@ class Composition:
             part = f"{body} [{self.numbers[claim.sentence_index]}]{ending}"
             if part not in self.parts:
                 self.parts.append(part)
+                self.claims.append(body)
 
     @property
     def cited(self) -> list[int]:
@@ -73,6 +75,11 @@ class Composition:
     def answer(self) -> str:
         """The whole answer text."""
         return " ".join(self.parts)
+
+    @property
+    def statement(self) -> str:
+        """What the answer says, without its ``[n]`` markers (which are figures too)."""
+        return " ".join(self.claims)
 
     def release(self) -> tuple[str, list[tuple[int, Citation]]]:
         """The text of the unreleased parts, and the citations first needed by them."""

@@ -183,3 +183,15 @@ def test_a_reply_that_only_restates_the_question_is_no_answer(
     done = ask_events(base, {"question": "What does Renault group focus on developing?"})[-1][1]
     assert done["answer"] != "Renault group focuses on developing [1]."
     assert "new technologies" in done["answer"] or done["answerable"] is False
+
+
+def test_a_citation_marker_is_not_the_figure_asked_for(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    korea = label_of(upstream, "20 Years")
+    upstream.queue(f"Renault Samsung has a long history in the Korean market {korea}.")
+    question = "How many years of experience does Renault Samsung have in the Korean market?"
+    done = ask_events(base, {"question": question})[-1][1]
+    assert "20" in done["answer"] or done["answerable"] is False
+    assert done["answer"] != "Renault Samsung has a long history in the Korean market [1]."
