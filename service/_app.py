@@ -23,7 +23,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._chat import is_frontend_task, run_task, standalone_question
-from service._errors import CiteQAError, ForbiddenError, NotFoundError, NotReadyError
+from service._errors import (
+    CiteQAError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+)
 from service._ingest import (
     IngestResult,
     delete_document,
@@ -295,6 +301,28 @@ async def _openai_stream(
     yield ServerSentEventMessage(data="[DONE]")
 
 
+async def _check_json_body(request: Request[Any, Any, Any]) -> None:
+    """Refuse a JSON body that is not UTF-8 or nests too deeply, with a 400 before any handler.
+
+    The JSON decoder raises UnicodeDecodeError or RecursionError on these, which would
+    otherwise surface as 500s.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method != "POST" or media not in ("application/json", ""):
+        return
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        msgspec.json.decode(body)
+    except RecursionError:
+        raise InvalidRequestError("the JSON body nests too deeply") from None
+    except msgspec.DecodeError:
+        return  # malformed JSON is reported by the handler's own parsing, naming the field
+
+
 def _require_api_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
@@ -402,6 +430,7 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         exception_handlers={Exception: _error},
+        before_request=_check_json_body,
         openapi_config=OpenAPIConfig(title="citeqa", version="0.1.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
     )

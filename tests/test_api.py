@@ -50,6 +50,23 @@ def test_malformed_json_gets_400(make_client: Client, raw: bytes) -> None:
     assert response.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["/v1/ask", "/v1/search", "/v1/chat/completions"])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"question": "\xff", "query": "\xff"}', "not UTF-8"),
+        (b'{"question": ' + b"[" * 990 + b"]" * 990 + b"}", "nests too deeply"),
+    ],
+)
+def test_bad_bytes_get_a_400_not_a_500(
+    make_client: Client, path: str, raw: bytes, reason: str
+) -> None:
+    response = make_client().post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    body = response.json()
+    assert reason in (body["error"]["message"] if "error" in body else body["detail"])
+
+
 def test_bad_search_body_gets_400(make_client: Client) -> None:
     response = make_client().post("/v1/search", json={"query": "", "top_k": 3})
     assert response.status_code == 400
