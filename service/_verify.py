@@ -35,6 +35,7 @@ _NUMBER_WORDS = {
     "million": 1_000_000, "billion": 1_000_000_000,
 }  # fmt: skip
 _MULTIPLIERS = {"hundred", "thousand", "million", "billion"}
+_MAX_RUN = 4
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
 
 
@@ -95,7 +96,9 @@ def numbers_in(text: str) -> frozenset[float]:
             run = []
             continue
         values.add(value)
-        run.append(value)
+        # Spoken figures combine at most a few adjacent numbers ("300 Ten thousand"); a longer
+        # run (a table row, a list of years) would make this cubic for nothing.
+        run = [*run[-(_MAX_RUN - 1) :], value]
         for width in range(2, len(run) + 1):
             values.add(math.prod(run[-width:]))
     return frozenset(values)

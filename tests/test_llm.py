@@ -89,3 +89,24 @@ def test_model_with_wrong_checksum_is_rejected(
     with pytest.raises(ModelUnavailableError, match="sha256"):
         _embedded.assemble_model(tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir())
+
+
+async def test_stream_skips_chunks_of_the_wrong_shape_and_reads_logprobs() -> None:
+    top = {"token": "CMA", "logprob": -0.1, "top_logprobs": [{"token": "CMA", "logprob": -0.1}]}
+    frames = [
+        {"choices": [{"delta": "oops"}]},
+        {"choices": ["not an object"]},
+        {"choices": []},
+        {"choices": [{"delta": {"content": "CMA"}, "logprobs": {"content": [top]}}]},
+        {"choices": [{"delta": {"content": " [S1]"}, "logprobs": "garbage"}]},
+    ]
+    body = b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames)
+    body += b"data: [DONE]\n\n"
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    model = OpenAIChatModel(
+        "http://llm.test/v1", model="m", transport=httpx.MockTransport(lambda r: response)
+    )
+    tokens = [t async for t in model.stream([{"role": "user", "content": "q"}], max_tokens=5)]
+    assert [t.text for t in tokens] == ["CMA", " [S1]"]
+    assert tokens[0].top == (("CMA", -0.1),) and tokens[1].top == ()
+    await model.aclose()

@@ -30,3 +30,11 @@ def test_invented_names_are_unsupported() -> None:
     assert entities_supported("Geely Holding Group has a mature layout.", source, "What?")
     assert not entities_supported("The CEO of Geely is Li Shufu.", source, "Who is the CEO?")
     assert entities_supported("Its CEO is unnamed.", source, "Who is the CEO?")
+
+
+def test_long_runs_of_numbers_combine_only_a_few_neighbours() -> None:
+    from service._verify import numbers_in
+
+    assert 3_000_000 in numbers_in("nearly 300 Ten thousand units")
+    run = numbers_in(" ".join(["2"] * 3500))
+    assert run == {2.0, 4.0, 8.0, 16.0}  # products of up to four neighbours, not 2**3500
