@@ -107,9 +107,11 @@ class OpenAIChatModel:
         if response.status_code >= 400:
             body = (await response.aread())[:200]
             await response.aclose()
+            # The upstream's body stays in the log: it may echo the prompt or internals.
+            log.warning("LLM answered %s: %r", response.status_code, body)
             if response.status_code >= 500:
                 raise _Retryable(f"LLM answered {response.status_code}")
-            raise LLMError(f"LLM rejected the request: {response.status_code} {body!r}")
+            raise LLMError(f"LLM rejected the request ({response.status_code})")
         return response
 
     async def _open(self, payload: dict[str, Any]) -> httpx.Response:
@@ -181,7 +183,8 @@ class OpenAIChatModel:
                     text = delta.get("content")
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     if "error" in sse.data:
-                        raise LLMError(f"LLM stream failed: {sse.data[:200]}") from None
+                        log.warning("LLM stream failed: %s", sse.data[:200])
+                        raise LLMError("LLM stream failed with an error event") from None
                     continue
                 if text:
                     yield Token(str(text), _top_logprobs(choice))

@@ -39,6 +39,7 @@ async def test_client_sends_key_model_and_greedy_settings() -> None:
         (httpx.Response(200, text="not json"), LLMError),
         (httpx.Response(200, json={"choices": []}), LLMError),
         (httpx.Response(502), LLMUnavailableError),
+        (httpx.Response(400, text="SECRET system prompt echoed"), LLMError),
     ],
 )
 async def test_client_maps_bad_upstream_answers_to_llm_errors(
@@ -50,8 +51,9 @@ async def test_client_maps_bad_upstream_answers_to_llm_errors(
         retries=0,
         transport=httpx.MockTransport(lambda r: response),
     )
-    with pytest.raises(error):
+    with pytest.raises(error) as raised:
         await llm.complete([{"role": "user", "content": "q"}], max_tokens=1)
+    assert "SECRET" not in str(raised.value)  # an upstream's body never reaches a client
     await llm.aclose()
 
 
