@@ -128,6 +128,8 @@ class AssistantMessage(msgspec.Struct, kw_only=True):
     content: str
     refusal: None = None
     citations: list[Citation]
+    # True when the LLM failed and the answer fell back to a source sentence.
+    degraded: bool = False
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -214,6 +216,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     usage: Usage | msgspec.UnsetType | None = msgspec.UNSET
     event: WebUIEvent | msgspec.UnsetType = msgspec.UNSET
     citations: list[Citation] | msgspec.UnsetType = msgspec.UNSET
+    degraded: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 def _usage(prompt: str, completion: str) -> Usage:
@@ -226,7 +229,7 @@ def chat_completion(
 ) -> ChatCompletion:
     """A ``chat.completion`` object for a finished answer."""
     content = _content(response, titles, sources=sources)
-    return _completion(content, response.citations, question, model)
+    return _completion(content, response.citations, question, model, degraded=response.degraded)
 
 
 def task_completion(content: str, prompt: str, model: str) -> ChatCompletion:
@@ -234,12 +237,18 @@ def task_completion(content: str, prompt: str, model: str) -> ChatCompletion:
     return _completion(content, [], prompt, model)
 
 
-def _completion(content: str, citations: list[Citation], prompt: str, model: str) -> ChatCompletion:
+def _completion(
+    content: str, citations: list[Citation], prompt: str, model: str, *, degraded: bool = False
+) -> ChatCompletion:
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=model,
-        choices=[Choice(message=AssistantMessage(content=content, citations=citations))],
+        choices=[
+            Choice(
+                message=AssistantMessage(content=content, citations=citations, degraded=degraded)
+            )
+        ],
         usage=_usage(prompt, content),
     )
 
@@ -292,8 +301,11 @@ class _Chunks:
         self.shown.append(content)
         return self.make([ChunkChoice(delta=Delta(role=role, content=content))])
 
-    def end(self, citations: list[Citation], prompt: str) -> list[ChatCompletionChunk]:
-        final = self.make([ChunkChoice(delta=Delta(), finish_reason="stop")], citations=citations)
+    def end(
+        self, citations: list[Citation], prompt: str, *, degraded: bool = False
+    ) -> list[ChatCompletionChunk]:
+        stop = [ChunkChoice(delta=Delta(), finish_reason="stop")]
+        final = self.make(stop, citations=citations, degraded=degraded)
         if not self.include_usage:
             return [final]
         return [final, self.make([], usage=_usage(prompt, "".join(self.shown)))]
@@ -329,7 +341,7 @@ async def chat_chunks(
         yield chunks.make([], event=card)
     if sources and response.citations:
         yield chunks.text(sources_block(response.citations, titles))
-    for chunk in chunks.end(response.citations, question):
+    for chunk in chunks.end(response.citations, question, degraded=response.degraded):
         yield chunk
 
 

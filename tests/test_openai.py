@@ -329,3 +329,17 @@ def test_sources_block_names_a_titled_document_then_its_id() -> None:
     citation = Citation("notes", "notes:s1", 0, 18, "The plant  opens.", 0.9)
     block = sources_block([citation], {"notes": "Plant Notes"})
     assert block == '\n\nSources:\n[1] "The plant opens." (Plant Notes, notes [0, 18))'
+
+
+def test_chat_flags_a_degraded_answer(live_server: Server, upstream: QueuedUpstream) -> None:
+    base = live_server()
+    upstream.queue(*[httpx.ConnectError("down")] * 6)
+    messages = [{"role": "user", "content": KOREA}]
+    message = chat(base, messages).json()["choices"][0]["message"]
+    assert message["degraded"] is True and CMA in message["citations"][0]["text"]
+    with httpx.stream(
+        "POST", base + "/v1/chat/completions", json={"messages": messages, "stream": True}
+    ) as response:
+        chunks = [json.loads(ln[6:]) for ln in response.iter_lines() if ln.startswith("data: {")]
+    (final,) = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert final["degraded"] is True
