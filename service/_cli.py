@@ -39,6 +39,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -71,12 +73,15 @@ def prepare() -> None:
 @click.option("--mode", type=_MODES, default="llm", show_default=True)
 @click.option("--top-k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full response as JSON.")
-def ask(question: str, mode: AnswerMode, top_k: int, as_json: bool) -> None:
+@click.option(
+    "--index", "index_dir", type=click.Path(path_type=Path), default=None, help="Index directory."
+)
+def ask(question: str, mode: AnswerMode, top_k: int, as_json: bool, index_dir: Path | None) -> None:
     """Answer QUESTION over the configured corpus and print its citations."""
     import msgspec
 
     async def run() -> None:
-        runtime = await load_runtime(Settings(), with_llm=mode == "llm")
+        runtime = await load_runtime(_settings(index_dir=index_dir), with_llm=mode == "llm")
         try:
             response = await runtime.answerer.ask(question, top_k, mode)
         finally:
@@ -101,9 +106,19 @@ def index_group() -> None:
 @index_group.command("build")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Index directory.")
-def build(paths: tuple[Path, ...], out: Path | None) -> None:
-    """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article."""
+@click.option("--replace", is_flag=True, help="Replace the index already in the directory, if any.")
+def build(paths: tuple[Path, ...], out: Path | None, replace: bool) -> None:
+    """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article.
+
+    An index already in the directory (the served one, by default) is kept unless
+    --replace is given: it may hold documents added through the API.
+    """
     settings = _settings(index_dir=out, corpus=list(paths) or None)
+    if (settings.index_dir / "CURRENT").exists() and not replace:
+        raise click.ClickException(
+            f"{settings.index_dir} already holds an index; choose another with --out DIR, "
+            "or pass --replace to overwrite it and the documents added to it"
+        )
     try:
         docs = read_documents(settings.seed_paths)
     except (ValueError, OSError) as exc:

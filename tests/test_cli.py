@@ -1,0 +1,22 @@
+"""The citeqa command: index builds keep an existing index unless told to replace it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from service._cli import main
+from tests.conftest import ARTICLE
+
+
+def test_index_build_never_silently_replaces_an_index(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "index"
+    first = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "indexed 1 documents, 17 sentences" in first.output
+    again = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out)])
+    assert again.exit_code != 0 and "already holds an index" in again.output
+    replaced = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out), "--replace"])
+    assert replaced.exit_code == 0, replaced.output
