@@ -52,6 +52,7 @@ def test_frontend_tasks_get_the_plain_llm_without_retrieval_or_citations(
         "content": '{ "title": "Korean Platform" }',
         "refusal": None,
         "citations": [],
+        "degraded": False,
     }
     sent = upstream.requests[-1]
     assert sent["max_tokens"] == 40
