@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import anyio
 import anyio.to_thread
 import msgspec
 
 from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
-from service._errors import LLMError
+from service._errors import BusyError, LLMError
 from service._ground import (
     Abstention,
     Grounder,
@@ -27,7 +28,7 @@ from service._ground import (
     cuts_a_list,
     holds_what_is_asked,
 )
-from service._llm import ChatModel
+from service._llm import ChatModel, QueuedChatModel, Token
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
 from service._retrieve import Candidate, Retrieval, Retriever
@@ -98,9 +99,21 @@ class Answerer:
     _corpus_chars: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.llm is not None and not isinstance(self.llm, QueuedChatModel):
+            # One queue per model: an answerer rebuilt after a write keeps its predecessor's.
+            self.llm = QueuedChatModel(
+                self.llm,
+                running=self.settings.llm_running,
+                max_waiting=self.settings.llm_max_waiting,
+            )
         self.retriever = Retriever(self.index, self.embedder, self.settings)
         self.grounder = Grounder(self.retriever, self.settings.min_claim_support)
         self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
+
+    def check_capacity(self, mode: AnswerMode = "llm") -> None:
+        """Refuse at once, with :class:`BusyError`, a question the LLM queue has no room for."""
+        if mode == "llm" and isinstance(self.llm, QueuedChatModel) and self.llm.full:
+            raise BusyError()
 
     def _context(self, candidates: list[Candidate]) -> list[int]:
         """Sentence indices shown to the LLM, in document order, less untrusted ones.
@@ -230,11 +243,12 @@ class Answerer:
         failure: LLMError | None = None
         confidence: float | None = None
         unsure = False
+        deadline = time.monotonic() + self.settings.llm_deadline_s
         try:
             async with aclosing(
                 llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
             ) as tokens:
-                async for token in tokens:
+                async for token in _until(tokens, deadline):
                     if "first_token" not in timings:
                         timings["first_token"] = _ms(llm_started)
                         confidence = answerability(token.top)
@@ -351,6 +365,19 @@ class Answerer:
         if not self._answers(retrieval, composition.cited):
             return Abstention.OFF_POINT
         return None
+
+
+async def _until(tokens: AsyncGenerator[Token, None], deadline: float) -> AsyncIterator[Token]:
+    """The tokens that arrive before ``deadline`` (monotonic); past it, an LLMError."""
+    while True:
+        try:
+            with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
+                token = await anext(tokens)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise LLMError("the LLM passed its deadline") from None
+        yield token
 
 
 def _composed(

@@ -24,6 +24,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._chat import is_frontend_task, run_task, standalone_question
 from service._errors import (
+    BusyError,
     CiteQAError,
     ForbiddenError,
     InvalidRequestError,
@@ -123,6 +124,7 @@ async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerS
     holding exactly the non-streaming response.
     """
     answerer = _runtime(state).answerer
+    answerer.check_capacity(data.answer_mode)
     if not data.stream:
         return await answerer.ask(data.question, data.top_k, data.answer_mode)
     return _EventStream(_ask_stream(answerer, data))
@@ -264,6 +266,7 @@ async def chat_completions(
     the plain LLM's reply, without retrieval or citations.
     """
     answerer = _runtime(state).answerer
+    answerer.check_capacity()
     settings: Settings = state.settings
     model = data.model or settings.model_name
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
@@ -345,7 +348,7 @@ def _bearer_matches(connection: ASGIConnection[Any, Any, Any, Any], keys: tuple[
 
 _OPENAI_PATHS = ("/v1/chat/", "/v1/models")
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error"}
-_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 503: "not_ready"}
+_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 503: "unavailable"}
 
 
 def _openai_error(
@@ -368,7 +371,7 @@ def _openai_error(
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, CiteQAError):
         status, detail, extra = exc.status_code, exc.message, None
-        if status >= 500 and not isinstance(exc, NotReadyError):
+        if status >= 500 and not isinstance(exc, NotReadyError | BusyError):
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
     elif isinstance(exc, HTTPException):
         status, detail, extra = exc.status_code, exc.detail, exc.extra
@@ -377,13 +380,14 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     else:
         log.exception("%s %s crashed", request.method, request.url.path)
         status, detail, extra = 500, "internal error", None
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
     if request.url.path.startswith(_OPENAI_PATHS):
         error = _openai_error(status, str(detail), extra if isinstance(extra, list) else None)
-        return Response(error, status_code=status, media_type=MediaType.JSON)
+        return Response(error, status_code=status, media_type=MediaType.JSON, headers=headers)
     body: dict[str, Any] = {"status_code": status, "detail": detail}
     if extra:
         body["extra"] = extra
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def create_app(settings: Settings | None = None, *, loader: Loader = load_runtime) -> Litestar:

@@ -106,18 +106,18 @@ def index_group() -> None:
 @index_group.command("build")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Index directory.")
-@click.option("--replace", is_flag=True, help="Replace the index already in the directory, if any.")
-def build(paths: tuple[Path, ...], out: Path | None, replace: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace the index already in the directory, if any.")
+def build(paths: tuple[Path, ...], out: Path | None, force: bool) -> None:
     """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article.
 
     An index already in the directory (the served one, by default) is kept unless
-    --replace is given: it may hold documents added through the API.
+    --force is given: it may hold documents added through the API.
     """
     settings = _settings(index_dir=out, corpus=list(paths) or None)
-    if (settings.index_dir / "CURRENT").exists() and not replace:
+    if (settings.index_dir / "CURRENT").exists() and not force:
         raise click.ClickException(
             f"{settings.index_dir} already holds an index; choose another with --out DIR, "
-            "or pass --replace to overwrite it and the documents added to it"
+            "or pass --force to replace it and the documents added to it"
         )
     try:
         docs = read_documents(settings.seed_paths)

@@ -4,6 +4,7 @@ CiteQAError
 ├── InvalidRequestError        400  input the schema cannot express as wrong
 ├── NotFoundError              404  unknown document
 ├── NotReadyError              503  index or LLM still loading
+├── BusyError                  503  the LLM queue is full; Retry-After says when to come back
 ├── IndexError_                500  index missing, corrupt or incompatible
 └── LLMError                   502  upstream chat model failed
     ├── LLMUnavailableError         could not connect, or 5xx after retries
@@ -13,6 +14,7 @@ CiteQAError
 from __future__ import annotations
 
 __all__ = [
+    "BusyError",
     "CiteQAError",
     "ForbiddenError",
     "IndexLoadError",
@@ -87,3 +89,11 @@ class LLMUnavailableError(LLMError):
 
 class ModelUnavailableError(LLMError):
     """The embedded model cannot be assembled or loaded."""
+
+
+class BusyError(CiteQAError):
+    """Too many questions wait for the LLM; the client should retry after ``retry_after_s``."""
+
+    status_code = 503
+    public_message = "the service is busy answering other questions; retry shortly"
+    retry_after_s = 5

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio
 import httpx
 from httpx_sse import EventSource, SSEError
 from tenacity import (
@@ -17,9 +19,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from service._errors import LLMError, LLMUnavailableError
+from service._errors import BusyError, LLMError, LLMUnavailableError
 
-__all__ = ["ChatModel", "OpenAIChatModel", "Token"]
+__all__ = ["ChatModel", "OpenAIChatModel", "QueuedChatModel", "Token"]
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +194,52 @@ class OpenAIChatModel:
             raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
         finally:
             await response.aclose()
+
+
+class QueuedChatModel:
+    """A chat model behind a bounded queue.
+
+    At most ``running`` calls run at once and ``max_waiting`` more wait; one call past that
+    gets :class:`BusyError` at once instead of a long wait.
+    """
+
+    def __init__(self, inner: ChatModel, *, running: int, max_waiting: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._slots = anyio.Semaphore(running)
+        self._max_waiting = max_waiting
+        self.waiting = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether one more call would be refused."""
+        return self._slots.value == 0 and self.waiting >= self._max_waiting
+
+    async def _acquire(self) -> None:
+        if self.full:
+            raise BusyError()
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+
+    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
+        """:meth:`ChatModel.complete`, queued."""
+        await self._acquire()
+        try:
+            return await self.inner.complete(messages, max_tokens=max_tokens)
+        finally:
+            self._slots.release()
+
+    async def stream(
+        self, messages: Sequence[Message], *, max_tokens: int
+    ) -> AsyncGenerator[Token, None]:
+        """:meth:`ChatModel.stream`, queued; the slot is held until the stream is closed."""
+        await self._acquire()
+        try:
+            async with aclosing(self.inner.stream(messages, max_tokens=max_tokens)) as tokens:
+                async for token in tokens:
+                    yield token
+        finally:
+            self._slots.release()

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 120.0
     llm_retries: int = 2
     llm_max_tokens: int = 160
+    # One answer's LLM time at most; past it the answer degrades to an extractive one.
+    llm_deadline_s: float = Field(default=30.0, gt=0)
+    # LLM calls at once, and how many more may wait; one more gets a 503 with Retry-After.
+    llm_running: int = Field(default=2, ge=1)
+    llm_max_waiting: int = Field(default=8, ge=0)
     llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     llm_ctx: int = 8192
 

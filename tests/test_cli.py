@@ -18,5 +18,5 @@ def test_index_build_never_silently_replaces_an_index(tmp_path: Path) -> None:
     assert "indexed 1 documents, 17 sentences" in first.output
     again = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out)])
     assert again.exit_code != 0 and "already holds an index" in again.output
-    replaced = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out), "--replace"])
+    replaced = runner.invoke(main, ["index", "build", str(ARTICLE), "--out", str(out), "--force"])
     assert replaced.exit_code == 0, replaced.output
