@@ -311,7 +311,7 @@ async def _check_json_body(request: Request[Any, Any, Any]) -> None:
     otherwise surface as 500s.
     """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if request.method != "POST" or media not in ("application/json", ""):
+    if request.method != "POST" or media.startswith(("multipart/", "text/")):
         return
     body = await request.body()
     try:

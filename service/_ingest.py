@@ -144,11 +144,14 @@ def parse_documents(
             if query.get(key):
                 fields[key] = query[key]
         items = [_convert(fields, DocumentIn)]
-    elif media in ("application/json", ""):
+    else:  # JSON whatever the declared type: `curl -d` declares a form
         try:
             raw = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
-            raise InvalidRequestError(f"malformed JSON: {exc}") from exc
+            raise InvalidRequestError(
+                f"malformed JSON: {exc} (send JSON, text/plain, text/markdown or "
+                "multipart/form-data)"
+            ) from exc
         if isinstance(raw, dict) and "documents" in raw:
             documents = raw["documents"]
             if isinstance(documents, list) and len(documents) > settings.max_batch_documents:
@@ -159,11 +162,6 @@ def parse_documents(
             items = _convert(raw, DocumentBatch).documents
         else:
             items = [_convert(raw, DocumentIn)]
-    else:
-        raise InvalidRequestError(
-            f"unsupported content type {media!r}: "
-            "send application/json, text/plain, text/markdown or multipart/form-data"
-        )
     return _documents(items, settings)
 
 

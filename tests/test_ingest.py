@@ -145,7 +145,13 @@ def test_oversized_bodies_and_non_text_uploads_are_rejected(admin_client: TestCl
     pdf = admin_client.post(
         "/v1/documents", content=b"%PDF-1.4", headers={**ADMIN, "content-type": "application/pdf"}
     )
-    assert pdf.status_code == 400 and "content type" in pdf.json()["detail"]
+    assert pdf.status_code == 400 and "malformed JSON" in pdf.json()["detail"]
+    form = admin_client.post(  # what `curl -d` sends: JSON declared as a form
+        "/v1/documents",
+        content=b'{"doc_id": "notes", "text": "The plant opens in May."}',
+        headers={**ADMIN, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 201 and form.json()["documents"][0]["doc_id"] == "notes"
 
 
 def test_writes_need_an_admin_key_and_are_off_without_one(make_client: Client) -> None:
