@@ -266,7 +266,6 @@ async def chat_completions(
     the plain LLM's reply, without retrieval or citations.
     """
     answerer = _runtime(state).answerer
-    answerer.check_capacity()
     settings: Settings = state.settings
     model = data.model or settings.model_name
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
@@ -278,6 +277,7 @@ async def chat_completions(
         return _EventStream(
             _openai_stream(task_chunks(content, prompt, model, include_usage=include_usage))
         )
+    answerer.check_capacity()
     question = await standalone_question(answerer.llm, data.messages, settings)
     titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
     sources = settings.chat_sources_block if data.sources_block is None else data.sources_block

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import anyio
 
 from service._compose import ABSTAIN_TEXT
-from service._errors import InvalidRequestError, LLMError
+from service._errors import BusyError, InvalidRequestError, LLMError
 from service._llm import ChatModel
 from service._openai import ChatMessage
 from service._prompts import render_condense_prompt
@@ -100,7 +100,7 @@ async def run_task(
     try:
         with anyio.fail_after(settings.task_timeout_s):
             return await llm.complete(prompt, max_tokens=settings.task_max_tokens)
-    except (LLMError, TimeoutError) as exc:
+    except (LLMError, BusyError, TimeoutError) as exc:  # a background task never fails a chat
         log.warning("frontend task failed: %s", exc or "timed out")
         return ""
 

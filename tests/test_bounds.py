@@ -54,6 +54,12 @@ def test_past_the_queue_a_question_gets_503_with_retry_after_at_once(
         timeout=10,
     )
     assert chat.status_code == 503 and chat.json()["error"]["code"] == "unavailable"
+    title = httpx.post(  # a frontend's background task is never refused, only left empty
+        base + "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "### Task:\nGenerate a title."}]},
+        timeout=10,
+    )
+    assert title.status_code == 200 and title.json()["choices"][0]["message"]["content"] == ""
     extractive = httpx.post(base + "/v1/ask", json={"question": KOREA, "answer_mode": "extractive"})
     assert extractive.status_code == 200  # no LLM needed, no queue
     first.join(timeout=30)
