@@ -93,6 +93,8 @@ class EmbeddedServer:
     # answer-prompt prefix; llama.cpp routes each request to the slot sharing its prefix.
     parallel: int = 2
     threads: int = 2
+    # llama.cpp's own console output: 0 keeps it quiet, 3 shows its load and timing lines.
+    verbosity: int = 0
 
     def start(self) -> str:
         """Load the model, start serving, and return the OpenAI base URL."""
@@ -108,6 +110,7 @@ class EmbeddedServer:
         params.port = _free_port()
         params.cache_prompt = True
         params.warmup = True
+        params.verbosity = self.verbosity
         try:
             self._server: xllamacpp.Server | None = xllamacpp.Server(params)
         except Exception as exc:

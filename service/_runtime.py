@@ -89,7 +89,10 @@ async def load_runtime(
         if base_url is None:
             model_path = assemble_model(settings.model_cache_dir)
             embedded = EmbeddedServer(
-                model_path, n_ctx=settings.llm_ctx, threads=settings.llm_threads
+                model_path,
+                n_ctx=settings.llm_ctx,
+                threads=settings.llm_threads,
+                verbosity=settings.llm_verbosity,
             )
             base_url = embedded.start()
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None

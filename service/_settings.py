@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     llm_max_waiting: int = Field(default=8, ge=0)
     llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     llm_ctx: int = 8192
+    # The embedded llama.cpp's console output: 0 quiet, 3 its load and per-request timings.
+    llm_verbosity: int = Field(default=0, ge=-1, le=5)
 
     # A corpus this small goes whole into the prompt, as a prefix the LLM caches.
     whole_corpus_chars: int = 8000
