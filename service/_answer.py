@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -245,10 +245,11 @@ class Answerer:
         unsure = False
         deadline = time.monotonic() + self.settings.llm_deadline_s
         try:
-            async with aclosing(
-                llm.stream(messages, max_tokens=self.settings.llm_max_tokens)
-            ) as tokens:
-                async for token in _until(tokens, deadline):
+            async with (
+                aclosing(llm.stream(messages, max_tokens=self.settings.llm_max_tokens)) as tokens,
+                aclosing(_until(tokens, deadline)) as timed,
+            ):
+                async for token in timed:
                     if "first_token" not in timings:
                         timings["first_token"] = _ms(llm_started)
                         confidence = answerability(token.top)
@@ -367,7 +368,9 @@ class Answerer:
         return None
 
 
-async def _until(tokens: AsyncGenerator[Token, None], deadline: float) -> AsyncIterator[Token]:
+async def _until(
+    tokens: AsyncGenerator[Token, None], deadline: float
+) -> AsyncGenerator[Token, None]:
     """The tokens that arrive before ``deadline`` (monotonic); past it, an LLMError."""
     while True:
         try:
