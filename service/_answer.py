@@ -21,13 +21,7 @@ import msgspec
 from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import BusyError, LLMError
-from service._ground import (
-    Abstention,
-    Grounder,
-    answerability,
-    cuts_a_list,
-    holds_what_is_asked,
-)
+from service._ground import Abstention, Grounder, answerability
 from service._llm import ChatModel, QueuedChatModel, Token
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
@@ -107,7 +101,7 @@ class Answerer:
                 max_waiting=self.settings.llm_max_waiting,
             )
         self.retriever = Retriever(self.index, self.embedder, self.settings)
-        self.grounder = Grounder(self.retriever, self.settings.min_claim_support)
+        self.grounder = Grounder(self.retriever, self.settings)
         self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
 
     def check_capacity(self, mode: AnswerMode = "llm") -> None:
@@ -128,12 +122,11 @@ class Answerer:
         trusted = [c.index for c in candidates if c.index not in untrusted]
         return sorted(trusted[: self.settings.context_sentences])
 
-    def _answers(self, retrieval: Retrieval, cited: list[int]) -> bool:
-        return self.grounder.answers_question(
-            retrieval, cited,
-            min_evidence=self.settings.min_evidence,
-            min_coverage=self.settings.min_question_coverage,
-        )  # fmt: skip
+    def _prompt(self, retrieval: Retrieval) -> tuple[list[int], list[dict[str, str]]]:
+        """The context sentences shown to the LLM, and the chat messages that show them."""
+        context = self._context(retrieval.candidates)
+        sources = [self.index.sentences[i].text for i in context]
+        return context, render_answer_prompt(sources, retrieval.question)
 
     def _abstain(
         self,
@@ -167,9 +160,7 @@ class Answerer:
             sentence = self.index.sentences[c.index]
             if c.index in self.grounder.untrusted:
                 continue
-            if not holds_what_is_asked(retrieval.question, sentence.text):
-                continue
-            if self._answers(retrieval, [c.index]):
+            if self.grounder.shortfall(retrieval, sentence.text, [c.index]) is None:
                 composition = Composition(self.index.sentences)
                 composition.add([VerifiedClaim(sentence.text, c.index, c.evidence)])
                 return _composed(composition, passages, "extractive", timings, degraded=degraded)
@@ -179,9 +170,7 @@ class Answerer:
         """Send one question so the LLM server caches the shared prompt prefix."""
         if self.llm is None:
             return
-        retrieval = self.retriever.retrieve("warm-up")
-        context = self._context(retrieval.candidates)
-        messages = render_answer_prompt([self.index.sentences[i].text for i in context], "warm-up")
+        _, messages = self._prompt(self.retriever.retrieve("warm-up"))
         try:
             await self.llm.complete(messages, max_tokens=1)
         except LLMError as exc:
@@ -234,9 +223,7 @@ class Answerer:
         timings: dict[str, float],
         started: float,
     ) -> AsyncGenerator[AskEvent, None]:
-        context = self._context(retrieval.candidates)
-        sources = [self.index.sentences[i].text for i in context]
-        messages = render_answer_prompt(sources, retrieval.question)
+        context, messages = self._prompt(retrieval)
         parser = ReplyParser(context)
         composition = Composition(self.index.sentences)
         llm_started = time.perf_counter()
@@ -310,15 +297,17 @@ class Answerer:
         """Verify complete claims and release what may now be shown.
 
         Parts wait until the sentences cited so far bear on the question and the text
-        holds what the question asks for (:meth:`_shortfall`). Once that passes, every
+        holds what the question asks for (``Grounder.shortfall``). Once that passes, every
         later part is released as soon as it is verified, and the final answer keeps
         all of them.
         """
         composition.add(self.grounder.verify(retrieval.question, claims, context))
         if not composition.pending:
             return []
-        if not composition.released_parts and self._shortfall(retrieval, composition):
-            return []
+        if not composition.released_parts and self.grounder.shortfall(
+            retrieval, composition.statement, composition.cited
+        ):
+            return []  # checked before the first release only; later parts only add
         text, citations = composition.release()
         return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
 
@@ -338,7 +327,10 @@ class Answerer:
         if not composition.parts:
             because = Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
         else:
-            because = self._shortfall(retrieval, composition) or Abstention.OFF_POINT
+            because = (
+                self.grounder.shortfall(retrieval, composition.statement, composition.cited)
+                or Abstention.OFF_POINT
+            )
         if because is Abstention.MISSING_ASKED:
             # The reply dropped a figure or list items that its own sentences hold: those
             # sentences, whole, are the next candidates.
@@ -350,22 +342,6 @@ class Answerer:
         if best is None or best.lexical < self.settings.refusal_override_coverage:
             return self._abstain("llm", passages, timings, because)
         return self.extractive(retrieval, passages, timings, because=because)
-
-    def _shortfall(self, retrieval: Retrieval, composition: Composition) -> Abstention | None:
-        """Why the composed answer may not be shown yet, or None if it may.
-
-        Each test only grows easier as parts are added, except the list test, which is
-        applied before the first release only.
-        """
-        answer = composition.statement
-        sources = [self.index.sentences[i].text for i in composition.cited]
-        if not holds_what_is_asked(retrieval.question, answer):
-            return Abstention.MISSING_ASKED
-        if cuts_a_list(retrieval.question, answer, sources):
-            return Abstention.MISSING_ASKED
-        if not self._answers(retrieval, composition.cited):
-            return Abstention.OFF_POINT
-        return None
 
 
 async def _until(

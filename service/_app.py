@@ -286,7 +286,7 @@ async def chat_completions(
         return chat_completion(response, question, model, titles, sources=sources)
     cards = SourceCards(titles, settings.public_url or str(request.base_url))
     chunks = chat_chunks(
-        answerer.ask_events(question, data.top_k), question, model, titles, cards,
+        answerer.ask_events(question, data.top_k), question, model, cards,
         sources=sources, include_usage=include_usage,
     )  # fmt: skip
     return _EventStream(_openai_stream(chunks))

@@ -67,9 +67,9 @@ def _last_user(messages: Sequence[ChatMessage]) -> int:
 
 def is_frontend_task(messages: Sequence[ChatMessage]) -> bool:
     """Whether the request is a chat frontend's background prompt, not a user's question."""
-    last = messages[-1].text if messages else ""
-    users = [m.text for m in messages if m.role == "user"]
-    return any(_TASK.search(text[:4000]) for text in {last, users[-1] if users else ""} if text)
+    # Open WebUI sends the task as the last message, LibreChat sometimes after the chat.
+    candidates = [*messages[-1:], *(m for m in reversed(messages) if m.role == "user")][:2]
+    return any(_TASK.search(m.text[:4000]) for m in candidates)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -180,6 +180,8 @@ def eval_command(
         )
     if retrieval:
         settings = settings.model_copy(update={"retrieval": retrieval})
+    if conversations is not None and questions is not None:
+        raise click.UsageError("give QUESTIONS or --conversations, not both")
     if conversations is not None and mode != "llm":
         raise click.UsageError("--conversations needs --mode llm: follow-ups are rewritten by it")
 

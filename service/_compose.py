@@ -54,8 +54,9 @@ class Composition:
                 sentence = self.sentences[claim.sentence_index]
                 self.citations.append(cite(sentence, claim.support))
                 self.numbers[claim.sentence_index] = len(self.citations)
-            body = " ".join(claim.text.rstrip(".!?;:, ").split())
-            ending = claim.text[len(claim.text.rstrip(".!?;:, ")) :].strip()[:1] or "."
+            stripped = claim.text.rstrip(".!?;:, ")
+            body = " ".join(stripped.split())
+            ending = claim.text[len(stripped) :].strip()[:1] or "."
             part = f"{body} [{self.numbers[claim.sentence_index]}]{ending}"
             if part not in self.parts:
                 self.parts.append(part)

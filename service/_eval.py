@@ -212,22 +212,24 @@ async def evaluate_conversations(
     """
     settings = answerer.settings
     titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+
+    async def turn(messages: list[ChatMessage], text: str) -> tuple[str, AskResponse]:
+        messages.append(ChatMessage(role="user", content=text))
+        question = await standalone_question(answerer.llm, messages, settings)
+        return question, await answerer.ask(question, top_k)
+
     rows: list[dict[str, Any]] = []
     for conversation in conversations:
         messages: list[ChatMessage] = []
-        for turn in conversation.turns[:-1]:
-            messages.append(ChatMessage(role="user", content=turn))
-            question = await standalone_question(answerer.llm, messages, settings)
-            response = await answerer.ask(question, top_k)
+        for text in conversation.turns[:-1]:
+            question, response = await turn(messages, text)
             reply = chat_completion(
                 response, question, settings.model_name, titles,
                 sources=settings.chat_sources_block,
             )  # fmt: skip
             messages.append(ChatMessage(role="assistant", content=reply.choices[0].message.content))
-        messages.append(ChatMessage(role="user", content=conversation.turns[-1]))
         started = time.perf_counter()
-        question = await standalone_question(answerer.llm, messages, settings)
-        response = await answerer.ask(question, top_k)
+        question, response = await turn(messages, conversation.turns[-1])
         latency_ms = (time.perf_counter() - started) * 1000
         scored = replace(conversation.last, question=question)
         transcript = [{"role": m.role, "content": m.text} for m in messages]

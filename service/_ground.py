@@ -17,6 +17,7 @@ from enum import StrEnum
 from service._compose import VerifiedClaim
 from service._reply import Claim
 from service._retrieve import Retrieval, Retriever
+from service._settings import Settings
 from service._verify import (
     coverage,
     entities_supported,
@@ -136,9 +137,11 @@ def holds_what_is_asked(question: str, answer: str) -> bool:
 class Grounder:
     """Judges claims and answers against the sentences of one index."""
 
-    def __init__(self, retriever: Retriever, min_claim_support: float) -> None:
+    def __init__(self, retriever: Retriever, settings: Settings) -> None:
         self.retriever = retriever
-        self.min_claim_support = min_claim_support
+        self.min_claim_support = settings.min_claim_support
+        self.min_evidence = settings.min_evidence
+        self.min_coverage = settings.min_question_coverage
         sentences = retriever.index.sentences
         # Instructions planted in documents are never evidence.
         self.untrusted = frozenset(i for i, s in enumerate(sentences) if addresses_reader(s.text))
@@ -187,9 +190,7 @@ class Grounder:
                 kept.append(VerifiedClaim(claim.text, sentence_index, support))
         return kept
 
-    def answers_question(
-        self, retrieval: Retrieval, cited: list[int], *, min_evidence: float, min_coverage: float
-    ) -> bool:
+    def answers_question(self, retrieval: Retrieval, cited: list[int]) -> bool:
         """Whether the cited sentences, together, bear on the question strongly enough.
 
         Both tests must pass: the best sentence's evidence, and the share of the
@@ -203,4 +204,22 @@ class Grounder:
         held = frozenset().union(*(self.retriever.context_terms(i) for i in cited))
         q_coverage = coverage(retrieval.terms, held, self.retriever.idf)
         log.debug("question evidence %.3f, coverage %.3f", evidence, q_coverage)
-        return evidence >= min_evidence and q_coverage >= min_coverage
+        return evidence >= self.min_evidence and q_coverage >= self.min_coverage
+
+    def shortfall(
+        self, retrieval: Retrieval, statement: str, cited: list[int]
+    ) -> Abstention | None:
+        """Why ``statement``, citing ``cited``, may not be given as the answer; None if it may.
+
+        It must hold what the question asks for, not cut a cited list short, and its
+        sentences must bear on the question. All but the list test only grow easier as
+        a statement grows.
+        """
+        sources = [self.retriever.index.sentences[i].text for i in cited]
+        if not holds_what_is_asked(retrieval.question, statement):
+            return Abstention.MISSING_ASKED
+        if cuts_a_list(retrieval.question, statement, sources):
+            return Abstention.MISSING_ASKED
+        if not self.answers_question(retrieval, cited):
+            return Abstention.OFF_POINT
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
@@ -110,7 +111,7 @@ def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
 
 def _content(response: AskResponse, titles: dict[str, str], *, sources: bool) -> str:
     tail = sources_block(response.citations, titles) if sources else ""
-    return (response.answer or "") + tail
+    return response.answer + tail
 
 
 class Usage(msgspec.Struct):
@@ -267,7 +268,8 @@ class SourceCards:
 
     def events(self, citations: Sequence[Citation]) -> list[WebUIEvent]:
         """One card per citation, in ``[n]`` order."""
-        shared = {c.doc_id for c in citations if sum(d.doc_id == c.doc_id for d in citations) > 1}
+        per_document = Counter(c.doc_id for c in citations)
+        shared = {doc_id for doc_id, count in per_document.items() if count > 1}
         return [self._card(c, located=c.doc_id in shared) for c in citations]
 
     def _card(self, citation: Citation, *, located: bool) -> WebUIEvent:
@@ -315,7 +317,6 @@ async def chat_chunks(
     events: AsyncGenerator[AskEvent, None],
     question: str,
     model: str,
-    titles: dict[str, str],
     cards: SourceCards,
     *,
     sources: bool,
@@ -340,7 +341,7 @@ async def chat_chunks(
     for card in cards.events(response.citations):
         yield chunks.make([], event=card)
     if sources and response.citations:
-        yield chunks.text(sources_block(response.citations, titles))
+        yield chunks.text(sources_block(response.citations, cards.titles))
     for chunk in chunks.end(response.citations, question, degraded=response.degraded):
         yield chunk
 
