@@ -183,6 +183,12 @@ def chat(base: str, messages: list[dict[str, str]], **extra: Any) -> httpx.Respo
     return httpx.post(base + "/v1/chat/completions", json=body, timeout=30)
 
 
+def cma_reply(upstream: QueuedUpstream) -> str:
+    """The model's right reply to the Korean platform question, labelled as the prompt was."""
+    label = label_of(upstream, "Lingke")
+    return f"The Korean models use the Lingke energy saving platform CMA {label}."
+
+
 def label_of(upstream: QueuedUpstream, needle: str) -> str:
     """The [S<n>] label the warm-up prompt gave the sentence containing ``needle``."""
     system = upstream.requests[0]["messages"][0]["content"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import CMA, QueuedUpstream, ask_events, label_of, shown_text
+from tests.conftest import CMA, QueuedUpstream, ask_events, cma_reply, shown_text
 
 Server = Callable[..., str]
 KOREA = "Which platform underpins the Korean models?"
@@ -19,8 +19,7 @@ def test_a_dripping_upstream_cannot_hold_an_answer_past_its_deadline(
 ) -> None:
     base = live_server(llm_deadline_s=1.0)
     upstream.token_delay = 0.4  # one token every 0.4 s: the label would come after 5 s
-    cma = label_of(upstream, "Lingke")
-    upstream.queue(f"The Korean models use the Lingke energy saving platform CMA {cma}.")
+    upstream.queue(cma_reply(upstream))
     started = time.monotonic()
     events = ask_events(base, {"question": KOREA})
     elapsed = time.monotonic() - started
@@ -36,8 +35,7 @@ def test_past_the_queue_a_question_gets_503_with_retry_after_at_once(
 ) -> None:
     base = live_server(llm_running=1, llm_max_waiting=0)
     upstream.token_delay = 0.2
-    cma = label_of(upstream, "Lingke")
-    upstream.queue(f"The Korean models use the Lingke energy saving platform CMA {cma}.")
+    upstream.queue(cma_reply(upstream))
     first = threading.Thread(target=ask_events, args=(base, {"question": KOREA}))
     first.start()
     deadline = time.monotonic() + 5

@@ -10,7 +10,7 @@ import pytest
 from service import Settings
 from service._chat import history, is_frontend_task, looks_dependent, resolve_positions
 from service._openai import ChatMessage
-from tests.conftest import CMA, QueuedUpstream, chat, label_of
+from tests.conftest import CMA, QueuedUpstream, chat, cma_reply, label_of
 
 Server = Callable[..., str]
 KOREA = "Which platform underpins the Korean models?"
@@ -97,7 +97,7 @@ def test_the_question_limit_applies_to_the_last_message_only(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
-    upstream.queue("Which platform underpins the Korean models?", _cma_reply(upstream))
+    upstream.queue("Which platform underpins the Korean models?", cma_reply(upstream))
     long_turn = "An earlier, very long message. " * 140_000  # about 4 MB
     response = chat(
         base,
@@ -114,11 +114,6 @@ def test_the_question_limit_applies_to_the_last_message_only(
     assert too_long.status_code == 400
     error = too_long.json()["error"]
     assert error["type"] == "invalid_request_error" and "2000" in error["message"]
-
-
-def _cma_reply(upstream: QueuedUpstream) -> str:
-    label = label_of(upstream, "Lingke")
-    return f"The Korean models use the Lingke energy saving platform CMA {label}."
 
 
 def test_history_keeps_the_newest_turns_within_its_limits() -> None:
@@ -161,7 +156,7 @@ def test_a_standalone_last_message_is_not_rewritten(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
-    upstream.queue(_cma_reply(upstream))
+    upstream.queue(cma_reply(upstream))
     before = len(upstream.requests)
     response = chat(
         base,

@@ -21,6 +21,7 @@ from tests.conftest import (
     QueuedUpstream,
     Scripted,
     ask_events,
+    cma_reply,
     label_of,
     shown_text,
 )
@@ -119,8 +120,7 @@ def test_a_low_answerability_withholds_the_answer_and_stops_generating(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(min_answerability=0.5)
-    cma = label_of(upstream, "Lingke")
-    reply = f"The Korean models use the Lingke energy saving platform CMA {cma}."
+    reply = cma_reply(upstream)
     unsure = Scripted.dripped(reply, 3)
     unsure.first_top = [("NOT", math.log(0.7)), ("The", math.log(0.3))]
     sure = Scripted.dripped(reply, 3)

@@ -19,6 +19,7 @@ from tests.conftest import (
     QueuedUpstream,
     Scripted,
     chat,
+    cma_reply,
     label_of,
 )
 
@@ -26,11 +27,6 @@ pytestmark = pytest.mark.anyio
 KOREA = "Which platform underpins the Korean models?"
 Server = Callable[..., str]
 Clients = Callable[..., openai.OpenAI]
-
-
-def _cma_reply(upstream: QueuedUpstream) -> str:
-    label = label_of(upstream, "Lingke")
-    return f"The Korean models use the Lingke energy saving platform CMA {label}."
 
 
 @pytest.fixture
@@ -64,7 +60,7 @@ def test_sync_completion_carries_markers_sources_and_structured_citations(
     clients: Clients, live_server: Server, upstream: QueuedUpstream
 ) -> None:
     client = clients(live_server(), "unused")
-    upstream.queue(_cma_reply(upstream))
+    upstream.queue(cma_reply(upstream))
     completion = client.chat.completions.create(
         model="citeqa",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": KOREA}],
@@ -89,7 +85,7 @@ async def test_async_streaming_sends_role_content_citation_events_and_a_final_ch
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
-    upstream.queue(_cma_reply(upstream))
+    upstream.queue(cma_reply(upstream))
     async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused") as client:
         stream = await client.chat.completions.create(
             model="citeqa",
@@ -133,7 +129,7 @@ def test_sync_streaming_without_usage(
     clients: Clients, live_server: Server, upstream: QueuedUpstream
 ) -> None:
     client = clients(live_server(), "unused")
-    upstream.queue(_cma_reply(upstream))
+    upstream.queue(cma_reply(upstream))
     chunks = list(
         client.chat.completions.create(
             model="citeqa", messages=[{"role": "user", "content": KOREA}], stream=True
@@ -164,7 +160,7 @@ def test_follow_up_is_rewritten_from_the_conversation(
 ) -> None:
     client = clients(live_server(), "unused")
     rewritten = "Which platform underpins the models for the Korean market?"
-    upstream.queue(rewritten, _cma_reply(upstream))
+    upstream.queue(rewritten, cma_reply(upstream))
     completion = client.chat.completions.create(
         model="citeqa",
         messages=[
@@ -231,7 +227,7 @@ def test_api_keys_guard_v1_but_not_health(
 
 def test_stream_frames_end_with_done(live_server: Server, upstream: QueuedUpstream) -> None:
     base = live_server()
-    upstream.queue(_cma_reply(upstream))
+    upstream.queue(cma_reply(upstream))
     with httpx.stream(
         "POST",
         base + "/v1/chat/completions",
@@ -284,7 +280,7 @@ def test_the_sources_block_can_be_switched_off_per_request_and_per_server(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
-    reply = _cma_reply(upstream)
+    reply = cma_reply(upstream)
     upstream.queue(reply, reply)
     messages = [{"role": "user", "content": KOREA}]
     plain = chat(base, messages, sources_block=False).json()["choices"][0]["message"]
