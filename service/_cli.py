@@ -20,7 +20,7 @@ from index import (
 from service._eval import evaluate, evaluate_conversations, read_conversations, read_questions
 from service._runtime import load_runtime, open_index
 from service._schemas import AnswerMode
-from service._settings import Settings, bundled_eval
+from service._settings import Settings, bundled_corpus, bundled_eval
 
 __all__ = ["main"]
 
@@ -170,14 +170,14 @@ def eval_command(
     """Run QUESTIONS through the pipeline and print accuracy, citation and latency figures.
 
     Without QUESTIONS or --conversations, the bundled article's development questions run.
+    The corpus (default: the bundled article) gets an index of its own, never the served one.
     """
+    # An index of its own, keyed by the corpus: documents added to the served index through
+    # the API must not change the figures.
+    paths = list(corpus) or [bundled_corpus()]
     base = Settings()
-    settings = base
-    if corpus:
-        checksum = corpus_checksum(read_documents(corpus))[:12]
-        settings = _settings(
-            corpus=list(corpus), index_dir=base.index_dir.parent / f"eval-{checksum}"
-        )
+    checksum = corpus_checksum(read_documents(paths))[:12]
+    settings = _settings(corpus=paths, index_dir=base.index_dir.parent / f"eval-{checksum}")
     if retrieval:
         settings = settings.model_copy(update={"retrieval": retrieval})
     if conversations is not None and questions is not None:
