@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -18,10 +19,13 @@ from litestar.datastructures import State, UploadFile
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
+from service._apidoc import CompletedJson, errors
 from service._chat import is_frontend_task, run_task, standalone_question
 from service._errors import (
     BusyError,
@@ -115,7 +119,9 @@ def readyz(state: State) -> Response[dict[str, Any]]:
     )
 
 
-@post("/ask", tags=["answers"], status_code=200)
+@post("/ask", tags=["answers"], status_code=200,
+      responses={200: ResponseSpec(AskResponse, description="answer")}
+      | errors(400, 401, 429, 502, 503))  # fmt: skip
 async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerSentEvent:
     """Answer a question with verified sentence citations, or abstain.
 
@@ -169,7 +175,8 @@ def _sse(event: AskEvent) -> ServerSentEventMessage:
     return ServerSentEventMessage(event="done", data=_json(event.response))
 
 
-@post("/search", tags=["answers"], status_code=200, sync_to_thread=True)
+@post("/search", tags=["answers"], status_code=200, sync_to_thread=True,
+      responses=errors(400, 401, 429, 503))  # fmt: skip
 def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     """Rank sentences and passages for a query."""
     started = time.perf_counter()
@@ -182,7 +189,7 @@ def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     )
 
 
-@get("/documents", tags=["documents"], sync_to_thread=False)
+@get("/documents", tags=["documents"], sync_to_thread=False, responses=errors(401, 503))
 def list_documents(state: State) -> DocumentList:
     """List the indexed documents."""
     index = _runtime(state).answerer.index
@@ -194,7 +201,8 @@ def list_documents(state: State) -> DocumentList:
     )
 
 
-@get("/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False)
+@get("/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False,
+     responses=errors(401, 404, 503))  # fmt: skip
 def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
     """A document's text and its sentences with offsets."""
     index = _runtime(state).answerer.index
@@ -218,7 +226,8 @@ def _require_admin_key(
         raise NotAuthorizedException("missing or invalid admin key")
 
 
-@post("/documents", tags=["documents"], status_code=201, guards=[_require_admin_key])
+@post("/documents", tags=["documents"], status_code=201, guards=[_require_admin_key],
+      responses=errors(400, 401, 403, 413, 503, 507))  # fmt: skip
 async def add_documents(request: Request[Any, Any, Any], state: State) -> IngestResult:
     """Add or replace documents, answering once the change is durable.
 
@@ -243,20 +252,22 @@ async def add_documents(request: Request[Any, Any, Any], state: State) -> Ingest
 
 
 @delete("/documents/{doc_id:str}", tags=["documents"], status_code=200,
-        guards=[_require_admin_key])  # fmt: skip
+        guards=[_require_admin_key], responses=errors(401, 403, 404, 503, 507))  # fmt: skip
 async def remove_document(doc_id: FromPath[str], state: State) -> dict[str, str]:
     """Delete a document; later questions no longer see it."""
     await delete_document(_runtime(state), doc_id)
     return {"deleted": doc_id}
 
 
-@get("/models", tags=["openai"], sync_to_thread=False)
+@get("/models", tags=["openai"], sync_to_thread=False, responses=errors(401, openai=True))
 def models(state: State) -> ModelList:
     """The one model this service offers, in the OpenAI shape."""
     return model_list(state.settings.model_name, state.started)
 
 
-@post("/chat/completions", tags=["openai"], status_code=200)
+@post("/chat/completions", tags=["openai"], status_code=200,
+      responses={200: ResponseSpec(ChatCompletion, description="answer")}
+      | errors(400, 401, 429, 502, 503, openai=True))  # fmt: skip
 async def chat_completions(
     data: JSONBody[ChatCompletionRequest], state: State, request: Request[Any, Any, Any]
 ) -> ChatCompletion | ServerSentEvent:
@@ -305,10 +316,10 @@ async def _openai_stream(
 
 
 async def _check_json_body(request: Request[Any, Any, Any]) -> None:
-    """Refuse a JSON body that is not UTF-8 or nests too deeply, with a 400 before any handler.
+    """Validate a JSON body strictly against the handler's type, with a 400 naming the field.
 
-    The JSON decoder raises UnicodeDecodeError or RecursionError on these, which would
-    otherwise surface as 500s.
+    Litestar's own parsing converts ``"5"`` to 5 and ``0`` to false, names the whole body
+    instead of the field, and lets UnicodeDecodeError or RecursionError through as 500s.
     """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.method != "POST" or media.startswith(("multipart/", "text/")):
@@ -318,12 +329,32 @@ async def _check_json_body(request: Request[Any, Any, Any]) -> None:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequestError(f"the body is not UTF-8 (byte {exc.start})") from None
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    kind = data.annotation if data is not None else Any
     try:
-        msgspec.json.decode(body)
+        raw = msgspec.json.decode(body)
     except RecursionError:
         raise InvalidRequestError("the JSON body nests too deeply") from None
     except msgspec.DecodeError:
-        return  # malformed JSON is reported by the handler's own parsing, naming the field
+        return  # malformed JSON is reported by the handler's own parsing
+    try:
+        msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise ValidationException(
+            f"invalid request body: {exc}",
+            extra=[{"key": _field_of(str(exc)), "message": str(exc), "source": "body"}],
+        ) from None
+
+
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"field `(?P<name>[^`]+)`")
+
+
+def _field_of(message: str) -> str:
+    """The field a msgspec validation message is about, as a dotted path ("body" for all)."""
+    at, field = _AT.search(message), _FIELD.search(message)
+    parts = [p for p in (at and at["path"], field and field["name"]) if p]
+    return ".".join(parts) or "body"
 
 
 def _require_api_key(
@@ -435,6 +466,11 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         on_shutdown=[on_shutdown],
         exception_handlers={Exception: _error},
         before_request=_check_json_body,
-        openapi_config=OpenAPIConfig(title="citeqa", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="citeqa",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), CompletedJson()],
+        ),
         request_max_body_size=settings.max_body_bytes,
     )

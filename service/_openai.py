@@ -26,6 +26,7 @@ __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
     "ModelList",
+    "OpenAIErrorBody",
     "SourceCards",
     "chat_chunks",
     "chat_completion",
@@ -73,6 +74,21 @@ class ChatCompletionRequest(msgspec.Struct):
     top_k: TopK = 5
     # This service's own: end the reply with a "Sources:" text block (default: the server's).
     sources_block: bool | None = None
+
+
+class OpenAIError(msgspec.Struct):
+    """The ``error`` of an OpenAI-style error body."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(msgspec.Struct):
+    """Every error of the OpenAI-compatible routes."""
+
+    error: OpenAIError
 
 
 class ModelCard(msgspec.Struct, kw_only=True):
