@@ -23,6 +23,7 @@ from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import BusyError, LLMError
 from service._ground import Abstention, Grounder, answerability
 from service._llm import ChatModel, QueuedChatModel, Token
+from service._observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
 from service._prompts import render_answer_prompt
 from service._reply import Claim, ReplyParser
 from service._retrieve import Candidate, Retrieval, Retriever
@@ -103,6 +104,9 @@ class Answerer:
         self.retriever = Retriever(self.index, self.embedder, self.settings)
         self.grounder = Grounder(self.retriever, self.settings)
         self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
+        INDEX_DOCUMENTS.set(len(self.index.documents))
+        INDEX_SENTENCES.set(len(self.index.sentences))
+        INDEX_SEGMENTS.set(1)  # one segment until writes add their own
 
     def check_capacity(self, mode: AnswerMode = "llm") -> None:
         """Refuse at once, with :class:`BusyError`, a question the LLM queue has no room for."""
@@ -193,6 +197,15 @@ class Answerer:
         then its text and its new citations go out together. The ``AnswerDelta`` texts,
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
+        async with aclosing(self._events(question, top_k, mode)) as events:
+            async for event in events:
+                if isinstance(event, AnswerDone):
+                    record_answer(event.response)
+                yield event
+
+    async def _events(
+        self, question: str, top_k: int, mode: AnswerMode
+    ) -> AsyncGenerator[AskEvent, None]:
         started = time.perf_counter()
         # Encoding and verification are CPU work: they run in worker threads so the
         # event loop keeps serving other requests meanwhile.
@@ -259,7 +272,7 @@ class Answerer:
         timings["llm"] = _ms(llm_started)
         if failure is None and not unsure:
             verify_started = time.perf_counter()
-            log.debug("LLM reply: %r", parser.raw)
+            log.debug("LLM reply of %d characters", len(parser.raw))
             events = await anyio.to_thread.run_sync(
                 self._settle, retrieval, parser.finish(), context, composition
             )

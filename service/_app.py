@@ -22,6 +22,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.params import FromPath, JSONBody
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
@@ -42,6 +43,7 @@ from service._ingest import (
     parse_uploads,
     upsert_documents,
 )
+from service._observe import RequestLog
 from service._openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -421,6 +423,12 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
+class _Metrics(PrometheusController):
+    """``GET /metrics`` in the Prometheus text format; not part of the API's schema."""
+
+    include_in_schema = False
+
+
 def create_app(settings: Settings | None = None, *, loader: Loader = load_runtime) -> Litestar:
     """Build the app; the index and LLM load in the background after startup."""
     settings = settings or Settings()
@@ -459,8 +467,12 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         ],
         guards=[_require_api_key],
     )
+    prometheus = PrometheusConfig(
+        app_name="citeqa", prefix="citeqa_http", group_path=True, exclude=["/metrics"]
+    )
     return Litestar(
-        route_handlers=[healthz, readyz, v1],
+        route_handlers=[healthz, readyz, _Metrics, v1],
+        middleware=[RequestLog(), prometheus.middleware],
         state=State({"life": life, "settings": settings, "started": int(time.time())}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

@@ -18,6 +18,7 @@ from index import (
     read_documents,
 )
 from service._eval import evaluate, evaluate_conversations, read_conversations, read_questions
+from service._observe import configure_logging
 from service._runtime import load_runtime, open_index
 from service._schemas import AnswerMode
 from service._settings import Settings, bundled_corpus, bundled_eval
@@ -35,10 +36,12 @@ def _settings(**overrides: Any) -> Settings:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """Question answering with verified sentence citations."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(verbose=verbose, json=Settings().log_format == "json")
+
+
+def _logging(*, verbose: bool, json: bool) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, Settings().log_level)
+    configure_logging(level=level, json=json)
     if not verbose:
         logging.getLogger("bm25s").setLevel(logging.WARNING)
 
@@ -54,7 +57,16 @@ def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
     from service._app import create_app
 
     settings = _settings(host=host, port=port, index_dir=index_dir)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    verbose = logging.getLogger().level == logging.DEBUG
+    _logging(verbose=verbose, json=settings.log_format != "console")
+    # uvicorn's loggers go through the root handler; its access log would repeat ours.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @main.command()

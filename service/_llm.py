@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from tenacity import (
 )
 
 from service._errors import BusyError, LLMError, LLMUnavailableError
+from service._observe import LLM_CALL_SECONDS, LLM_RUNNING, LLM_TOKENS, LLM_WAITING
 
 __all__ = ["ChatModel", "OpenAIChatModel", "QueuedChatModel", "Token"]
 
@@ -215,31 +217,40 @@ class QueuedChatModel:
         """Whether one more call would be refused."""
         return self._slots.value == 0 and self.waiting >= self._max_waiting
 
-    async def _acquire(self) -> None:
+    @asynccontextmanager
+    async def _slot(self, call: str) -> AsyncIterator[None]:
+        """Hold one of the running slots, counted in the metrics, for one call."""
         if self.full:
             raise BusyError()
         self.waiting += 1
+        LLM_WAITING.inc()
         try:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
+            LLM_WAITING.dec()
+        LLM_RUNNING.inc()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            LLM_CALL_SECONDS.labels(call=call).observe(time.perf_counter() - started)
+            LLM_RUNNING.dec()
+            self._slots.release()
 
     async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
         """:meth:`ChatModel.complete`, queued."""
-        await self._acquire()
-        try:
+        async with self._slot("complete"):
             return await self.inner.complete(messages, max_tokens=max_tokens)
-        finally:
-            self._slots.release()
 
     async def stream(
         self, messages: Sequence[Message], *, max_tokens: int
     ) -> AsyncGenerator[Token, None]:
         """:meth:`ChatModel.stream`, queued; the slot is held until the stream is closed."""
-        await self._acquire()
-        try:
-            async with aclosing(self.inner.stream(messages, max_tokens=max_tokens)) as tokens:
-                async for token in tokens:
-                    yield token
-        finally:
-            self._slots.release()
+        async with (
+            self._slot("stream"),
+            aclosing(self.inner.stream(messages, max_tokens=max_tokens)) as tokens,
+        ):
+            async for token in tokens:
+                LLM_TOKENS.inc()
+                yield token

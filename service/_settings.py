@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     index_dir: Path = Path("var/index")
     model_cache_dir: Path = Path.home() / ".cache" / "citeqa"
 
+    # Logs go to stderr: "json" lines (one event per request) or "console" text;
+    # unset: JSON for `citeqa serve`, console text for the other commands.
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     host: str = "127.0.0.1"
     port: int = 8000
     # Comma-separated bearer tokens; when set, every /v1 route requires one of them.

@@ -1,0 +1,177 @@
+"""What an operator sees: Prometheus metrics and one structured log event per request.
+
+Every request gets an id (the client's ``X-Request-ID`` when it is sane, else a new one),
+returned in the ``X-Request-ID`` header and logged with the route, status and latency. The
+answering pipeline adds what it knows through :func:`note` (LLM time, abstained,
+degraded). Keys, questions and document text are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any, cast
+
+import structlog
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from prometheus_client import Counter, Gauge, Histogram
+
+from service._schemas import AskResponse
+
+__all__ = [
+    "INDEX_DOCUMENTS",
+    "INDEX_SEGMENTS",
+    "INDEX_SENTENCES",
+    "LLM_CALL_SECONDS",
+    "LLM_RUNNING",
+    "LLM_TOKENS",
+    "LLM_WAITING",
+    "RequestLog",
+    "configure_logging",
+    "note",
+    "record_answer",
+]
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 60.0)
+
+ANSWERS = Counter("citeqa_answers_total", "Answers given", ["mode", "outcome"])
+ABSTENTIONS = Counter("citeqa_abstentions_total", "Answers withheld, by reason", ["reason"])
+DEGRADED = Counter("citeqa_degraded_total", "Answers degraded because the LLM failed")
+ANSWER_SECONDS = Histogram("citeqa_answer_seconds", "Time to a whole answer", buckets=_SECONDS)
+FIRST_TEXT_SECONDS = Histogram(
+    "citeqa_first_text_seconds", "Time to the first verified text of an answer", buckets=_SECONDS
+)
+LLM_SECONDS = Histogram("citeqa_answer_llm_seconds", "LLM time of one answer", buckets=_SECONDS)
+LLM_CALL_SECONDS = Histogram(
+    "citeqa_llm_call_seconds", "One LLM call, once it runs", ["call"], buckets=_SECONDS
+)
+LLM_TOKENS = Counter("citeqa_llm_tokens_total", "Tokens the LLM streamed back")
+LLM_RUNNING = Gauge("citeqa_llm_running", "LLM calls running")
+LLM_WAITING = Gauge("citeqa_llm_queue_waiting", "LLM calls waiting for a slot")
+INDEX_DOCUMENTS = Gauge("citeqa_index_documents", "Documents in the served index")
+INDEX_SENTENCES = Gauge("citeqa_index_sentences", "Sentences in the served index")
+INDEX_SEGMENTS = Gauge("citeqa_index_segments", "Segments of the served index")
+
+_REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("citeqa_request", default=None)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes are logged at DEBUG, so that a scraper or an orchestrator does not fill the log.
+_QUIET = ("/healthz", "/readyz", "/metrics")
+
+log = structlog.get_logger("citeqa.request")
+
+
+def note(**fields: Any) -> None:
+    """Add fields to the current request's log event (no-op outside a request)."""
+    summary = _REQUEST.get()
+    if summary is not None:
+        summary.update(fields)
+
+
+def record_answer(response: AskResponse) -> None:
+    """Count an answer in the metrics and note it on the request's log event."""
+    outcome = "answered" if response.answerable else "abstained"
+    ANSWERS.labels(mode=response.mode, outcome=outcome).inc()
+    if response.abstained_because:
+        ABSTENTIONS.labels(reason=response.abstained_because).inc()
+    if response.degraded:
+        DEGRADED.inc()
+    timings = response.timings_ms
+    for histogram, key in (
+        (ANSWER_SECONDS, "total"),
+        (LLM_SECONDS, "llm"),
+        (FIRST_TEXT_SECONDS, "first_text"),
+    ):
+        if key in timings:
+            histogram.observe(timings[key] / 1000)
+    note(
+        abstained=not response.answerable,
+        abstained_because=response.abstained_because,
+        degraded=response.degraded,
+        llm_ms=timings.get("llm"),
+        citations=len(response.citations),
+    )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _SANE_ID.match(given):
+                return given
+    return uuid.uuid4().hex
+
+
+class RequestLog(ASGIMiddleware):
+    """Give each request an id and log one event when its response has been sent."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Run the request with its id bound, and log its summary."""
+        request_id = _request_id(scope)
+        summary: dict[str, Any] = {}
+        token = _REQUEST.set(summary)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers") or [])
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("path_template") or scope["path"]
+            level = logging.DEBUG if route in _QUIET and status < 400 else logging.INFO
+            log.log(
+                level,
+                "request",
+                request_id=request_id,
+                method=cast("HTTPScope", scope)["method"],
+                route=route,
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                **{k: v for k, v in summary.items() if v is not None},
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            _REQUEST.reset(token)
+
+
+def configure_logging(*, level: int = logging.INFO, json: bool = True) -> None:
+    """Send structlog and standard-library logs to stderr, as JSON lines or for a console."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,  # tests capture logs after the CLI configured them
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
