@@ -4,7 +4,8 @@ Every change produces a new immutable snapshot; a reader holds one ``CorpusIndex
 for as long as it likes. Layout of an index directory::
 
     DIR/CURRENT                 name of the live snapshot, replaced atomically
-    DIR/snapshots/<name>/       manifest.json (with each file's sha256), documents.jsonl,
+    DIR/snapshots/<name>/       manifest.json (the sha256 of every other file, BM25's too),
+                                documents.jsonl,
                                 sentences.json, chunks.json, vectors.npy, vectors.faiss,
                                 lexical/ (BM25)
 
@@ -194,11 +195,36 @@ class CorpusIndex:
     # -- persistence -------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:
-        """Write a new snapshot under ``directory`` and make it current, atomically."""
+        """Write a new snapshot under ``directory`` and make it current, atomically.
+
+        A write that fails (a full disk, say) removes what it wrote and leaves the
+        previous snapshot current; the error is raised.
+        """
         snapshots = directory / "snapshots"
         snapshots.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         tmp = snapshots / f".tmp-{name}"
+        pointer = directory / ".CURRENT.tmp"
+        try:
+            manifest = self._write_snapshot(tmp)
+            final = snapshots / name
+            tmp.rename(final)
+            _fsync(snapshots)
+            pointer.write_text(name)
+            _fsync(pointer)
+            os.replace(pointer, directory / "CURRENT")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(snapshots / name, ignore_errors=True)
+            pointer.unlink(missing_ok=True)
+            raise
+        _fsync(directory)
+        self.manifest = manifest
+        _remove_all_but(snapshots, name)
+        return final
+
+    def _write_snapshot(self, tmp: Path) -> Manifest:
+        """Write every file into ``tmp``, checksum each in the manifest, and fsync them."""
         tmp.mkdir()
         enc = msgspec.json.Encoder()
         (tmp / "documents.jsonl").write_bytes(
@@ -211,25 +237,15 @@ class CorpusIndex:
         (tmp / "vectors.npy").write_bytes(buffer.getvalue())
         self.store.save(tmp / "vectors.faiss")
         self.lexical.save(tmp / "lexical")
-        files = {f: _sha256(tmp / f) for f in _DATA_FILES}
+        written = sorted(p for p in tmp.rglob("*") if p.is_file())
+        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in written}
         manifest = msgspec.structs.replace(self.manifest, files=files)
         (tmp / "manifest.json").write_bytes(msgspec.json.format(enc.encode(manifest)))
-        for child in [*tmp.iterdir(), *(tmp / "lexical").iterdir()]:
-            if child.is_file():
-                _fsync(child)
+        for path in [*written, tmp / "manifest.json"]:
+            _fsync(path)
         _fsync(tmp / "lexical")
         _fsync(tmp)
-        final = snapshots / name
-        tmp.rename(final)
-        _fsync(snapshots)
-        pointer = directory / ".CURRENT.tmp"
-        pointer.write_text(name)
-        _fsync(pointer)
-        os.replace(pointer, directory / "CURRENT")
-        _fsync(directory)
-        self.manifest = manifest
-        _remove_all_but(snapshots, name)
-        return final
+        return manifest
 
     @classmethod
     def load(cls, directory: Path) -> CorpusIndex:
@@ -253,6 +269,9 @@ class CorpusIndex:
         if manifest.format_version != FORMAT_VERSION:
             raise _incompatible(directory, manifest.format_version)
         try:
+            missing = [f for f in _DATA_FILES if f not in manifest.files]
+            if missing:
+                raise IndexFormatError(f"{directory}: the manifest does not cover {missing[0]}")
             for file, expected in manifest.files.items():
                 if _sha256(snap / file) != expected:
                     raise IndexFormatError(f"{directory}: {file} is corrupt (checksum mismatch)")

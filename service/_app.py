@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -429,6 +430,15 @@ class _Metrics(PrometheusController):
     include_in_schema = False
 
 
+def _without_paths(message: str, settings: Settings) -> str:
+    """``message`` with the server's directories named by their setting, not their path."""
+    for name in ("index_dir", "model_cache_dir"):
+        path: Path = getattr(settings, name)
+        for form in sorted({str(path.resolve()), str(path)}, key=len, reverse=True):
+            message = message.replace(form, f"<{name}>")
+    return message
+
+
 def create_app(settings: Settings | None = None, *, loader: Loader = load_runtime) -> Litestar:
     """Build the app; the index and LLM load in the background after startup."""
     settings = settings or Settings()
@@ -439,10 +449,10 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
             life.runtime = await loader(settings)
         except CiteQAError as exc:  # expected failures carry a message fit for /readyz
             log.error("loading failed: %s", exc.message)
-            life.failure = exc.message
+            life.failure = _without_paths(exc.message, settings)
         except Exception as exc:
             log.exception("loading failed")
-            life.failure = str(exc) or type(exc).__name__
+            life.failure = _without_paths(str(exc) or type(exc).__name__, settings)
 
     async def on_startup() -> None:
         life.task = asyncio.create_task(_load())

@@ -5,7 +5,9 @@ CiteQAError
 ├── NotFoundError              404  unknown document
 ├── NotReadyError              503  index or LLM still loading
 ├── BusyError                  503  the LLM queue is full; Retry-After says when to come back
-├── IndexError_                500  index missing, corrupt or incompatible
+├── IndexLoadError             500  index missing, corrupt or incompatible
+├── IndexWriteError            500  a write failed; the previous snapshot stays live
+│   └── InsufficientStorageError 507  … because the disk is full
 └── LLMError                   502  upstream chat model failed
     ├── LLMUnavailableError         could not connect, or 5xx after retries
     └── ModelUnavailableError       embedded model cannot be assembled or loaded
@@ -18,6 +20,8 @@ __all__ = [
     "CiteQAError",
     "ForbiddenError",
     "IndexLoadError",
+    "IndexWriteError",
+    "InsufficientStorageError",
     "InvalidRequestError",
     "LLMError",
     "LLMUnavailableError",
@@ -74,6 +78,18 @@ class IndexLoadError(CiteQAError):
     """The persisted index is missing, corrupt, or built for another model."""
 
     status_code = 500
+
+
+class IndexWriteError(CiteQAError):
+    """A document write could not be made durable; nothing was changed."""
+
+    status_code = 500
+
+
+class InsufficientStorageError(IndexWriteError):
+    """The disk is full."""
+
+    status_code = 507
 
 
 class LLMError(CiteQAError):

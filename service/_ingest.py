@@ -9,6 +9,7 @@ change. A write is acknowledged only after its snapshot is durable.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import re
@@ -23,7 +24,13 @@ from msgspec import Meta
 
 from index import Document, markdown_title
 from service._answer import Answerer
-from service._errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from service._errors import (
+    IndexWriteError,
+    InsufficientStorageError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from service._runtime import Runtime
 from service._settings import Settings
 
@@ -182,7 +189,14 @@ async def _write(
     runtime: Runtime, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
 ) -> Answerer:
     async with runtime.write_lock:
-        new = await anyio.to_thread.run_sync(_apply, runtime.answerer, upserts, deletes)
+        try:
+            new = await anyio.to_thread.run_sync(_apply, runtime.answerer, upserts, deletes)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__  # no path: it is the server's business
+            message = f"the index could not be written ({reason}); nothing was changed"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorageError(message) from exc
+            raise IndexWriteError(message) from exc
         runtime.answerer = new
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.

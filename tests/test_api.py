@@ -139,6 +139,23 @@ def test_readyz_is_503_until_loaded_and_healthz_always_answers(settings: Setting
         assert ready.json() == {"status": "failed", "detail": "index exploded"}
 
 
+def test_readyz_names_a_failed_index_by_its_setting_not_its_path(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async def loader(s: Settings) -> Runtime:
+        from service._errors import IndexLoadError
+
+        raise IndexLoadError(f"{s.index_dir.resolve()}: vectors.faiss is corrupt")
+
+    with TestClient(create_app(settings, loader=loader)) as client:
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        body = client.get("/readyz").json()
+    assert body == {"status": "failed", "detail": "<index_dir>: vectors.faiss is corrupt"}
+    assert str(tmp_path) not in str(body)
+
+
 def test_readyz_reports_what_is_loaded(make_client: Client) -> None:
     body = make_client().get("/readyz").json()
     assert body["status"] == "ready"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +66,16 @@ def test_index_is_rebuilt_when_corpus_or_model_changes(
     assert len(list((tmp_path / "snapshots").iterdir())) == 1  # old snapshots cleaned up
 
 
-def test_corrupt_index_is_a_clear_error(tmp_path: Path, hashing_embedder: HashingEmbedder) -> None:
+@pytest.mark.parametrize("victim", ["vectors.faiss", "lexical/"])
+def test_corrupt_index_is_a_clear_error(
+    tmp_path: Path, hashing_embedder: HashingEmbedder, victim: str
+) -> None:
     CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
     (snapshot,) = (tmp_path / "snapshots").iterdir()
-    (snapshot / "vectors.faiss").write_bytes(b"not faiss")
-    with pytest.raises(IndexFormatError, match=r"vectors\.faiss is corrupt"):
+    if victim.endswith("/"):  # BM25's files are checked like the others
+        victim = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.glob(victim + "*"))[0]
+    (snapshot / victim).write_bytes(b"not what was written")
+    with pytest.raises(IndexFormatError, match=re.escape(victim) + " is corrupt"):
         CorpusIndex.load(tmp_path)
     with pytest.raises(IndexFormatError, match="corrupt"):  # and never silently rebuilt
         load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)

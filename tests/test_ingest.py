@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
 
-from index import CorpusIndex, load_or_build, read_documents
+from index import CorpusIndex, FaissStore, load_or_build, read_documents
 from service import Settings
 from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, fake_app
 
@@ -300,6 +301,29 @@ def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None
     assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the orphan waits for cleanup
     load_or_build(tmp_path, read_documents([ARTICLE]), HashingEmbedder())
     assert len(list((tmp_path / "snapshots").iterdir())) == 1
+
+
+def test_a_full_disk_gives_507_leaves_nothing_behind_and_later_writes_work(
+    admin_client: TestClient[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: object, path: Path) -> None:
+        path.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FaissStore, "save", full)
+    response = _add(admin_client, {"doc_id": "memo", "text": "The plant opens in May."})
+    assert response.status_code == 507
+    assert "No space left on device" in response.json()["detail"]
+    assert str(settings.index_dir) not in response.text
+    snapshots = settings.index_dir / "snapshots"
+    assert [p.name for p in snapshots.iterdir() if p.name.startswith(".")] == []
+    assert "memo" not in admin_client.get("/v1/documents").text
+    monkeypatch.undo()
+    assert (
+        _add(admin_client, {"doc_id": "memo", "text": "The plant opens in May."}).status_code == 201
+    )
+    assert "memo" in admin_client.get("/v1/documents").text
+    assert len(list(snapshots.iterdir())) == 1
 
 
 def test_multipart_file_uploads(admin_client: TestClient[Any]) -> None:
