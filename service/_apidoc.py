@@ -34,11 +34,14 @@ _REASONS = {
 
 
 def errors(*codes: int, openai: bool = False) -> dict[int, ResponseSpec]:
-    """The documented error responses of a route, in its error shape."""
+    """The documented error responses of a ``/v1`` route, in its error shape.
+
+    Every such route may also answer 429 (rate limit) and 503 (loading).
+    """
     body: type[Any] = OpenAIErrorBody if openai else ErrorBody
     return {
         code: ResponseSpec(body, description=_REASONS[code], generate_examples=False)
-        for code in codes
+        for code in sorted({*codes, 429, 503})
     }
 
 

@@ -11,14 +11,22 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State, UploadFile
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.handlers import BaseRouteHandler
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -32,6 +40,7 @@ from service._chat import is_frontend_task, run_task, standalone_question
 from service._errors import (
     BusyError,
     CiteQAError,
+    ClientGoneError,
     ForbiddenError,
     InvalidRequestError,
     NotFoundError,
@@ -75,6 +84,7 @@ __all__ = ["Loader", "create_app"]
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Settings], Awaitable[Runtime]]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -125,7 +135,9 @@ def readyz(state: State) -> Response[dict[str, Any]]:
 @post("/ask", tags=["answers"], status_code=200,
       responses={200: ResponseSpec(AskResponse, description="answer")}
       | errors(400, 401, 429, 502, 503))  # fmt: skip
-async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerSentEvent:
+async def ask(
+    data: JSONBody[AskRequest], state: State, request: Request[Any, Any, Any]
+) -> AskResponse | ServerSentEvent:
     """Answer a question with verified sentence citations, or abstain.
 
     With ``"stream": true`` the answer comes as Server-Sent Events: ``answer.delta``,
@@ -135,8 +147,38 @@ async def ask(data: JSONBody[AskRequest], state: State) -> AskResponse | ServerS
     answerer = _runtime(state).answerer
     answerer.check_capacity(data.answer_mode)
     if not data.stream:
-        return await answerer.ask(data.question, data.top_k, data.answer_mode)
+        return await _while_connected(
+            request, answerer.ask(data.question, data.top_k, data.answer_mode)
+        )
     return _EventStream(_ask_stream(answerer, data))
+
+
+async def _while_connected(request: Request[Any, Any, Any], work: Awaitable[_T]) -> _T:
+    """Await ``work`` unless the client disconnects first; then it is cancelled.
+
+    A streamed answer stops when its stream is closed; this gives a non-streamed one the
+    same: the LLM call behind a question nobody waits for is closed, not left running.
+    """
+    result: list[_T] = []
+    failure: list[Exception] = []
+
+    async def watch(group: anyio.abc.TaskGroup) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group)
+        try:
+            result.append(await work)
+        except Exception as exc:
+            failure.append(exc)
+        group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if not result:
+        raise ClientGoneError()
+    return result[0]
 
 
 class _EventStream(ServerSentEvent):
@@ -285,18 +327,20 @@ async def chat_completions(
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if is_frontend_task(data.messages):
         prompt = data.messages[-1].text
-        content = await run_task(answerer.llm, data.messages, settings)
+        content = await _while_connected(request, run_task(answerer.llm, data.messages, settings))
         if not data.stream:
             return task_completion(content, prompt, model)
         return _EventStream(
             _openai_stream(task_chunks(content, prompt, model, include_usage=include_usage))
         )
     answerer.check_capacity()
-    question = await standalone_question(answerer.llm, data.messages, settings)
+    question = await _while_connected(
+        request, standalone_question(answerer.llm, data.messages, settings)
+    )
     titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
     sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
     if not data.stream:
-        response = await answerer.ask(question, data.top_k)
+        response = await _while_connected(request, answerer.ask(question, data.top_k))
         return chat_completion(response, question, model, titles, sources=sources)
     cards = SourceCards(titles, settings.public_url or str(request.base_url))
     chunks = chat_chunks(
@@ -381,8 +425,14 @@ def _bearer_matches(connection: ASGIConnection[Any, Any, Any, Any], keys: tuple[
 
 
 _OPENAI_PATHS = ("/v1/chat/", "/v1/models")
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error"}
-_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 503: "unavailable"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "not_found_error",
+    429: "requests",
+}
+_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded",
+                 503: "unavailable"}  # fmt: skip
 
 
 def _openai_error(
@@ -403,18 +453,24 @@ def _openai_error(
 
 
 def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    headers: dict[str, str] = {}
     if isinstance(exc, CiteQAError):
         status, detail, extra = exc.status_code, exc.message, None
-        if status >= 500 and not isinstance(exc, NotReadyError | BusyError):
+        if isinstance(exc, BusyError):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        elif status >= 500 and not isinstance(exc, NotReadyError):
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
     elif isinstance(exc, HTTPException):
         status, detail, extra = exc.status_code, exc.detail, exc.extra
+        headers.update(exc.headers or {})
         if isinstance(exc, ValidationException) and not extra:
             extra = [{"message": detail, "key": "body"}]
+        if isinstance(exc, TooManyRequestsException):
+            detail = "too many requests from this client; retry after the time Retry-After gives"
+            headers.setdefault("Retry-After", headers.get("RateLimit-Reset", "60"))
     else:
         log.exception("%s %s crashed", request.method, request.url.path)
         status, detail, extra = 500, "internal error", None
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
     if request.url.path.startswith(_OPENAI_PATHS):
         error = _openai_error(status, str(detail), extra if isinstance(extra, list) else None)
         return Response(error, status_code=status, media_type=MediaType.JSON, headers=headers)
@@ -480,9 +536,17 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
     prometheus = PrometheusConfig(
         app_name="citeqa", prefix="citeqa_http", group_path=True, exclude=["/metrics"]
     )
+    middleware: list[Any] = [RequestLog(), prometheus.middleware]
+    if settings.rate_limit_per_minute:
+        # Per client address; probes, metrics and the schema are never limited.
+        limit = RateLimitConfig(
+            rate_limit=("minute", settings.rate_limit_per_minute),
+            exclude=["^/healthz", "^/readyz", "^/metrics", "^/schema"],
+        )
+        middleware.append(limit.middleware)
     return Litestar(
         route_handlers=[healthz, readyz, _Metrics, v1],
-        middleware=[RequestLog(), prometheus.middleware],
+        middleware=middleware,
         state=State({"life": life, "settings": settings, "started": int(time.time())}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

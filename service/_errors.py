@@ -3,6 +3,7 @@
 CiteQAError
 ├── InvalidRequestError        400  input the schema cannot express as wrong
 ├── NotFoundError              404  unknown document
+├── ClientGoneError            499  the client left before its answer; the work was cancelled
 ├── NotReadyError              503  index or LLM still loading
 ├── BusyError                  503  the LLM queue is full; Retry-After says when to come back
 ├── IndexLoadError             500  index missing, corrupt or incompatible
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "BusyError",
     "CiteQAError",
+    "ClientGoneError",
     "ForbiddenError",
     "IndexLoadError",
     "IndexWriteError",
@@ -65,6 +67,13 @@ class NotFoundError(CiteQAError):
     """A named resource does not exist."""
 
     status_code = 404
+
+
+class ClientGoneError(CiteQAError):
+    """The client disconnected; its answer was cancelled, upstream call included."""
+
+    status_code = 499
+    public_message = "the client closed the request"
 
 
 class NotReadyError(CiteQAError):

@@ -177,6 +177,7 @@ class OpenAIChatModel:
         early closes the upstream connection, which stops generation there.
         """
         response = await self._open(self._payload(messages, max_tokens, stream=True))
+        readable = False  # a 200 whose events are none of them chat chunks is a failure
         try:
             async for sse in EventSource(response).aiter_sse():
                 if sse.data.strip() == "[DONE]":
@@ -190,8 +191,11 @@ class OpenAIChatModel:
                         log.warning("LLM stream failed: %s", sse.data[:200])
                         raise LLMError("LLM stream failed with an error event") from None
                     continue
+                readable = True
                 if text:
                     yield Token(str(text), _top_logprobs(choice))
+            if not readable:
+                raise LLMError("LLM stream held no chat completion chunks")
         except (httpx.HTTPError, SSEError) as exc:
             raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
         finally:

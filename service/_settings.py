@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     # Comma-separated bearer tokens for adding and deleting documents; unset: writes are off.
     admin_keys: SecretStr = SecretStr("")
+    # Requests per minute from one client address to /v1 (429 past it); 0 turns it off.
+    rate_limit_per_minute: int = Field(default=300, ge=0)
     max_body_bytes: int = 16 * 1024 * 1024
     max_document_chars: int = 2_000_000
     max_batch_documents: int = 100

@@ -24,6 +24,8 @@ from litestar.testing import TestClient
 from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, load_or_build, read_documents
 from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
 from service._verify import terms
+from tests.loopback_upstream import LoopbackUpstream
+from tests.loopback_upstream import serve as serve_loopback
 
 ARTICLE = bundled_corpus()
 ARTICLE_TEXT = ARTICLE.read_text(encoding="utf-8")
@@ -251,6 +253,12 @@ def make_client(
 
 
 @pytest.fixture
+def loopback() -> Iterator[LoopbackUpstream]:
+    """A real upstream server on a loopback port that misbehaves as the test says."""
+    yield from serve_loopback()
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
@@ -258,11 +266,17 @@ def anyio_backend() -> str:
 def fake_app(
     settings: Settings, embedder: HashingEmbedder, upstream: QueuedUpstream, **overrides: Any
 ) -> Any:
-    """The real app over a runtime with the hashing embedder and the queued upstream."""
+    """The real app over a runtime with the hashing embedder and the queued upstream.
+
+    With ``llm_base_url`` among the overrides, the LLM is that server instead (no warm-up).
+    """
     app_settings = settings.model_copy(update=overrides)
 
     async def loader(s: Settings) -> Runtime:
         index = load_or_build(s.index_dir, read_documents(s.seed_paths), embedder)
+        if s.llm_base_url:
+            llm = OpenAIChatModel(s.llm_base_url, model="fake", retries=s.llm_retries)
+            return Runtime(Answerer(index, embedder, llm, s), llm)
         llm = upstream.model()
         answerer = Answerer(index, embedder, llm, s)
         await answerer.warm()

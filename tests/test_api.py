@@ -187,7 +187,7 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_response(
     live_server: Callable[..., str],
 ) -> None:
     """Fuzz every operation from the OpenAPI schema against a live server."""
-    base = live_server(admin_keys=SecretStr("admin-1"))
+    base = live_server(admin_keys=SecretStr("admin-1"), rate_limit_per_minute=0)
     cli = Path(sys.executable).parent / "schemathesis"
     checks = "not_a_server_error,status_code_conformance,content_type_conformance,"
     checks += "response_schema_conformance"
