@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
+from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State, UploadFile
 from litestar.exceptions import (
@@ -33,6 +34,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.params import FromPath, JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.static_files import create_static_files_router
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._apidoc import CompletedJson, errors
@@ -101,6 +103,21 @@ def _runtime(state: State) -> Runtime:
     if life.runtime is None:
         raise NotReadyError(f"service failed to load: {life.failure}" if life.failure else None)
     return life.runtime
+
+
+_STATIC = Path(__file__).parent / "static"
+# The page loads only its own files and talks only to this server.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@get("/", include_in_schema=False, sync_to_thread=False)
+def playground() -> Response[bytes]:
+    """The playground page: ask, and see each cited sentence lit up in its document."""
+    page = (_STATIC / "index.html").read_bytes()
+    return Response(page, media_type=MediaType.HTML, headers=_PAGE_HEADERS)
 
 
 @get("/healthz", tags=["health"], sync_to_thread=False)
@@ -541,11 +558,26 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         # Per client address; probes, metrics and the schema are never limited.
         limit = RateLimitConfig(
             rate_limit=("minute", settings.rate_limit_per_minute),
-            exclude=["^/healthz", "^/readyz", "^/metrics", "^/schema"],
+            exclude=["^/$", "^/static/", "^/healthz", "^/readyz", "^/metrics", "^/schema"],
         )
         middleware.append(limit.middleware)
     return Litestar(
-        route_handlers=[healthz, readyz, _Metrics, v1],
+        route_handlers=[
+            playground,
+            create_static_files_router("/static", [_STATIC], include_in_schema=False),
+            healthz,
+            readyz,
+            _Metrics,
+            v1,
+        ],
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origin_list),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+        if settings.cors_origin_list
+        else None,
         middleware=middleware,
         state=State({"life": life, "settings": settings, "started": int(time.time())}),
         on_startup=[on_startup],

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     # Comma-separated bearer tokens for adding and deleting documents; unset: writes are off.
     admin_keys: SecretStr = SecretStr("")
+    # Comma-separated origins allowed to call the API from a browser (CORS); unset: none.
+    # The playground at / is served by this server and needs none.
+    cors_origins: str = ""
     # Requests per minute from one client address to /v1 (429 past it); 0 turns it off.
     rate_limit_per_minute: int = Field(default=300, ge=0)
     max_body_bytes: int = 16 * 1024 * 1024
@@ -115,6 +118,11 @@ class Settings(BaseSettings):
     def api_key_list(self) -> tuple[str, ...]:
         """The configured API keys, empty when auth is off."""
         return _split(self.api_keys)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins CORS allows, empty when it is off."""
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def admin_key_list(self) -> tuple[str, ...]:

@@ -198,3 +198,30 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_response(
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:]
     assert "passed" in run.stdout
+
+
+def test_the_playground_page_and_its_files_are_served_without_a_key(make_client: Client) -> None:
+    client = make_client(api_keys=SecretStr("reader-key"))
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="/static/playground.js"' in page.text and "http" not in page.text  # no CDN
+    script = client.get("/static/playground.js")
+    assert script.status_code == 200 and "utf16Offsets" in script.text
+    assert client.get("/v1/documents").status_code == 401  # the data still needs the key
+
+
+def test_cors_is_off_by_default_and_allows_only_configured_origins(make_client: Client) -> None:
+    preflight = {
+        "Origin": "https://chat.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    closed = make_client().options("/v1/ask", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    client = make_client(cors_origins="https://chat.example, https://other.example")
+    allowed = client.options("/v1/ask", headers=preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://chat.example"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    other = client.options("/v1/ask", headers={**preflight, "Origin": "https://evil.example"})
+    assert other.headers.get("access-control-allow-origin") != "https://evil.example"

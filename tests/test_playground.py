@@ -1,0 +1,114 @@
+"""The playground page in a real browser: Debian's Chromium driven by Playwright.
+
+The page is served by a live server over the fake runtime, so the answers are scripted;
+what is under test is the page: streaming, markers, highlights from offsets, abstention,
+the document list and the drop zone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pydantic import SecretStr
+
+from tests.conftest import QueuedUpstream, cma_reply
+
+CHROMIUM = Path("/usr/bin/chromium")
+KOREA = "Which platform underpins the Korean models?"
+ROCKET = "The rocket 🚀🌕 burns methane fuel."
+EMOJI_DOC = f"Launch day 👩‍🚀 was loud. {ROCKET} Crews boarded at dawn 🌅."
+SCREENSHOT = Path(__file__).parents[1] / "var" / "screenshots" / "playground-answer.png"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium` "
+            "(scripts/setup does so when it can)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        yield browser
+        browser.close()
+
+
+def _ask(page: Page, question: str, state: str) -> None:
+    page.get_by_label("Question").fill(question)
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator(f'#answer[data-state="{state}"]')).to_be_visible()
+
+
+def _sentence(base: str, doc_id: str, needle: str) -> str:
+    doc = httpx.get(f"{base}/v1/documents/{doc_id}").json()
+    (text,) = [s["text"] for s in doc["sentences"] if needle in s["text"]]
+    return str(text)
+
+
+def _label_after_rewarm(upstream: QueuedUpstream, needle: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in reversed(upstream.requests):
+            system = request["messages"][0]["content"]
+            lines = [ln for ln in system.splitlines() if needle in ln]
+            if lines:
+                return lines[0].split("]")[0] + "]"
+        time.sleep(0.05)
+    raise AssertionError(f"no prompt showed {needle!r}")
+
+
+def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not(
+    live_server: Callable[..., str],
+    upstream: QueuedUpstream,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    base = live_server(admin_keys=SecretStr("admin-1"))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    expect(
+        page.get_by_role("button", name=re.compile(r"^renault-geely-mou \(\d+ sentences\)"))
+    ).to_be_visible()
+
+    # A cited answer; its marker lights up the exact sentence in the document.
+    upstream.queue(cma_reply(upstream))
+    _ask(page, KOREA, "done")
+    page.get_by_role("button", name="Show source 1 in its document").click()
+    lit = page.locator("mark.current")
+    expect(lit).to_have_text(_sentence(base, "renault-geely-mou", "Lingke"))
+    assert lit.evaluate("e => document.activeElement === e")  # focus follows the marker
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # An unanswerable question is said plainly, with nothing cited.
+    upstream.queue("NOT FOUND")
+    _ask(page, "What colour is the Geely logo?", "abstained")
+    expect(page.locator("#answer")).to_contain_text("The documents don't say.")
+    expect(page.locator("#sources li")).to_have_count(0)
+
+    # A document with emoji, added through the drop zone: offsets count code points.
+    upload = tmp_path / "launch.txt"
+    upload.write_text(EMOJI_DOC, encoding="utf-8")
+    page.get_by_text("Add a document").click()
+    page.get_by_label("Admin key").fill("admin-1")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#drop-zone").press("Enter")
+    chooser.value.set_files(str(upload))
+    expect(page.locator("#add-status")).to_contain_text("Added launch")
+    expect(page.get_by_role("button", name="launch (3 sentences)")).to_be_visible()
+    label = _label_after_rewarm(upstream, "methane")
+    upstream.queue(f"The rocket burns methane fuel {label}.")
+    _ask(page, "What fuel does the rocket burn?", "done")
+    page.get_by_role("button", name="Show source 1 in its document").click()
+    expect(page.locator("mark.current")).to_have_text(ROCKET)
+    assert errors == []
