@@ -20,6 +20,7 @@ from litestar import Litestar, MediaType, Request, Response, Router, delete, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State, UploadFile
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -27,6 +28,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.handlers import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
@@ -35,11 +37,13 @@ from litestar.params import FromPath, JSONBody
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
 from service._apidoc import CompletedJson, errors
 from service._chat import is_frontend_task, run_task, standalone_question
 from service._errors import (
+    BodyTimeoutError,
     BusyError,
     CiteQAError,
     ClientGoneError,
@@ -497,6 +501,37 @@ def _error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
+class _BodyDeadline(ASGIMiddleware):
+    """A request body must arrive within ``seconds``; a stalled one gets a 408.
+
+    Only the body is timed: once it is complete, ``receive`` waits for a disconnect, as
+    long as the response takes.
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Run the request with a receive that times the body."""
+        complete = False
+
+        async def timed_receive() -> ReceiveMessage:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                with anyio.fail_after(self.seconds):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeoutError() from None
+            complete = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        await next_app(scope, timed_receive, send)
+
+
 class _Metrics(PrometheusController):
     """``GET /metrics`` in the Prometheus text format; not part of the API's schema."""
 
@@ -561,6 +596,7 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
             exclude=["^/$", "^/static/", "^/healthz", "^/readyz", "^/metrics", "^/schema"],
         )
         middleware.append(limit.middleware)
+    middleware.append(_BodyDeadline(settings.body_timeout_s))
     return Litestar(
         route_handlers=[
             playground,

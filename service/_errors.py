@@ -3,6 +3,7 @@
 CiteQAError
 ├── InvalidRequestError        400  input the schema cannot express as wrong
 ├── NotFoundError              404  unknown document
+├── BodyTimeoutError           408  the request body did not arrive in time
 ├── ClientGoneError            499  the client left before its answer; the work was cancelled
 ├── NotReadyError              503  index or LLM still loading
 ├── BusyError                  503  the LLM queue is full; Retry-After says when to come back
@@ -17,6 +18,7 @@ CiteQAError
 from __future__ import annotations
 
 __all__ = [
+    "BodyTimeoutError",
     "BusyError",
     "CiteQAError",
     "ClientGoneError",
@@ -67,6 +69,13 @@ class NotFoundError(CiteQAError):
     """A named resource does not exist."""
 
     status_code = 404
+
+
+class BodyTimeoutError(CiteQAError):
+    """The client sent part of a body and then stalled."""
+
+    status_code = 408
+    public_message = "the request body did not arrive in time"
 
 
 class ClientGoneError(CiteQAError):

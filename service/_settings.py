@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Requests per minute from one client address to /v1 (429 past it); 0 turns it off.
     rate_limit_per_minute: int = Field(default=300, ge=0)
     max_body_bytes: int = 16 * 1024 * 1024
+    # A request body must arrive within this many seconds (408 past it).
+    body_timeout_s: float = Field(default=30.0, gt=0)
     max_document_chars: int = 2_000_000
     max_batch_documents: int = 100
     # The model id that /v1/models lists and chat completions report.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +78,23 @@ def test_past_its_rate_limit_a_client_gets_429_with_retry_after(live_server: Ser
     chat = httpx.post(base + "/v1/chat/completions", json={"messages": []})
     assert chat.status_code == 429 and chat.json()["error"]["code"] == "rate_limit_exceeded"
     assert httpx.get(base + "/readyz").status_code == 200  # probes are never limited
+
+
+def test_a_stalled_request_body_gets_408_and_frees_the_connection(live_server: Server) -> None:
+    base = live_server(body_timeout_s=1.0)
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n" + b'{"query": "CM'
+        )
+        started = time.monotonic()
+        reply = conn.recv(4096)
+    assert time.monotonic() - started < 5
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"did not arrive in time" in reply
+    # The server goes on serving whole bodies.
+    assert httpx.post(base + "/v1/search", json={"query": "CMA"}).status_code == 200
 
 
 # Against a real upstream server on a loopback port.
