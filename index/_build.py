@@ -192,6 +192,15 @@ class CorpusIndex:
             reuse=reuse,
         )
 
+    @property
+    def content_digest(self) -> str:
+        """sha256 over the sorted (sentence_id, doc_id, start, end) rows of the sentences.
+
+        Two indexes of the same documents, however they were built, have the same digest.
+        """
+        rows = sorted((s.sentence_id, s.doc_id, s.start, s.end) for s in self.sentences)
+        return hashlib.sha256(msgspec.json.encode(rows)).hexdigest()
+
     # -- persistence -------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:

@@ -1,14 +1,16 @@
-"""The citeqa command: index builds keep an existing index unless told to replace it."""
+"""The citeqa command: index builds keep an existing index unless told to; index check."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from index import CorpusIndex, read_documents
 from service._cli import main
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, HashingEmbedder
 
 
 def test_index_build_never_silently_replaces_an_index(tmp_path: Path) -> None:
@@ -31,3 +33,27 @@ def test_eval_keeps_to_an_index_of_its_own(tmp_path: Path, monkeypatch: pytest.M
     assert "questions: 2" in result.output
     assert not served.exists()  # documents added to the served index cannot sway the figures
     assert [p.name[:5] for p in tmp_path.iterdir()] == ["eval-"]
+
+
+def test_index_check_reports_a_digest_that_does_not_depend_on_the_build(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    docs = read_documents([ARTICLE])
+    CorpusIndex.build(docs, hashing_embedder).save(tmp_path / "one")
+    # The same documents reached another way: an empty start, then an update.
+    empty = CorpusIndex.build([], hashing_embedder)
+    empty.updated(hashing_embedder, upserts=docs).save(tmp_path / "two")
+    runner = CliRunner()
+    reports = []
+    for name in ("one", "two"):
+        result = runner.invoke(main, ["index", "check", str(tmp_path / name), "--json"])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output))
+    assert reports[0]["content_digest"] == reports[1]["content_digest"]
+    assert reports[0]["documents"] == 1 and reports[0]["sentences"] == 17
+    assert reports[0]["files_verified"] > 5  # BM25's files included
+
+    (snapshot,) = (tmp_path / "one" / "snapshots").iterdir()
+    (snapshot / "sentences.json").write_text("[]")
+    broken = runner.invoke(main, ["index", "check", str(tmp_path / "one")])
+    assert broken.exit_code != 0 and "sentences.json is corrupt" in broken.output
