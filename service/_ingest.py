@@ -8,7 +8,6 @@ change. A write is acknowledged only after its snapshot is durable.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import logging
@@ -200,7 +199,7 @@ async def _write(
         runtime.answerer = new
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
-        runtime.background(asyncio.create_task(new.warm()))
+        runtime.rewarm()
     return new
 
 

@@ -37,6 +37,28 @@ class Runtime:
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
+    _rewarm_wanted: bool = False
+    _rewarming: asyncio.Task[None] | None = None
+
+    def rewarm(self, settle_s: float = 1.0) -> None:
+        """Re-warm the LLM's prompt cache for the current answerer, once per burst of writes.
+
+        Each write changes the corpus prompt; warming after every one of ten quick writes
+        would queue ten warm-ups ahead of the questions. This waits ``settle_s`` after the
+        last request for a re-warm, then warms the answerer current at that time.
+        """
+        self._rewarm_wanted = True
+        if self._rewarming is None or self._rewarming.done():
+            self._rewarming = asyncio.create_task(self._rewarm(settle_s))
+            self.background(self._rewarming)
+
+    async def _rewarm(self, settle_s: float) -> None:
+        while self._rewarm_wanted:
+            self._rewarm_wanted = False
+            await asyncio.sleep(settle_s)
+            if not self._rewarm_wanted:
+                await self.answerer.warm()
+
     def background(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it finishes."""
         self._tasks.add(task)

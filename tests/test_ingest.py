@@ -346,3 +346,28 @@ def test_multipart_file_uploads(admin_client: TestClient[Any]) -> None:
         "/v1/documents", files=[("file", ("a.pdf", b"%PDF", "application/pdf"))], headers=ADMIN
     )
     assert pdf.status_code == 400 and ".txt or .md" in pdf.json()["detail"]
+
+
+def test_a_burst_of_writes_rewarms_the_llm_once_with_the_final_corpus(
+    admin_client: TestClient[Any], upstream: QueuedUpstream
+) -> None:
+    def warmups() -> list[str]:
+        return [
+            r["messages"][0]["content"]
+            for r in upstream.requests
+            if "warm-up" in r["messages"][-1]["content"]
+        ]
+
+    before = len(warmups())
+    for n in range(5):
+        assert (
+            _add(admin_client, {"doc_id": f"memo-{n}", "text": f"Plant {n} opens."}).status_code
+            == 201
+        )
+    deadline = time.monotonic() + 10
+    while len(warmups()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # a second re-warm, if any, would have started by now
+    after = warmups()[before:]
+    assert len(after) == 1, len(after)
+    assert "Plant 4 opens." in after[0]  # the corpus as the burst left it
