@@ -627,4 +627,5 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
             render_plugins=[ScalarRenderPlugin(), CompletedJson()],
         ),
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # logging is the CLI's (service/_observe.py), not Litestar's
     )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+import structlog
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from service._observe import configure_logging
 from tests.conftest import QueuedUpstream, cma_reply
 
 Client = Callable[..., TestClient[Any]]
@@ -76,3 +81,24 @@ def test_metrics_count_answers_abstentions_routes_and_the_index(
         assert needle in text, needle
     assert _sample("citeqa_index_sentences") > 10
     assert "/metrics" not in client.get("/schema/openapi.json").json()["paths"]
+
+
+def test_serve_logs_are_json_lines_that_the_app_leaves_alone(
+    make_client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(json=True)
+        client = make_client()  # starting the app must not replace the handlers
+        client.get("/v1/documents", headers={"X-Request-ID": "json-1"})
+        logging.getLogger("some.library").warning("plain %s", "stdlib")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        structlog.reset_defaults()
+    request = next(e for e in lines if e.get("request_id") == "json-1")
+    assert request["event"] == "request" and request["route"] == "/v1/documents"
+    assert {"timestamp", "level", "logger"} <= set(request)
+    assert any(e["event"] == "plain stdlib" and e["logger"] == "some.library" for e in lines)
