@@ -125,15 +125,28 @@ class CorpusIndex:
         progress: bool = False,
         seed_checksum: str | None = None,
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
+        segmented: dict[str, tuple[list[Sentence], list[Chunk]]] | None = None,
+        prefix: FaissStore | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
-        """Segment, chunk and embed ``docs``; vectors in ``reuse`` (by sentence id) are kept."""
+        """Segment, chunk and embed ``docs``.
+
+        Vectors in ``reuse`` (by sentence id) are kept, and so are the sentences and chunks
+        in ``segmented`` (by doc_id, for documents whose text has not changed): sentence
+        splitting is most of what a rebuild costs. ``prefix``, a store holding the first
+        sentences' vectors in order, is extended with the rest instead of rebuilt.
+        """
         sentences: list[Sentence] = []
         chunks: list[Chunk] = []
+        segmented = segmented or {}
         for doc in docs:
-            doc_sentences = segment(doc.doc_id, doc.text)
+            if doc.doc_id in segmented:
+                doc_sentences, doc_chunks = segmented[doc.doc_id]
+            else:
+                doc_sentences = segment(doc.doc_id, doc.text)
+                doc_chunks = chunk_sentences(doc.doc_id, doc_sentences)
             sentences.extend(doc_sentences)
-            chunks.extend(chunk_sentences(doc.doc_id, doc_sentences))
+            chunks.extend(doc_chunks)
         reuse = reuse or {}
         missing = [i for i, s in enumerate(sentences) if s.sentence_id not in reuse]
         fresh = embedder.encode([sentences[i].text for i in missing], progress=progress)
@@ -143,7 +156,10 @@ class CorpusIndex:
                 vectors[i] = reuse[s.sentence_id]
         if missing:
             vectors[missing] = fresh
-        store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
+        if prefix is not None and len(prefix) <= len(vectors):
+            store = prefix.extended(vectors[len(prefix) :], hnsw_threshold=hnsw_threshold)
+        else:
+            store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
         checksum = corpus_checksum(docs)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -177,19 +193,28 @@ class CorpusIndex:
     ) -> CorpusIndex:
         """A new index with ``upserts`` added or replaced and ``deletes`` removed.
 
-        Unchanged sentences keep their vectors, so only new text is embedded.
+        Unchanged documents keep their sentences, chunks and vectors, so only new text is
+        split and embedded.
         """
         upserts = list(upserts)
         replaced = {d.doc_id for d in upserts} | set(deletes)
         kept = [d for d in self.documents.values() if d.doc_id not in replaced]
         reuse: dict[str, npt.NDArray[np.float32]] = {}
-        if self.manifest.model_id == embedder.model_id:
+        same_model = self.manifest.model_id == embedder.model_id
+        if same_model:
             reuse = {s.sentence_id: self.vectors[i] for i, s in enumerate(self.sentences)}
+        # Only additions: the kept sentences are this index's, in order, so its vector
+        # store is extended rather than rebuilt.
+        appends_only = same_model and not (replaced & set(self.documents))
         return CorpusIndex.build(
             [*kept, *upserts],
             embedder,
             seed_checksum=seed_checksum or self.manifest.seed_checksum,
             reuse=reuse,
+            segmented={
+                d.doc_id: (self.sentences_of(d.doc_id), self.chunks_of(d.doc_id)) for d in kept
+            },
+            prefix=self.store if appends_only and isinstance(self.store, FaissStore) else None,
         )
 
     @property

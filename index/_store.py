@@ -54,6 +54,26 @@ class FaissStore:
             index.add(vectors)
         return cls(index)
 
+    def extended(
+        self, vectors: npt.NDArray[np.float32], *, hnsw_threshold: int = HNSW_THRESHOLD
+    ) -> FaissStore:
+        """A copy of this index with ``vectors`` appended (ids continue from ``len(self)``).
+
+        This store is left as it is for its readers. Adding to an HNSW graph costs
+        what the new vectors cost, where building it again costs the whole corpus. When the
+        total crosses ``hnsw_threshold`` the kind changes, so the index is built anew.
+        """
+        total = len(self) + len(vectors)
+        if (total >= hnsw_threshold) != (self.kind == "hnsw"):
+            existing = self._index.reconstruct_n(0, len(self)) if len(self) else vectors[:0]
+            return FaissStore.from_vectors(
+                np.vstack([existing, vectors]), hnsw_threshold=hnsw_threshold
+            )
+        index = faiss.clone_index(self._index)
+        if len(vectors):
+            index.add(vectors)
+        return FaissStore(index)
+
     @classmethod
     def load(cls, path: Path) -> FaissStore:
         """Read an index written by :meth:`save`."""

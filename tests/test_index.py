@@ -196,3 +196,28 @@ def test_markdown_files_are_titled_by_their_first_heading(tmp_path: Path) -> Non
         "notes": "Plant Notes",
         "plain": "plain",
     }
+
+
+def test_an_added_document_extends_the_vector_store_instead_of_rebuilding_it() -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((60, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    hnsw = FaissStore.from_vectors(vectors[:50], hnsw_threshold=10)
+    grown = hnsw.extended(vectors[50:], hnsw_threshold=10)
+    assert (len(hnsw), len(grown), grown.kind) == (50, 60, "hnsw")  # the original is untouched
+    _, ids = grown.search(vectors[50:], 1)
+    assert ids[:, 0].tolist() == list(range(50, 60))  # ids continue in order
+    flat = FaissStore.from_vectors(vectors[:5], hnsw_threshold=10)
+    assert flat.extended(vectors[5:], hnsw_threshold=10).kind == "hnsw"  # crossing: rebuilt
+
+
+def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmbedder) -> None:
+    docs = read_documents([ARTICLE])
+    extra = Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new.")
+    grown = CorpusIndex.build(docs, hashing_embedder).updated(hashing_embedder, upserts=[extra])
+    fresh = CorpusIndex.build([*docs, extra], hashing_embedder)
+    assert grown.content_digest == fresh.content_digest
+    query = hashing_embedder.encode(["When does the plant open?"])
+    assert grown.store.search(query, 5)[1].tolist() == fresh.store.search(query, 5)[1].tolist()
+    shrunk = grown.updated(hashing_embedder, deletes=["memo"])
+    assert shrunk.content_digest == CorpusIndex.build(docs, hashing_embedder).content_digest
