@@ -33,7 +33,7 @@ import numpy.typing as npt
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
-from index._lexical import LexicalIndex
+from index._lexical import LexicalIndex, tokenize
 from index._segment import Sentence, segment
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
@@ -89,6 +89,7 @@ class CorpusIndex:
     lexical: LexicalIndex
     _doc_sentences: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _doc_chunks: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _doc_tokens: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for i, sentence in enumerate(self.sentences):
@@ -103,6 +104,12 @@ class CorpusIndex:
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         """Chunks of one document, in order."""
         return [self.chunks[i] for i in self._doc_chunks.get(doc_id, [])]
+
+    def tokens_of(self, doc_id: str) -> list[list[str]]:
+        """The BM25 tokens of one document's sentences, computed once per document."""
+        if doc_id not in self._doc_tokens:
+            self._doc_tokens[doc_id] = [tokenize(s.text) for s in self.sentences_of(doc_id)]
+        return self._doc_tokens[doc_id]
 
     def chunk_of(self, sentence_index: int) -> Chunk:
         """The first chunk that holds the sentence."""
@@ -125,26 +132,29 @@ class CorpusIndex:
         progress: bool = False,
         seed_checksum: str | None = None,
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
-        segmented: dict[str, tuple[list[Sentence], list[Chunk]]] | None = None,
-        prefix: FaissStore | None = None,
+        segmented: dict[str, tuple[list[Sentence], list[Chunk], list[list[str]]]] | None = None,
+        previous: tuple[FaissStore, npt.NDArray[np.int64]] | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
         """Segment, chunk and embed ``docs``.
 
         Vectors in ``reuse`` (by sentence id) are kept, and so are the sentences and chunks
         in ``segmented`` (by doc_id, for documents whose text has not changed): sentence
-        splitting is most of what a rebuild costs. ``prefix``, a store holding the first
-        sentences' vectors in order, is extended with the rest instead of rebuilt.
+        splitting is most of what a rebuild costs. ``previous`` is the old vector store and
+        the old positions of the first sentences, which it holds: it is updated (their
+        vectors kept, the rest added, the removed ones tombstoned) instead of rebuilt.
         """
         sentences: list[Sentence] = []
         chunks: list[Chunk] = []
+        tokens: dict[str, list[list[str]]] = {}
         segmented = segmented or {}
         for doc in docs:
             if doc.doc_id in segmented:
-                doc_sentences, doc_chunks = segmented[doc.doc_id]
+                doc_sentences, doc_chunks, tokens[doc.doc_id] = segmented[doc.doc_id]
             else:
                 doc_sentences = segment(doc.doc_id, doc.text)
                 doc_chunks = chunk_sentences(doc.doc_id, doc_sentences)
+                tokens[doc.doc_id] = [tokenize(s.text) for s in doc_sentences]
             sentences.extend(doc_sentences)
             chunks.extend(doc_chunks)
         reuse = reuse or {}
@@ -156,8 +166,9 @@ class CorpusIndex:
                 vectors[i] = reuse[s.sentence_id]
         if missing:
             vectors[missing] = fresh
-        if prefix is not None and len(prefix) <= len(vectors):
-            store = prefix.extended(vectors[len(prefix) :], hnsw_threshold=hnsw_threshold)
+        if previous is not None:
+            old, kept = previous
+            store = old.updated(kept, vectors[len(kept) :], vectors, hnsw_threshold=hnsw_threshold)
         else:
             store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
         checksum = corpus_checksum(docs)
@@ -180,7 +191,8 @@ class CorpusIndex:
             chunks=chunks,
             vectors=vectors,
             store=store,
-            lexical=LexicalIndex.build([s.text for s in sentences]),
+            lexical=LexicalIndex.from_tokens([t for d in docs for t in tokens[d.doc_id]]),
+            _doc_tokens=tokens,
         )
 
     def updated(
@@ -203,18 +215,28 @@ class CorpusIndex:
         same_model = self.manifest.model_id == embedder.model_id
         if same_model:
             reuse = {s.sentence_id: self.vectors[i] for i, s in enumerate(self.sentences)}
-        # Only additions: the kept sentences are this index's, in order, so its vector
-        # store is extended rather than rebuilt.
-        appends_only = same_model and not (replaced & set(self.documents))
+        # Kept documents keep their sentences, in order, first: their old positions let the
+        # vector store be updated rather than rebuilt.
+        kept_positions = np.array(
+            [i for d in kept for i in self._doc_sentences.get(d.doc_id, [])], dtype=np.int64
+        )
+
         return CorpusIndex.build(
             [*kept, *upserts],
             embedder,
             seed_checksum=seed_checksum or self.manifest.seed_checksum,
             reuse=reuse,
             segmented={
-                d.doc_id: (self.sentences_of(d.doc_id), self.chunks_of(d.doc_id)) for d in kept
+                d.doc_id: (
+                    self.sentences_of(d.doc_id),
+                    self.chunks_of(d.doc_id),
+                    self.tokens_of(d.doc_id),
+                )
+                for d in kept
             },
-            prefix=self.store if appends_only and isinstance(self.store, FaissStore) else None,
+            previous=(self.store, kept_positions)
+            if same_model and isinstance(self.store, FaissStore)
+            else None,
         )
 
     @property

@@ -40,7 +40,12 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         """Index ``texts``; an all-empty corpus gives an index that finds nothing."""
-        corpus = [tokenize(t) or ["\0"] for t in texts]
+        return cls.from_tokens([tokenize(t) for t in texts])
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[list[str]]) -> LexicalIndex:
+        """Index texts already passed through :func:`tokenize`, one list per sentence."""
+        corpus = [t or ["\0"] for t in tokens]
         if not corpus:
             return cls(None, 0)
         bm25 = bm25s.BM25()

@@ -198,17 +198,33 @@ def test_markdown_files_are_titled_by_their_first_heading(tmp_path: Path) -> Non
     }
 
 
-def test_an_added_document_extends_the_vector_store_instead_of_rebuilding_it() -> None:
+def test_writes_update_the_vector_store_with_tombstones_instead_of_rebuilding_it(
+    tmp_path: Path,
+) -> None:
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((60, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     hnsw = FaissStore.from_vectors(vectors[:50], hnsw_threshold=10)
-    grown = hnsw.extended(vectors[50:], hnsw_threshold=10)
-    assert (len(hnsw), len(grown), grown.kind) == (50, 60, "hnsw")  # the original is untouched
-    _, ids = grown.search(vectors[50:], 1)
-    assert ids[:, 0].tolist() == list(range(50, 60))  # ids continue in order
+    # Sentences 10-19 removed, 50-59 added: positions 0-9 and 20-49 stay, then the new ones.
+    kept = np.array([*range(10), *range(20, 50)], dtype=np.int64)
+    rows = np.vstack([vectors[kept], vectors[50:]])
+    store = hnsw.updated(kept, vectors[50:], rows, hnsw_threshold=10)
+    assert (len(hnsw), len(store), store.dead, store.kind) == (50, 50, 10, "hnsw")
+    _, ids = store.search(rows, 1)
+    assert ids[:, 0].tolist() == list(range(50))  # every row finds itself at its new position
+    _, ids = store.search(vectors[10:20], 50)
+    assert (ids >= 0).all() and (ids < 50).all()  # removed sentences are never returned
+    store.save(tmp_path / "v.faiss")
+    loaded = FaissStore.load(tmp_path / "v.faiss")
+    assert (len(loaded), loaded.dead) == (50, 10)
+    assert loaded.search(rows, 1)[1][:, 0].tolist() == list(range(50))
+    # Past a quarter of dead slots the store is compacted.
+    few = np.arange(20, 50, dtype=np.int64)
+    compacted = store.updated(few, vectors[:0], rows[few], hnsw_threshold=10)
+    assert (len(compacted), compacted.dead) == (30, 0)
     flat = FaissStore.from_vectors(vectors[:5], hnsw_threshold=10)
-    assert flat.extended(vectors[5:], hnsw_threshold=10).kind == "hnsw"  # crossing: rebuilt
+    grown = flat.updated(np.arange(5), vectors[5:], vectors, hnsw_threshold=10)
+    assert grown.kind == "hnsw"  # crossing the threshold: built anew
 
 
 def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmbedder) -> None:
@@ -220,4 +236,6 @@ def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmb
     query = hashing_embedder.encode(["When does the plant open?"])
     assert grown.store.search(query, 5)[1].tolist() == fresh.store.search(query, 5)[1].tolist()
     shrunk = grown.updated(hashing_embedder, deletes=["memo"])
-    assert shrunk.content_digest == CorpusIndex.build(docs, hashing_embedder).content_digest
+    again = CorpusIndex.build(docs, hashing_embedder)
+    assert shrunk.content_digest == again.content_digest
+    assert shrunk.store.search(query, 5)[1].tolist() == again.store.search(query, 5)[1].tolist()
