@@ -13,6 +13,7 @@ import click
 
 from index import (
     CorpusIndex,
+    FaissStore,
     IndexFormatError,
     SentenceTransformerEmbedder,
     corpus_checksum,
@@ -165,7 +166,7 @@ def check(directory: Path, as_json: bool) -> None:
         "sentences": len(index.sentences),
         "chunks": len(index.chunks),
         "segments": 1,
-        "tombstones": 0,
+        "tombstones": index.store.dead if isinstance(index.store, FaissStore) else 0,
         "vector_index": m.vector_index,
         "files_verified": len(m.files),
         "content_digest": index.content_digest,
