@@ -23,7 +23,8 @@ _REASONS = {
     400: "The body or a parameter is invalid; `extra` (OpenAI: `param`) names the field.",
     401: "CITEQA_API_KEYS (or, for writes, CITEQA_ADMIN_KEYS) is set and the bearer key is "
     "missing or wrong.",
-    403: "Document writes are disabled: CITEQA_ADMIN_KEYS is not set.",
+    403: "Document writes are disabled: CITEQA_ADMIN_KEYS is not set, or this is a read-only "
+    "replica.",
     404: "No document has this doc_id.",
     413: "The body, a document or a batch is over its limit.",
     429: "Too many requests from this client; Retry-After says when to come back.",

@@ -285,7 +285,10 @@ def _require_admin_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Guard for document writes: an admin bearer key, and writes switched on at all."""
-    keys: tuple[str, ...] = connection.app.state.settings.admin_key_list
+    settings: Settings = connection.app.state.settings
+    if settings.read_only:
+        raise ForbiddenError("this replica is read-only; send writes to the instance that writes")
+    keys = settings.admin_key_list
     if not keys:
         raise ForbiddenError("document ingestion is disabled; set CITEQA_ADMIN_KEYS to enable it")
     if not _bearer_matches(connection, keys):
@@ -555,6 +558,8 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
     async def _load() -> None:
         try:
             life.runtime = await loader(settings)
+            if settings.read_only:
+                life.runtime.follow(settings.index_dir, settings.follow_interval_s)
         except CiteQAError as exc:  # expected failures carry a message fit for /readyz
             log.error("loading failed: %s", exc.message)
             life.failure = _without_paths(exc.message, settings)

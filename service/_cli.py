@@ -52,13 +52,21 @@ def _logging(*, verbose: bool, json: bool) -> None:
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None)
-def serve(host: str | None, port: int | None, index_dir: Path | None) -> None:
-    """Serve the HTTP API; the index is built first if missing or stale."""
+@click.option(
+    "--read-only",
+    is_flag=True,
+    default=None,
+    help="Serve an index another process writes: follow its snapshots, refuse writes.",
+)
+def serve(
+    host: str | None, port: int | None, index_dir: Path | None, read_only: bool | None
+) -> None:
+    """Serve the HTTP API; the index is built first if missing or stale (unless --read-only)."""
     import uvicorn
 
     from service._app import create_app
 
-    settings = _settings(host=host, port=port, index_dir=index_dir)
+    settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
     verbose = logging.getLogger().level == logging.DEBUG
     _logging(verbose=verbose, json=settings.log_format != "console")
     # uvicorn's loggers go through the root handler; its access log would repeat ours.

@@ -6,11 +6,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio.to_thread
 
 from index import (
     CorpusIndex,
     Embedder,
     IndexFormatError,
+    IndexMissingError,
     SentenceTransformerEmbedder,
     load_or_build,
     read_documents,
@@ -59,6 +63,37 @@ class Runtime:
             if not self._rewarm_wanted:
                 await self.answerer.warm()
 
+    def follow(self, directory: Path, interval_s: float) -> None:
+        """Serve the snapshot that ``directory``'s CURRENT names, checking every ``interval_s``.
+
+        For a read-only replica: another process writes the index. A snapshot that cannot
+        be loaded yet (removed by its writer mid-read, say) is tried again at the next check;
+        the one in memory goes on serving meanwhile.
+        """
+
+        async def loop() -> None:
+            serving = _current(directory)
+            while True:
+                await asyncio.sleep(interval_s)
+                name = _current(directory)
+                if name is None or name == serving:
+                    continue
+                old = self.answerer
+                try:
+                    index = await anyio.to_thread.run_sync(CorpusIndex.load, directory)
+                    new = await anyio.to_thread.run_sync(
+                        Answerer, index, old.embedder, old.llm, old.settings
+                    )
+                except (IndexFormatError, OSError) as exc:
+                    log.warning("snapshot %s not loaded yet: %s", name, exc)
+                    continue
+                self.answerer, serving = new, name
+                log.info("now serving snapshot %s", name)
+                if new.llm is not None:
+                    self.rewarm()
+
+        self.background(asyncio.create_task(loop()))
+
     def background(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it finishes."""
         self._tasks.add(task)
@@ -75,7 +110,20 @@ class Runtime:
 
 
 def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False) -> CorpusIndex:
-    """Load the configured index, building or seeding it as the settings say."""
+    """Load the configured index, building or seeding it as the settings say.
+
+    A read-only replica only loads: the index is another process's to build and change.
+    """
+    if settings.read_only:
+        try:
+            return CorpusIndex.load(settings.index_dir)
+        except IndexMissingError as exc:
+            raise IndexLoadError(
+                f"{settings.index_dir}: no index yet; a read-only replica needs its writer to "
+                "build one first"
+            ) from exc
+        except (IndexFormatError, OSError) as exc:
+            raise IndexLoadError(str(exc)) from exc
     try:
         return load_or_build(
             settings.index_dir,
@@ -86,6 +134,13 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
         )
     except (IndexFormatError, ValueError, OSError) as exc:
         raise IndexLoadError(str(exc)) from exc
+
+
+def _current(directory: Path) -> str | None:
+    try:
+        return (directory / "CURRENT").read_text().strip()
+    except OSError:
+        return None
 
 
 def _elapsed(since: float) -> float:
@@ -102,6 +157,10 @@ async def load_runtime(
     embedder = SentenceTransformerEmbedder()
     timings["embedder"] = _elapsed(started)
     step = time.perf_counter()
+    if settings.read_only:
+        while _current(settings.index_dir) is None:  # the writer has not built it yet
+            log.info("waiting for an index to follow in %s", settings.index_dir)
+            await asyncio.sleep(settings.follow_interval_s)
     log.info("loading the index")
     index = open_index(settings, embedder, progress=progress)
     timings["index"] = _elapsed(step)

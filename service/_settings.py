@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Serve an index that another process writes: follow its CURRENT snapshot every
+    # follow_interval_s seconds, never seed or change it, and refuse writes (403).
+    read_only: bool = False
+    follow_interval_s: float = Field(default=2.0, gt=0)
+
     host: str = "127.0.0.1"
     port: int = 8000
     # Comma-separated bearer tokens; when set, every /v1 route requires one of them.

@@ -21,8 +21,9 @@ import uvicorn
 from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
-from index import CorpusIndex, SentenceTransformerEmbedder, Vectors, load_or_build, read_documents
+from index import CorpusIndex, SentenceTransformerEmbedder, Vectors
 from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
+from service._runtime import open_index
 from service._verify import terms
 from tests.loopback_upstream import LoopbackUpstream
 from tests.loopback_upstream import serve as serve_loopback
@@ -273,7 +274,7 @@ def fake_app(
     app_settings = settings.model_copy(update=overrides)
 
     async def loader(s: Settings) -> Runtime:
-        index = load_or_build(s.index_dir, read_documents(s.seed_paths), embedder)
+        index = open_index(s, embedder)  # seeds it, or only loads it when read-only
         if s.llm_base_url:
             llm = OpenAIChatModel(s.llm_base_url, model="fake", retries=s.llm_retries)
             return Runtime(Answerer(index, embedder, llm, s), llm)

@@ -371,3 +371,59 @@ def test_a_burst_of_writes_rewarms_the_llm_once_with_the_final_corpus(
     after = warmups()[before:]
     assert len(after) == 1, len(after)
     assert "Plant 4 opens." in after[0]  # the corpus as the burst left it
+
+
+def test_a_read_only_replica_follows_the_writer_and_refuses_writes(tmp_path: Path) -> None:
+    writer_port, reader_port = _free_port(), _free_port()
+    env = {**os.environ, "CITEQA_READ_ONLY": "true", "CITEQA_FOLLOW_INTERVAL_S": "0.2"}
+    command = [sys.executable, "-m", "tests.fake_server", str(tmp_path)]
+    root = Path(__file__).parents[1]
+    writer = subprocess.Popen([*command, str(writer_port), "admin-1"], cwd=root)
+    reader = None
+    try:
+        writer_base = f"http://127.0.0.1:{writer_port}"
+        _wait_for(writer_base)
+        reader = subprocess.Popen([*command, str(reader_port), "admin-1"], cwd=root, env=env)
+        reader_base = f"http://127.0.0.1:{reader_port}"
+        _wait_for(reader_base)
+
+        def on_reader() -> set[str]:
+            documents = httpx.get(reader_base + "/v1/documents").json()["documents"]
+            return {d["doc_id"] for d in documents}
+
+        assert on_reader() == {"renault-geely-mou"}
+        added = httpx.post(
+            writer_base + "/v1/documents",
+            json={"doc_id": "memo", "text": "The plant opens in May."},
+            headers=ADMIN,
+        )
+        assert added.status_code == 201
+        _until(lambda: "memo" in on_reader())
+        refused = httpx.post(reader_base + "/v1/documents", json={"text": "Nope."}, headers=ADMIN)
+        assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+        assert httpx.delete(writer_base + "/v1/documents/memo", headers=ADMIN).status_code == 200
+        _until(lambda: "memo" not in on_reader())
+    finally:
+        for proc in (writer, reader):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+def _wait_for(base: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{base} did not become ready")
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the replica did not follow in time"
+        time.sleep(0.05)
