@@ -8,6 +8,7 @@ change. A write is acknowledged only after its snapshot is durable.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import logging
@@ -30,7 +31,7 @@ from service._errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from service._runtime import Runtime
+from service._runtime import PendingWrite, Runtime
 from service._settings import Settings
 
 __all__ = [
@@ -187,20 +188,57 @@ def _apply(answerer: Answerer, upserts: Sequence[Document], deletes: Sequence[st
 async def _write(
     runtime: Runtime, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
 ) -> Answerer:
+    """Apply a change once it is durable; writes that queue meanwhile go in one batch.
+
+    The first writer to get the lock takes every change waiting for it and makes them one
+    index update and one snapshot: ten writes at once cost about one.
+    """
+    done: asyncio.Future[Answerer] = asyncio.get_running_loop().create_future()
+    runtime.pending_writes.append((list(upserts), list(deletes), done))
     async with runtime.write_lock:
-        try:
-            new = await anyio.to_thread.run_sync(_apply, runtime.answerer, upserts, deletes)
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__  # no path: it is the server's business
-            message = f"the index could not be written ({reason}); nothing was changed"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorageError(message) from exc
-            raise IndexWriteError(message) from exc
-        runtime.answerer = new
+        if not done.done():
+            batch, runtime.pending_writes = runtime.pending_writes, []
+            await _apply_batch(runtime, batch)
+    new = done.result()  # raises the batch's error, if it failed
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
         runtime.rewarm()
     return new
+
+
+async def _apply_batch(runtime: Runtime, batch: list[PendingWrite]) -> None:
+    upserts: dict[str, Document] = {}
+    deletes: set[str] = set()
+    for docs, doc_ids, _ in batch:  # in arrival order: a later change to a doc wins
+        for doc_id in doc_ids:
+            upserts.pop(doc_id, None)
+            deletes.add(doc_id)
+        for doc in docs:
+            upserts[doc.doc_id] = doc
+            deletes.discard(doc.doc_id)
+    try:
+        new = await anyio.to_thread.run_sync(
+            _apply, runtime.answerer, list(upserts.values()), sorted(deletes)
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__  # no path: it is the server's business
+        message = f"the index could not be written ({reason}); nothing was changed"
+        error: IndexWriteError = (
+            InsufficientStorageError(message)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else IndexWriteError(message)
+        )
+        for _, _, done in batch:
+            done.set_exception(error)
+        return
+    except BaseException as exc:
+        for _, _, done in batch:
+            if not done.done():
+                done.set_exception(exc)
+        raise
+    runtime.answerer = new
+    for _, _, done in batch:
+        done.set_result(new)
 
 
 async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:

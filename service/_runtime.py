@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from index import (
     CorpusIndex,
+    Document,
     Embedder,
     IndexFormatError,
     IndexMissingError,
@@ -25,9 +26,13 @@ from service._errors import IndexLoadError
 from service._llm import OpenAIChatModel
 from service._settings import Settings
 
-__all__ = ["Runtime", "load_runtime", "open_index"]
+__all__ = ["PendingWrite", "Runtime", "load_runtime", "open_index"]
 
 log = logging.getLogger(__name__)
+
+
+# A write waiting for the lock: its upserts, its deletes, and where its result goes.
+PendingWrite = tuple[list[Document], list[str], "asyncio.Future[Answerer]"]
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Runtime:
     embedded: EmbeddedServer | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending_writes: list[PendingWrite] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     _rewarm_wanted: bool = False

@@ -427,3 +427,33 @@ def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the replica did not follow in time"
         time.sleep(0.05)
+
+
+def test_writes_that_arrive_together_share_one_update_and_one_snapshot(
+    admin_client: TestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saves: list[int] = []
+    save = CorpusIndex.save
+
+    def slow_save(self: CorpusIndex, directory: Path) -> Path:
+        saves.append(len(self.documents))
+        time.sleep(0.3)  # a slow disk: the other writes queue meanwhile
+        return save(self, directory)
+
+    monkeypatch.setattr(CorpusIndex, "save", slow_save)
+    statuses: list[int] = []
+
+    def write(n: int) -> None:
+        body = {"doc_id": f"memo-{n}", "text": f"Plant {n} opens in May."}
+        statuses.append(_add(admin_client, body).status_code)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * 8
+    listed = {d["doc_id"] for d in admin_client.get("/v1/documents").json()["documents"]}
+    assert {f"memo-{n}" for n in range(8)} <= listed
+    assert len(saves) < 8, saves  # batched: fewer snapshots than writes
+    assert saves[-1] == len(listed)
