@@ -22,9 +22,10 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import msgspec
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 FORMAT_VERSION = 2
 _DATA_FILES = ("documents.jsonl", "sentences.json", "chunks.json", "vectors.npy", "vectors.faiss")
@@ -89,7 +91,9 @@ class CorpusIndex:
     lexical: LexicalIndex
     _doc_sentences: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _doc_chunks: dict[str, list[int]] = field(default_factory=dict, repr=False)
-    _doc_tokens: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
+    # Values derived from one document's sentences (BM25 tokens, term counts, ...), kept
+    # across writes that leave the document unchanged.
+    _derived: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for i, sentence in enumerate(self.sentences):
@@ -105,11 +109,24 @@ class CorpusIndex:
         """Chunks of one document, in order."""
         return [self.chunks[i] for i in self._doc_chunks.get(doc_id, [])]
 
+    def positions_of(self, doc_id: str) -> list[int]:
+        """Positions (in ``sentences``) of one document's sentences, in order."""
+        return self._doc_sentences.get(doc_id, [])
+
+    def derived(self, doc_id: str, name: str, compute: Callable[[list[Sentence]], _T]) -> _T:
+        """``compute`` of one document's sentences, computed once per document.
+
+        The value is kept across writes that leave the document unchanged, so it must not
+        depend on positions in the index.
+        """
+        cache = self._derived.setdefault(doc_id, {})
+        if name not in cache:
+            cache[name] = compute(self.sentences_of(doc_id))
+        return cast(_T, cache[name])
+
     def tokens_of(self, doc_id: str) -> list[list[str]]:
-        """The BM25 tokens of one document's sentences, computed once per document."""
-        if doc_id not in self._doc_tokens:
-            self._doc_tokens[doc_id] = [tokenize(s.text) for s in self.sentences_of(doc_id)]
-        return self._doc_tokens[doc_id]
+        """The BM25 tokens of one document's sentences."""
+        return self.derived(doc_id, "tokens", _tokens)
 
     def chunk_of(self, sentence_index: int) -> Chunk:
         """The first chunk that holds the sentence."""
@@ -132,7 +149,8 @@ class CorpusIndex:
         progress: bool = False,
         seed_checksum: str | None = None,
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
-        segmented: dict[str, tuple[list[Sentence], list[Chunk], list[list[str]]]] | None = None,
+        segmented: dict[str, tuple[list[Sentence], list[Chunk]]] | None = None,
+        derived: dict[str, dict[str, Any]] | None = None,
         previous: tuple[FaissStore, npt.NDArray[np.int64]] | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
@@ -146,15 +164,22 @@ class CorpusIndex:
         """
         sentences: list[Sentence] = []
         chunks: list[Chunk] = []
-        tokens: dict[str, list[list[str]]] = {}
         segmented = segmented or {}
+        carried = derived or {}
+        kept_derived: dict[str, dict[str, Any]] = {}
+        tokens: list[list[str]] = []
         for doc in docs:
             if doc.doc_id in segmented:
-                doc_sentences, doc_chunks, tokens[doc.doc_id] = segmented[doc.doc_id]
+                doc_sentences, doc_chunks = segmented[doc.doc_id]
+                cache = carried.get(doc.doc_id, {})
             else:
                 doc_sentences = segment(doc.doc_id, doc.text)
                 doc_chunks = chunk_sentences(doc.doc_id, doc_sentences)
-                tokens[doc.doc_id] = [tokenize(s.text) for s in doc_sentences]
+                cache = {}
+            if "tokens" not in cache:
+                cache["tokens"] = _tokens(doc_sentences)
+            kept_derived[doc.doc_id] = cache
+            tokens.extend(cache["tokens"])
             sentences.extend(doc_sentences)
             chunks.extend(doc_chunks)
         reuse = reuse or {}
@@ -191,8 +216,8 @@ class CorpusIndex:
             chunks=chunks,
             vectors=vectors,
             store=store,
-            lexical=LexicalIndex.from_tokens([t for d in docs for t in tokens[d.doc_id]]),
-            _doc_tokens=tokens,
+            lexical=LexicalIndex.from_tokens(tokens),
+            _derived=kept_derived,
         )
 
     def updated(
@@ -227,13 +252,9 @@ class CorpusIndex:
             seed_checksum=seed_checksum or self.manifest.seed_checksum,
             reuse=reuse,
             segmented={
-                d.doc_id: (
-                    self.sentences_of(d.doc_id),
-                    self.chunks_of(d.doc_id),
-                    self.tokens_of(d.doc_id),
-                )
-                for d in kept
+                d.doc_id: (self.sentences_of(d.doc_id), self.chunks_of(d.doc_id)) for d in kept
             },
+            derived={d.doc_id: self._derived.get(d.doc_id, {}) for d in kept},
             previous=(self.store, kept_positions)
             if same_model and isinstance(self.store, FaissStore)
             else None,
@@ -351,6 +372,10 @@ class CorpusIndex:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: counts disagree")
         return cls(manifest, {d.doc_id: d for d in documents}, sentences, chunks, vectors, store,
                    lexical)  # fmt: skip
+
+
+def _tokens(sentences: list[Sentence]) -> list[list[str]]:
+    return [tokenize(s.text) for s in sentences]
 
 
 def _remove_all_but(snapshots: Path, keep: str) -> None:

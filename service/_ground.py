@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
+from index import Sentence
 from service._compose import VerifiedClaim
 from service._reply import Claim
 from service._retrieve import Retrieval, Retriever
@@ -134,6 +135,11 @@ def holds_what_is_asked(question: str, answer: str) -> bool:
     return True
 
 
+def _addressing_reader(sentences: list[Sentence]) -> list[int]:
+    """Offsets, within a document, of its sentences that address the model or reader."""
+    return [k for k, s in enumerate(sentences) if addresses_reader(s.text)]
+
+
 class Grounder:
     """Judges claims and answers against the sentences of one index."""
 
@@ -142,9 +148,13 @@ class Grounder:
         self.min_claim_support = settings.min_claim_support
         self.min_evidence = settings.min_evidence
         self.min_coverage = settings.min_question_coverage
-        sentences = retriever.index.sentences
         # Instructions planted in documents are never evidence.
-        self.untrusted = frozenset(i for i, s in enumerate(sentences) if addresses_reader(s.text))
+        index = retriever.index
+        self.untrusted = frozenset(
+            index.positions_of(doc_id)[k]
+            for doc_id in index.documents
+            for k in index.derived(doc_id, "addresses_reader", _addressing_reader)
+        )
 
     def verify(
         self, question: str, claims: Sequence[Claim], context: list[int]

@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from index import CorpusIndex, Embedder, Vectors
+from index import CorpusIndex, Embedder, Sentence, Vectors
 from service._schemas import Passage, SentenceHit
 from service._settings import Settings
 from service._verify import Terms, coverage, terms
@@ -46,6 +46,10 @@ class Retrieval:
     candidates: list[Candidate]
 
 
+def _term_counts(sentences: list[Sentence]) -> Counter[str]:
+    return Counter(t for s in sentences for t in terms(s.text))
+
+
 class Retriever:
     """Ranks an index's sentences for questions; holds the corpus-wide term statistics."""
 
@@ -54,7 +58,10 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         # Rare words say more about whether a sentence answers a question than common ones.
-        frequency = Counter(t for s in index.sentences for t in terms(s.text))
+        # Counted per document and kept across writes, so a write recounts only its own.
+        frequency: Counter[str] = Counter()
+        for doc_id in index.documents:
+            frequency.update(index.derived(doc_id, "term_counts", _term_counts))
         n = len(index.sentences)
         self.idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
         self._titles = {d.doc_id: terms(d.title) for d in index.documents.values()}

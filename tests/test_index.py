@@ -18,6 +18,8 @@ from index import (
     read_documents,
     segment,
 )
+from service import Settings
+from service._retrieve import Retriever
 from tests.conftest import ARTICLE, ARTICLE_TEXT, HashingEmbedder
 
 
@@ -235,6 +237,10 @@ def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmb
     assert grown.content_digest == fresh.content_digest
     query = hashing_embedder.encode(["When does the plant open?"])
     assert grown.store.search(query, 5)[1].tolist() == fresh.store.search(query, 5)[1].tolist()
+    settings = Settings()
+    assert Retriever(grown, hashing_embedder, settings).idf == (
+        Retriever(fresh, hashing_embedder, settings).idf
+    )  # the per-document counts kept across the write add up to the fresh ones
     shrunk = grown.updated(hashing_embedder, deletes=["memo"])
     again = CorpusIndex.build(docs, hashing_embedder)
     assert shrunk.content_digest == again.content_digest
