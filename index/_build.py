@@ -35,7 +35,7 @@ from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
 from index._lexical import LexicalIndex, tokenize
-from index._segment import Sentence, segment
+from index._segment import SEGMENTER, Sentence, segment
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
@@ -75,6 +75,7 @@ class Manifest(msgspec.Struct, frozen=True):
     chunks: int
     vector_index: str  # "flat" or "hnsw"
     built_at: float
+    segmenter: str = "pysbd 0.3.4 en"  # what split the sentences (index/_segment.py)
     files: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -208,6 +209,7 @@ class CorpusIndex:
             chunks=len(chunks),
             vector_index=store.kind,
             built_at=time.time(),
+            segmenter=SEGMENTER,
         )
         return cls(
             manifest=manifest,
@@ -433,6 +435,16 @@ def load_or_build(
         index.save(directory)
         return index
     _remove_all_but(directory / "snapshots", (directory / "CURRENT").read_text().strip())
+    if index.manifest.segmenter != SEGMENTER or index.manifest.dim != embedder.dim:
+        # Sentences split another way, or vectors of another size: nothing can be kept.
+        log.info("rebuilding index: segmenter or embedding size changed")
+        index = CorpusIndex.build(
+            list(index.documents.values()),
+            embedder,
+            progress=progress,
+            seed_checksum=index.manifest.seed_checksum,
+        )
+        index.save(directory)
     model_changed = index.manifest.model_id != embedder.model_id
     seed_changed = sync_seed and index.manifest.seed_checksum != seed_checksum
     if model_changed and not seed_changed:

@@ -27,9 +27,14 @@ class Sentence(msgspec.Struct, frozen=True):
     text: str
 
 
+LANGUAGE = "en"
+# What split the sentences: an index split another way is rebuilt, not updated.
+SEGMENTER = f"pysbd {getattr(pysbd, '__version__', '?')} {LANGUAGE}"
+
+
 @lru_cache(maxsize=1)
 def _segmenter() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False)
+    return pysbd.Segmenter(language=LANGUAGE, clean=False)
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -245,3 +246,20 @@ def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmb
     again = CorpusIndex.build(docs, hashing_embedder)
     assert shrunk.content_digest == again.content_digest
     assert shrunk.store.search(query, 5)[1].tolist() == again.store.search(query, 5)[1].tolist()
+
+
+def test_an_index_split_another_way_is_rebuilt_not_updated(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    docs = read_documents([ARTICLE])
+    extra = Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new.")
+    index = CorpusIndex.build(docs, hashing_embedder).updated(hashing_embedder, upserts=[extra])
+    index.manifest = msgspec.structs.replace(index.manifest, segmenter="other 1.0 de")
+    index.save(tmp_path)
+    reopened = load_or_build(tmp_path, docs, hashing_embedder)
+    assert reopened.manifest.segmenter != "other 1.0 de"
+    assert set(reopened.documents) == {"renault-geely-mou", "memo"}  # added documents stay
+    assert (
+        reopened.content_digest
+        == CorpusIndex.build([*docs, extra], hashing_embedder).content_digest
+    )
