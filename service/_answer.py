@@ -21,10 +21,10 @@ import msgspec
 from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import BusyError, LLMError
-from service._ground import Abstention, Grounder, answerability
+from service._ground import Abstention, Grounder, answerability, p_yes
 from service._llm import ChatModel, QueuedChatModel, Token
 from service._observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
-from service._prompts import render_answer_prompt
+from service._prompts import render_answer_prompt, render_judge_prompt
 from service._reply import Claim, ReplyParser
 from service._retrieve import Candidate, Retrieval, Retriever
 from service._schemas import AnswerMode, AskResponse, Citation, Passage
@@ -217,6 +217,8 @@ class Answerer:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
         elif not candidates or candidates[0].evidence < self.settings.min_evidence:
             response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
+        elif await self._judged_unanswered(self.llm, retrieval, timings):
+            response = self._abstain("llm", passages, timings, Abstention.JUDGED)
         else:
             async with aclosing(
                 self._llm_events(self.llm, retrieval, passages, timings, started)
@@ -227,6 +229,32 @@ class Answerer:
         timings["total"] = _ms(started)
         for event in _replay(response):
             yield event
+
+    async def _judged_unanswered(
+        self, llm: ChatModel, retrieval: Retrieval, timings: dict[str, float]
+    ) -> bool:
+        """With ``support_judge_min`` set: whether the LLM doubts the top sentences answer.
+
+        The LLM is asked yes or no; its P(yes) comes from the first token's logprobs. A
+        failed call or a server without logprobs never withholds an answer.
+        """
+        threshold = self.settings.support_judge_min
+        if threshold <= 0:
+            return False
+        top = [self.index.sentences[c.index].text for c in retrieval.candidates[:3]]
+        messages = render_judge_prompt(top, retrieval.question)
+        started = time.perf_counter()
+        probability: float | None = None
+        try:
+            with anyio.fail_after(self.settings.llm_deadline_s):
+                async with aclosing(llm.stream(messages, max_tokens=1)) as tokens:
+                    async for token in tokens:
+                        probability = p_yes(token.top)
+                        break
+        except (LLMError, TimeoutError) as exc:
+            log.warning("support judge failed: %s", exc or "timed out")
+        timings["judge"] = _ms(started)
+        return probability is not None and probability < threshold
 
     async def _llm_events(
         self,

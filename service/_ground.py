@@ -35,6 +35,7 @@ __all__ = [
     "answerability",
     "cuts_a_list",
     "holds_what_is_asked",
+    "p_yes",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Abstention(StrEnum):
     OFF_POINT = "off_point"  # supported claims, but their sentences miss the question
     MISSING_ASKED = "missing_asked_for"  # the answer lacks the figure/time/place asked for
     UNSURE = "llm_unsure"  # the LLM's own probability of refusing was too high
+    JUDGED = "judged_unanswered"  # the LLM, asked yes/no, doubted the sources answer
     LLM_FAILED = "llm_failed"  # the LLM failed and no sentence answers on its own
 
 
@@ -99,6 +101,13 @@ def answerability(top: Sequence[tuple[str, float]]) -> float | None:
         if token.strip() and "not found".startswith(token.strip().lower())
     )
     return round(max(0.0, 1.0 - refusing), 4)
+
+
+def p_yes(top: Sequence[tuple[str, float]]) -> float | None:
+    """P(yes) of a yes/no reply, from its first token's alternatives; None without them."""
+    yes = sum(math.exp(lp) for t, lp in top if t.strip().lower().startswith("yes"))
+    no = sum(math.exp(lp) for t, lp in top if t.strip().lower().startswith("no"))
+    return round(yes / (yes + no), 4) if yes + no > 0 else None
 
 
 def cuts_a_list(question: str, answer: str, sources: Sequence[str]) -> bool:

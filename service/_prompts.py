@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from string import Template
 
-__all__ = ["render_answer_prompt", "render_condense_prompt"]
+__all__ = ["render_answer_prompt", "render_condense_prompt", "render_judge_prompt"]
 
 _SYSTEM = "--- system ---"
 _USER = "--- user ---"
@@ -40,4 +40,14 @@ def render_condense_prompt(
     return [
         {"role": "system", "content": system.substitute()},
         {"role": "user", "content": user.substitute(history=lines, question=question)},
+    ]
+
+
+def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
+    """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
+    system, user = _template("judge")
+    text = "\n".join(" ".join(t.split()) for t in sentences)
+    return [
+        {"role": "system", "content": system.substitute()},
+        {"role": "user", "content": user.substitute(sentences=text, question=question)},
     ]

@@ -136,6 +136,33 @@ def test_a_low_answerability_withholds_the_answer_and_stops_generating(
     assert answered["answerability"] == pytest.approx(0.9)
 
 
+def test_the_opt_in_support_judge_withholds_what_it_doubts_before_the_answer_is_asked(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge_min=0.5)
+    doubt = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
+    trust = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+    upstream.queue(doubt, trust, cma_reply(upstream))
+    asked = len(upstream.requests)
+    withheld = ask_events(base, {"question": KOREA})[-1][1]
+    assert withheld["abstained_because"] == "judged_unanswered" and withheld["citations"] == []
+    assert "judge" in withheld["timings_ms"]
+    assert len(upstream.requests) == asked + 1  # the answer was never asked for
+    judge_prompt = upstream.requests[-1]["messages"][-1]["content"]
+    assert KOREA in judge_prompt and "Lingke" in judge_prompt  # the top sentences, fenced
+    answered = ask_events(base, {"question": KOREA})[-1][1]
+    assert answered["answerable"] is True and CMA in answered["citations"][0]["text"]
+
+
+def test_the_support_judge_is_off_by_default(live_server: Server, upstream: QueuedUpstream) -> None:
+    base = live_server()
+    upstream.queue(cma_reply(upstream))
+    asked = len(upstream.requests)
+    answered = ask_events(base, {"question": KOREA})[-1][1]
+    assert answered["answerable"] is True and "judge" not in answered["timings_ms"]
+    assert len(upstream.requests) == asked + 1
+
+
 BRANDS = "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobilize"
 
 
