@@ -13,6 +13,7 @@ from index._documents import Document, corpus_checksum, markdown_title, read_doc
 from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
 from index._lexical import LexicalIndex, tokenize
 from index._segment import Sentence, segment, split_spans
+from index._stages import EmbedBatch, assemble, split_batch
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Chunk",
     "CorpusIndex",
     "Document",
+    "EmbedBatch",
     "Embedder",
     "FaissStore",
     "IndexFormatError",
@@ -31,12 +33,14 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "VectorStore",
     "Vectors",
+    "assemble",
     "chunk_sentences",
     "corpus_checksum",
     "load_or_build",
     "markdown_title",
     "read_documents",
     "segment",
+    "split_batch",
     "split_spans",
     "tokenize",
 ]

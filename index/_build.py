@@ -35,7 +35,8 @@ from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
 from index._lexical import LexicalIndex, tokenize
-from index._segment import SEGMENTER, Sentence, segment
+from index._segment import SEGMENTER, Sentence
+from index._stages import sentences_of_rows, split_batch
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
@@ -152,6 +153,7 @@ class CorpusIndex:
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
         segmented: dict[str, tuple[list[Sentence], list[Chunk]]] | None = None,
         derived: dict[str, dict[str, Any]] | None = None,
+        split: dict[str, tuple[list[Sentence], list[list[str]]]] | None = None,
         previous: tuple[FaissStore, npt.NDArray[np.int64]] | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
@@ -162,11 +164,24 @@ class CorpusIndex:
         splitting is most of what a rebuild costs. ``previous`` is the old vector store and
         the old positions of the first sentences, which it holds: it is updated (their
         vectors kept, the rest added, the removed ones tombstoned) instead of rebuilt.
+        ``split`` holds sentences and tokens already made by the split stage
+        (``index/_stages.py``); the other documents go through that stage here.
         """
         sentences: list[Sentence] = []
         chunks: list[Chunk] = []
         segmented = segmented or {}
         carried = derived or {}
+        fresh_docs = [
+            d for d in docs if d.doc_id not in segmented and d.doc_id not in (split or {})
+        ]
+        split = {
+            **(split or {}),
+            **sentences_of_rows(
+                split_batch(
+                    {"doc_id": [d.doc_id for d in fresh_docs], "text": [d.text for d in fresh_docs]}
+                )
+            ),
+        }
         kept_derived: dict[str, dict[str, Any]] = {}
         tokens: list[list[str]] = []
         for doc in docs:
@@ -174,9 +189,9 @@ class CorpusIndex:
                 doc_sentences, doc_chunks = segmented[doc.doc_id]
                 cache = carried.get(doc.doc_id, {})
             else:
-                doc_sentences = segment(doc.doc_id, doc.text)
+                doc_sentences, doc_tokens = split.get(doc.doc_id, ([], []))
                 doc_chunks = chunk_sentences(doc.doc_id, doc_sentences)
-                cache = {}
+                cache = {"tokens": doc_tokens}
             if "tokens" not in cache:
                 cache["tokens"] = _tokens(doc_sentences)
             kept_derived[doc.doc_id] = cache

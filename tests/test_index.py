@@ -11,13 +11,16 @@ import pytest
 from index import (
     CorpusIndex,
     Document,
+    EmbedBatch,
     FaissStore,
     IndexFormatError,
     IndexMissingError,
+    assemble,
     chunk_sentences,
     load_or_build,
     read_documents,
     segment,
+    split_batch,
 )
 from service import Settings
 from service._retrieve import Retriever
@@ -263,3 +266,28 @@ def test_an_index_split_another_way_is_rebuilt_not_updated(
         reopened.content_digest
         == CorpusIndex.build([*docs, extra], hashing_embedder).content_digest
     )
+
+
+def test_the_build_stages_over_batches_give_the_index_a_single_build_gives(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    docs = [
+        *read_documents([ARTICLE]),
+        Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new."),
+        Document(doc_id="note", title="Note", text="Geely builds engines. Renault sells cars."),
+    ]
+    # As map_batches would: documents in batches of two, sentences in batches of five.
+    rows: dict[str, list[object]] = {}
+    for i in range(0, len(docs), 2):
+        part = docs[i : i + 2]
+        split = split_batch({"doc_id": [d.doc_id for d in part], "text": [d.text for d in part]})
+        for j in range(0, len(split["text"]), 5):
+            embedded = EmbedBatch(hashing_embedder)({k: v[j : j + 5] for k, v in split.items()})
+            for column, values in embedded.items():
+                rows.setdefault(column, []).extend(values)
+    staged = assemble(docs, rows, hashing_embedder)
+    single = CorpusIndex.build(docs, hashing_embedder)
+    assert staged.content_digest == single.content_digest
+    np.testing.assert_allclose(staged.vectors, single.vectors, atol=1e-6)
+    query = hashing_embedder.encode(["Who builds engines?"])
+    assert staged.store.search(query, 3)[1].tolist() == single.store.search(query, 3)[1].tolist()
