@@ -6,7 +6,9 @@ from index._build import (
     IndexFormatError,
     IndexMissingError,
     Manifest,
+    hold_snapshots,
     load_or_build,
+    release_snapshots,
 )
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum, markdown_title, read_documents
@@ -36,9 +38,11 @@ __all__ = [
     "assemble",
     "chunk_sentences",
     "corpus_checksum",
+    "hold_snapshots",
     "load_or_build",
     "markdown_title",
     "read_documents",
+    "release_snapshots",
     "segment",
     "split_batch",
     "split_spans",

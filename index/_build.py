@@ -45,7 +45,9 @@ __all__ = [
     "IndexFormatError",
     "IndexMissingError",
     "Manifest",
+    "hold_snapshots",
     "load_or_build",
+    "release_snapshots",
 ]
 
 log = logging.getLogger(__name__)
@@ -395,10 +397,50 @@ def _tokens(sentences: list[Sentence]) -> list[list[str]]:
     return [tokenize(s.text) for s in sentences]
 
 
+LEASE_TTL_S = 60.0
+
+
+def hold_snapshots(directory: Path, holder: str, names: Iterable[str]) -> None:
+    """Lease snapshots for a reader in another process, so that writes do not delete them.
+
+    A read replica renews its lease (``DIR/leases/<holder>``) at every check of CURRENT;
+    a lease not renewed for ``LEASE_TTL_S`` seconds no longer holds anything.
+    """
+    leases = directory / "leases"
+    leases.mkdir(parents=True, exist_ok=True)
+    tmp = leases / f".{holder}.tmp"
+    tmp.write_text("\n".join(names))
+    os.replace(tmp, leases / holder)
+
+
+def release_snapshots(directory: Path, holder: str) -> None:
+    """Drop a reader's lease."""
+    (directory / "leases" / holder).unlink(missing_ok=True)
+
+
+def _held(directory: Path) -> set[str]:
+    """Snapshots that live leases hold; stale leases are removed."""
+    held: set[str] = set()
+    leases = directory / "leases"
+    if not leases.is_dir():
+        return held
+    now = time.time()
+    for lease in leases.iterdir():
+        try:
+            if now - lease.stat().st_mtime > LEASE_TTL_S:
+                lease.unlink(missing_ok=True)
+                continue
+            held.update(lease.read_text().split())
+        except OSError:
+            continue
+    return held
+
+
 def _remove_all_but(snapshots: Path, keep: str) -> None:
-    """Delete old snapshots and the leftovers of interrupted writes."""
+    """Delete old snapshots no reader holds, and the leftovers of interrupted writes."""
+    held = _held(snapshots.parent)
     for old in snapshots.iterdir():
-        if old.name != keep:
+        if old.name != keep and old.name not in held:
             shutil.rmtree(old, ignore_errors=True)
 
 

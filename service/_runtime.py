@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,10 @@ from index import (
     IndexFormatError,
     IndexMissingError,
     SentenceTransformerEmbedder,
+    hold_snapshots,
     load_or_build,
     read_documents,
+    release_snapshots,
 )
 from service._answer import Answerer
 from service._embedded import EmbeddedServer, assemble_model
@@ -76,14 +80,20 @@ class Runtime:
         be loaded yet (removed by its writer mid-read, say) is tried again at the next check;
         the one in memory goes on serving meanwhile.
         """
+        holder = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self._lease = (directory, holder)
 
         async def loop() -> None:
             serving = _current(directory)
             while True:
+                name = _current(directory)
+                # The lease keeps the writer from deleting what this replica serves or loads.
+                hold_snapshots(directory, holder, {n for n in (serving, name) if n})
                 await asyncio.sleep(interval_s)
                 name = _current(directory)
                 if name is None or name == serving:
                     continue
+                hold_snapshots(directory, holder, {n for n in (serving, name) if n})
                 old = self.answerer
                 try:
                     index = await anyio.to_thread.run_sync(CorpusIndex.load, directory)
@@ -105,8 +115,12 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    _lease: tuple[Path, str] | None = None
+
     async def aclose(self) -> None:
-        """Release the LLM client and the embedded server."""
+        """Release the LLM client, the embedded server and a replica's snapshot lease."""
+        if self._lease is not None:
+            release_snapshots(*self._lease)
         for task in list(self._tasks):
             task.cancel()
         if self.llm is not None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import msgspec
@@ -17,8 +19,10 @@ from index import (
     IndexMissingError,
     assemble,
     chunk_sentences,
+    hold_snapshots,
     load_or_build,
     read_documents,
+    release_snapshots,
     segment,
     split_batch,
 )
@@ -291,3 +295,24 @@ def test_the_build_stages_over_batches_give_the_index_a_single_build_gives(
     np.testing.assert_allclose(staged.vectors, single.vectors, atol=1e-6)
     query = hashing_embedder.encode(["Who builds engines?"])
     assert staged.store.search(query, 3)[1].tolist() == single.store.search(query, 3)[1].tolist()
+
+
+def test_a_snapshot_a_reader_holds_survives_writes_until_its_lease_goes_stale(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    docs = read_documents([ARTICLE])
+    index = CorpusIndex.build(docs, hashing_embedder)
+    first = index.save(tmp_path).name
+    hold_snapshots(tmp_path, "replica-1", [first])
+    memo = Document(doc_id="memo", title="Memo", text="The plant opens in May.")
+    second = index.updated(hashing_embedder, upserts=[memo])
+    second.save(tmp_path)
+    assert (tmp_path / "snapshots" / first).is_dir()  # held: a replica may be loading it
+    old = time.time() - 3600
+    os.utime(tmp_path / "leases" / "replica-1", (old, old))
+    second.updated(hashing_embedder, deletes=["memo"]).save(tmp_path)
+    assert not (tmp_path / "snapshots" / first).exists()  # the stale lease held nothing
+    assert not (tmp_path / "leases" / "replica-1").exists()
+    hold_snapshots(tmp_path, "replica-2", ["x"])
+    release_snapshots(tmp_path, "replica-2")
+    assert list((tmp_path / "leases").iterdir()) == []

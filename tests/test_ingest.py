@@ -392,6 +392,9 @@ def test_a_read_only_replica_follows_the_writer_and_refuses_writes(tmp_path: Pat
             return {d["doc_id"] for d in documents}
 
         assert on_reader() == {"renault-geely-mou"}
+        _until(lambda: (tmp_path / "leases").is_dir() and any((tmp_path / "leases").iterdir()))
+        (lease,) = (tmp_path / "leases").iterdir()  # the snapshot it serves is held for it
+        assert lease.read_text() == (tmp_path / "CURRENT").read_text().strip()
         added = httpx.post(
             writer_base + "/v1/documents",
             json={"doc_id": "memo", "text": "The plant opens in May."},
