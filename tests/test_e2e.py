@@ -27,9 +27,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    yield from _serve(tmp_path_factory.mktemp("e2e"), {})
+
+
+def _serve(workdir: Path, extra_env: dict[str, str]) -> Iterator[httpx.Client]:
+    """Run `citeqa serve` in its own process until the generator is closed."""
     port = _free_port()
-    workdir = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "CITEQA_INDEX_DIR": str(workdir / "index"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "CITEQA_INDEX_DIR": str(workdir / "index"),
+        "HF_HUB_OFFLINE": "1",
+        **extra_env,
+    }
     log = (workdir / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "service._cli", "serve", "--port", str(port)],
@@ -164,3 +173,37 @@ def test_a_frontend_title_task_gets_a_short_plain_reply(server: httpx.Client) ->
     ).json()
     message = body["choices"][0]["message"]
     assert message["citations"] == [] and "title" in message["content"]
+
+
+def test_an_llm_server_in_its_own_process_answers_through_the_openai_api(
+    tmp_path: Path,
+) -> None:
+    """The external-LLM setup: llama.cpp's HTTP server started on its own, found by URL."""
+    llm = subprocess.Popen(
+        [sys.executable, "-m", "tests.llm_server"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    served = None
+    try:
+        assert llm.stdout is not None
+        base_url = llm.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:"), base_url
+        served = _serve(tmp_path, {"CITEQA_LLM_BASE_URL": base_url})
+        client = next(served)
+        ready = client.get("/readyz").json()
+        assert ready["embedded_llm"] is False
+        body = client.post(
+            "/v1/ask", json={"question": "Which platform underpins the Korean models?"}
+        ).json()
+        assert body["answerable"] is True and body["degraded"] is False
+        assert "CMA" in body["citations"][0]["text"]
+        assert body["answerability"] is not None  # its logprobs come through the OpenAI API
+    finally:
+        if served is not None:
+            served.close()
+        llm.terminate()
+        llm.wait(timeout=30)
+        if llm.stdout is not None:
+            llm.stdout.close()
