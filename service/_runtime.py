@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -53,6 +54,7 @@ class Runtime:
 
     _rewarm_wanted: bool = False
     _rewarming: asyncio.Task[None] | None = None
+    _lease: tuple[Path, str] | None = None  # a read replica's hold on the snapshots it uses
 
     def rewarm(self, settle_s: float = 1.0) -> None:
         """Re-warm the LLM's prompt cache for the current answerer, once per burst of writes.
@@ -83,17 +85,22 @@ class Runtime:
         holder = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._lease = (directory, holder)
 
+        def hold(*names: str | None) -> None:
+            # The lease keeps the writer from deleting what this replica serves or loads.
+            try:
+                hold_snapshots(directory, holder, {n for n in names if n})
+            except OSError as exc:  # a read-only mount: serve on, without the protection
+                log.debug("cannot lease snapshots in %s: %s", directory, exc)
+
         async def loop() -> None:
             serving = _current(directory)
             while True:
-                name = _current(directory)
-                # The lease keeps the writer from deleting what this replica serves or loads.
-                hold_snapshots(directory, holder, {n for n in (serving, name) if n})
+                hold(serving, _current(directory))
                 await asyncio.sleep(interval_s)
                 name = _current(directory)
                 if name is None or name == serving:
                     continue
-                hold_snapshots(directory, holder, {n for n in (serving, name) if n})
+                hold(serving, name)
                 old = self.answerer
                 try:
                     index = await anyio.to_thread.run_sync(CorpusIndex.load, directory)
@@ -115,12 +122,11 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    _lease: tuple[Path, str] | None = None
-
     async def aclose(self) -> None:
         """Release the LLM client, the embedded server and a replica's snapshot lease."""
         if self._lease is not None:
-            release_snapshots(*self._lease)
+            with contextlib.suppress(OSError):
+                release_snapshots(*self._lease)
         for task in list(self._tasks):
             task.cancel()
         if self.llm is not None:
