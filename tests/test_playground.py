@@ -112,3 +112,19 @@ def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not
     page.get_by_role("button", name="Show source 1 in its document").click()
     expect(page.locator("mark.current")).to_have_text(ROCKET)
     assert errors == []
+
+
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_memory(
+    live_server: Callable[..., str], upstream: QueuedUpstream, browser: Browser
+) -> None:
+    base = live_server(api_keys=SecretStr("reader-key"))
+    page = browser.new_page()
+    page.goto(base + "/")
+    key = page.get_by_label("API key")
+    expect(key).to_be_visible()  # the document list got a 401
+    key.fill("reader-key")
+    expect(page.get_by_role("button", name=re.compile(r"^renault-geely-mou"))).to_be_visible()
+    upstream.queue(cma_reply(upstream))
+    _ask(page, KOREA, "done")
+    assert page.evaluate("() => [localStorage.length, sessionStorage.length]") == [0, 0]
+    assert "reader-key" not in page.evaluate("() => document.cookie")
