@@ -202,13 +202,13 @@ class CorpusIndex:
             chunks.extend(doc_chunks)
         reuse = reuse or {}
         missing = [i for i, s in enumerate(sentences) if s.sentence_id not in reuse]
-        fresh = embedder.encode([sentences[i].text for i in missing], progress=progress)
         vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
         for i, s in enumerate(sentences):
             if s.sentence_id in reuse:
                 vectors[i] = reuse[s.sentence_id]
-        if missing:
-            vectors[missing] = fresh
+        if missing:  # only new text is embedded
+            texts = [sentences[i].text for i in missing]
+            vectors[missing] = embedder.encode(texts, progress=progress)
         if previous is not None:
             old, kept = previous
             store = old.updated(kept, vectors[len(kept) :], vectors, hnsw_threshold=hnsw_threshold)

@@ -129,7 +129,23 @@ def index_group() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Index directory.")
 @click.option("--force", is_flag=True, help="Replace the index already in the directory, if any.")
-def build(paths: tuple[Path, ...], out: Path | None, force: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Split and embed in this process, or on Ray Data (pip install 'citeqa[ray]').",
+)
+@click.option("--address", default=None, help="Ray cluster address; default: a local Ray.")
+@click.option("--actors", type=click.IntRange(1), default=2, show_default=True)
+def build(
+    paths: tuple[Path, ...],
+    out: Path | None,
+    force: bool,
+    engine: str,
+    address: str | None,
+    actors: int,
+) -> None:
     """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article.
 
     An index already in the directory (the served one, by default) is kept unless
@@ -145,7 +161,14 @@ def build(paths: tuple[Path, ...], out: Path | None, force: bool) -> None:
         docs = read_documents(settings.seed_paths)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    index = CorpusIndex.build(docs, SentenceTransformerEmbedder(), progress=True)
+    if engine == "ray":
+        try:
+            from index._ray import build_on_ray
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise click.ClickException("--engine ray needs: pip install 'citeqa[ray]'") from exc
+        index = build_on_ray(docs, address=address, actors=actors)
+    else:
+        index = CorpusIndex.build(docs, SentenceTransformerEmbedder(), progress=True)
     snapshot = index.save(settings.index_dir)
     m = index.manifest
     click.echo(

@@ -316,3 +316,23 @@ def test_a_snapshot_a_reader_holds_survives_writes_until_its_lease_goes_stale(
     hold_snapshots(tmp_path, "replica-2", ["x"])
     release_snapshots(tmp_path, "replica-2")
     assert list((tmp_path / "leases").iterdir()) == []
+
+
+def test_a_build_on_ray_equals_a_local_build(hashing_embedder: HashingEmbedder) -> None:
+    from index._ray import build_on_ray
+
+    docs = [
+        *read_documents([ARTICLE]),
+        Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new."),
+    ]
+    on_ray = build_on_ray(
+        docs,
+        model_id=hashing_embedder.model_id,
+        make_embedder=HashingEmbedder,
+        docs_per_batch=1,
+        sentences_per_batch=4,
+    )
+    local = CorpusIndex.build(docs, hashing_embedder)
+    assert on_ray.content_digest == local.content_digest
+    assert on_ray.manifest.model_id == local.manifest.model_id
+    np.testing.assert_allclose(on_ray.vectors, local.vectors, atol=1e-6)
