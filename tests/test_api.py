@@ -184,7 +184,7 @@ def test_openapi_schema_documents_bodies_errors_and_streams(make_client: Client)
 
 
 def test_schemathesis_finds_no_5xx_and_no_undocumented_response(
-    live_server: Callable[..., str],
+    live_server: Callable[..., str], tmp_path: Path
 ) -> None:
     """Fuzz every operation from the OpenAPI schema against a live server."""
     base = live_server(admin_keys=SecretStr("admin-1"), rate_limit_per_minute=0)
@@ -194,7 +194,7 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_response(
     run = subprocess.run(
         [str(cli), "run", f"{base}/schema/openapi.json", "-H", "Authorization: Bearer admin-1",
          "--checks", checks, "--max-examples", "20", "--seed", "1", "--no-color"],
-        capture_output=True, text=True, timeout=500, check=False,
+        capture_output=True, text=True, timeout=500, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:]
     assert "passed" in run.stdout
