@@ -128,10 +128,6 @@ class CorpusIndex:
             cache[name] = compute(self.sentences_of(doc_id))
         return cast(_T, cache[name])
 
-    def tokens_of(self, doc_id: str) -> list[list[str]]:
-        """The BM25 tokens of one document's sentences."""
-        return self.derived(doc_id, "tokens", _tokens)
-
     def chunk_of(self, sentence_index: int) -> Chunk:
         """The first chunk that holds the sentence."""
         sentence = self.sentences[sentence_index]
@@ -264,7 +260,6 @@ class CorpusIndex:
         kept_positions = np.array(
             [i for d in kept for i in self._doc_sentences.get(d.doc_id, [])], dtype=np.int64
         )
-
         return CorpusIndex.build(
             [*kept, *upserts],
             embedder,
@@ -452,11 +447,8 @@ def _incompatible(directory: Path, found: object) -> IndexFormatError:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fsync(path: Path) -> None:

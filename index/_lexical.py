@@ -38,13 +38,11 @@ class LexicalIndex:
         self._size = size
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> LexicalIndex:
-        """Index ``texts``; an all-empty corpus gives an index that finds nothing."""
-        return cls.from_tokens([tokenize(t) for t in texts])
-
-    @classmethod
     def from_tokens(cls, tokens: Sequence[list[str]]) -> LexicalIndex:
-        """Index texts already passed through :func:`tokenize`, one list per sentence."""
+        """Index texts passed through :func:`tokenize`, one list per sentence.
+
+        An all-empty corpus gives an index that finds nothing.
+        """
         corpus = [t or ["\0"] for t in tokens]
         if not corpus:
             return cls(None, 0)

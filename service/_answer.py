@@ -213,15 +213,17 @@ class Answerer:
         passages = self.retriever.passages(retrieval.candidates, top_k)
         timings = {"retrieve": _ms(started)}
         candidates = retrieval.candidates
+        # One answer's LLM time, the support judge's included, ends here.
+        deadline = time.monotonic() + self.settings.llm_deadline_s
         if mode == "extractive" or self.llm is None:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
         elif not candidates or candidates[0].evidence < self.settings.min_evidence:
             response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
-        elif await self._judged_unanswered(self.llm, retrieval, timings):
+        elif await self._judged_unanswered(self.llm, retrieval, timings, deadline):
             response = self._abstain("llm", passages, timings, Abstention.JUDGED)
         else:
             async with aclosing(
-                self._llm_events(self.llm, retrieval, passages, timings, started)
+                self._llm_events(self.llm, retrieval, passages, timings, started, deadline)
             ) as events:
                 async for event in events:
                     yield event
@@ -231,7 +233,7 @@ class Answerer:
             yield event
 
     async def _judged_unanswered(
-        self, llm: ChatModel, retrieval: Retrieval, timings: dict[str, float]
+        self, llm: ChatModel, retrieval: Retrieval, timings: dict[str, float], deadline: float
     ) -> bool:
         """With ``support_judge_min`` set: whether the LLM doubts the top sentences answer.
 
@@ -246,13 +248,15 @@ class Answerer:
         started = time.perf_counter()
         probability: float | None = None
         try:
-            with anyio.fail_after(self.settings.llm_deadline_s):
-                async with aclosing(llm.stream(messages, max_tokens=1)) as tokens:
-                    async for token in tokens:
-                        probability = p_yes(token.top)
-                        break
-        except (LLMError, TimeoutError) as exc:
-            log.warning("support judge failed: %s", exc or "timed out")
+            async with (
+                aclosing(llm.stream(messages, max_tokens=1)) as tokens,
+                aclosing(_until(tokens, deadline)) as timed,
+            ):
+                async for token in timed:
+                    probability = p_yes(token.top)
+                    break
+        except LLMError as exc:
+            log.warning("support judge failed: %s", exc)
         timings["judge"] = _ms(started)
         return probability is not None and probability < threshold
 
@@ -263,6 +267,7 @@ class Answerer:
         passages: list[Passage],
         timings: dict[str, float],
         started: float,
+        deadline: float,
     ) -> AsyncGenerator[AskEvent, None]:
         context, messages = self._prompt(retrieval)
         parser = ReplyParser(context)
@@ -271,7 +276,6 @@ class Answerer:
         failure: LLMError | None = None
         confidence: float | None = None
         unsure = False
-        deadline = time.monotonic() + self.settings.llm_deadline_s
         try:
             async with (
                 aclosing(llm.stream(messages, max_tokens=self.settings.llm_max_tokens)) as tokens,

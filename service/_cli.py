@@ -38,12 +38,9 @@ def _settings(**overrides: Any) -> Settings:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """Question answering with verified sentence citations."""
-    _logging(verbose=verbose, json=Settings().log_format == "json")
-
-
-def _logging(*, verbose: bool, json: bool) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, Settings().log_level)
-    configure_logging(level=level, json=json)
+    settings = Settings()
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level)
+    configure_logging(level=level, json=settings.log_format == "json")
     if not verbose:
         logging.getLogger("bm25s").setLevel(logging.WARNING)
 
@@ -67,8 +64,8 @@ def serve(
     from service._app import create_app
 
     settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
-    verbose = logging.getLogger().level == logging.DEBUG
-    _logging(verbose=verbose, json=settings.log_format != "console")
+    # JSON unless console text was asked for, at the level the group option set.
+    configure_logging(level=logging.getLogger().level, json=settings.log_format != "console")
     # uvicorn's loggers go through the root handler; its access log would repeat ours.
     uvicorn.run(
         create_app(settings),
