@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +15,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
@@ -25,7 +22,7 @@ from index import CorpusIndex, SentenceTransformerEmbedder, Vectors
 from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
 from service._runtime import open_index
 from service._verify import terms
-from tests.loopback_upstream import LoopbackUpstream
+from tests.loopback_upstream import LoopbackUpstream, run_in_thread
 from tests.loopback_upstream import serve as serve_loopback
 
 ARTICLE = bundled_corpus()
@@ -291,20 +288,11 @@ def live_server(
     settings: Settings, hashing_embedder: HashingEmbedder, upstream: QueuedUpstream
 ) -> Iterator[Callable[..., str]]:
     """Serve the fake-runtime app with uvicorn on a loopback port; returns its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    stops: list[Callable[[], None]] = []
 
     def start(**overrides: Any) -> str:
-        app = fake_app(settings, hashing_embedder, upstream, **overrides)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        base = f"http://127.0.0.1:{port}"
+        base, stop = run_in_thread(fake_app(settings, hashing_embedder, upstream, **overrides))
+        stops.append(stop)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -316,6 +304,5 @@ def live_server(
         raise AssertionError("live server did not become ready")
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+    for stop in stops:
+        stop()

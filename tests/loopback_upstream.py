@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -95,21 +95,29 @@ async def _send(send: Any, status: int, body: bytes, media: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def serve() -> Iterator[LoopbackUpstream]:
-    """Run a :class:`LoopbackUpstream` on a free port until the generator is closed."""
-    upstream = LoopbackUpstream()
+def run_in_thread(app: Any) -> tuple[str, Callable[[], None]]:
+    """Serve an ASGI app with uvicorn on a free loopback port; its base URL and a stop."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(upstream, host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
-    upstream.url = f"http://127.0.0.1:{port}/v1"
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def serve() -> Iterator[LoopbackUpstream]:
+    """Run a :class:`LoopbackUpstream` on a free port until the generator is closed."""
+    upstream = LoopbackUpstream()
+    base, stop = run_in_thread(upstream)
+    upstream.url = base + "/v1"
     yield upstream
-    server.should_exit = True
-    thread.join(timeout=10)
+    stop()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import CMA, QueuedUpstream, ask_events, cma_reply, shown_text
+from tests.conftest import CMA, QueuedUpstream, ask_events, chat, cma_reply, shown_text
 from tests.loopback_upstream import LoopbackUpstream
 
 Server = Callable[..., str]
@@ -113,12 +113,8 @@ def test_an_upstream_that_never_answers_is_cut_at_the_deadline(
             done = httpx.post(base + "/v1/ask", json=body, timeout=30).json()
         assert time.monotonic() - started < 3.0
         assert done["degraded"] is True and CMA in done["citations"][0]["text"]
-    chat = httpx.post(
-        base + "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": KOREA}]},
-        timeout=30,
-    ).json()
-    assert chat["choices"][0]["message"]["degraded"] is True
+    answer = chat(base, [{"role": "user", "content": KOREA}]).json()
+    assert answer["choices"][0]["message"]["degraded"] is True
     _until_closed(loopback)
 
 
@@ -149,12 +145,8 @@ def test_a_broken_upstream_gives_a_degraded_answer_not_an_error(
     streamed = ask_events(base, {"question": KOREA, "stream": True})
     assert streamed[-1][1]["degraded"] is True
     assert "exploded" not in str(streamed)  # the upstream's error body stays in the log
-    chat = httpx.post(
-        base + "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": KOREA}]},
-        timeout=30,
-    ).json()
-    assert chat["choices"][0]["message"]["degraded"] is True
+    answer = chat(base, [{"role": "user", "content": KOREA}]).json()
+    assert answer["choices"][0]["message"]["degraded"] is True
 
 
 def _until_closed(loopback: LoopbackUpstream, timeout: float = 3.0) -> None:

@@ -243,13 +243,7 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        _wait_for(base)
         response = httpx.post(
             base + "/v1/documents",
             headers=ADMIN,
