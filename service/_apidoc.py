@@ -61,9 +61,8 @@ _STREAMS = {
 
 
 def _event(names: list[str] | None) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "string"} if names else {"type": "string", "const": ""}
-    if names:
-        event["enum"] = names
+    # The chat stream's events are unnamed.
+    event = {"type": "string", "enum": names} if names else {"type": "string", "const": ""}
     return {
         "type": "object",
         "required": ["data"],

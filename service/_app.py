@@ -155,7 +155,7 @@ def readyz(state: State) -> Response[dict[str, Any]]:
 
 @post("/ask", tags=["answers"], status_code=200,
       responses={200: ResponseSpec(AskResponse, description="answer")}
-      | errors(400, 401, 429, 502, 503))  # fmt: skip
+      | errors(400, 401, 502))  # fmt: skip
 async def ask(
     data: JSONBody[AskRequest], state: State, request: Request[Any, Any, Any]
 ) -> AskResponse | ServerSentEvent:
@@ -242,7 +242,7 @@ def _sse(event: AskEvent) -> ServerSentEventMessage:
 
 
 @post("/search", tags=["answers"], status_code=200, sync_to_thread=True,
-      responses=errors(400, 401, 429, 503))  # fmt: skip
+      responses=errors(400, 401))  # fmt: skip
 def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     """Rank sentences and passages for a query."""
     started = time.perf_counter()
@@ -255,7 +255,7 @@ def search(data: JSONBody[SearchRequest], state: State) -> SearchResponse:
     )
 
 
-@get("/documents", tags=["documents"], sync_to_thread=False, responses=errors(401, 503))
+@get("/documents", tags=["documents"], sync_to_thread=False, responses=errors(401))
 def list_documents(state: State) -> DocumentList:
     """List the indexed documents."""
     index = _runtime(state).answerer.index
@@ -268,7 +268,7 @@ def list_documents(state: State) -> DocumentList:
 
 
 @get("/documents/{doc_id:str}", tags=["documents"], sync_to_thread=False,
-     responses=errors(401, 404, 503))  # fmt: skip
+     responses=errors(401, 404))  # fmt: skip
 def get_document(doc_id: FromPath[str], state: State) -> DocumentDetail:
     """A document's text and its sentences with offsets."""
     index = _runtime(state).answerer.index
@@ -296,7 +296,7 @@ def _require_admin_key(
 
 
 @post("/documents", tags=["documents"], status_code=201, guards=[_require_admin_key],
-      responses=errors(400, 401, 403, 413, 503, 507))  # fmt: skip
+      responses=errors(400, 401, 403, 413, 507))  # fmt: skip
 async def add_documents(request: Request[Any, Any, Any], state: State) -> IngestResult:
     """Add or replace documents, answering once the change is durable.
 
@@ -321,7 +321,7 @@ async def add_documents(request: Request[Any, Any, Any], state: State) -> Ingest
 
 
 @delete("/documents/{doc_id:str}", tags=["documents"], status_code=200,
-        guards=[_require_admin_key], responses=errors(401, 403, 404, 503, 507))  # fmt: skip
+        guards=[_require_admin_key], responses=errors(401, 403, 404, 507))  # fmt: skip
 async def remove_document(doc_id: FromPath[str], state: State) -> dict[str, str]:
     """Delete a document; later questions no longer see it."""
     await delete_document(_runtime(state), doc_id)
@@ -336,7 +336,7 @@ def models(state: State) -> ModelList:
 
 @post("/chat/completions", tags=["openai"], status_code=200,
       responses={200: ResponseSpec(ChatCompletion, description="answer")}
-      | errors(400, 401, 429, 502, 503, openai=True))  # fmt: skip
+      | errors(400, 401, 502, openai=True))  # fmt: skip
 async def chat_completions(
     data: JSONBody[ChatCompletionRequest], state: State, request: Request[Any, Any, Any]
 ) -> ChatCompletion | ServerSentEvent:
