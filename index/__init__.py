@@ -2,6 +2,7 @@
 
 from index._build import (
     FORMAT_VERSION,
+    MAX_SEGMENTS,
     CorpusIndex,
     IndexFormatError,
     IndexMissingError,
@@ -13,24 +14,28 @@ from index._build import (
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum, markdown_title, read_documents
 from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
-from index._lexical import LexicalIndex, tokenize
-from index._segment import Sentence, segment, split_spans
+from index._lexical import tokenize
+from index._segments import Bm25, FanOutStore, Segment
+from index._sentences import Sentence, segment, split_spans
 from index._stages import EmbedBatch, assemble, split_batch
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
     "HNSW_THRESHOLD",
+    "MAX_SEGMENTS",
+    "Bm25",
     "Chunk",
     "CorpusIndex",
     "Document",
     "EmbedBatch",
     "Embedder",
     "FaissStore",
+    "FanOutStore",
     "IndexFormatError",
     "IndexMissingError",
-    "LexicalIndex",
     "Manifest",
+    "Segment",
     "Sentence",
     "SentenceTransformerEmbedder",
     "VectorStore",

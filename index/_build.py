@@ -1,27 +1,28 @@
 """Building, updating, persisting and loading the corpus index.
 
-Every change produces a new immutable snapshot; a reader holds one ``CorpusIndex``
-for as long as it likes. Layout of an index directory::
+The index is a list of immutable segments (``index/_segments.py``) plus tombstones: a
+write adds a segment of its own documents and tombstones the replaced ones, a merge folds
+small adjacent segments together, and every change produces a new snapshot. A reader holds
+one ``CorpusIndex`` for as long as it likes. Layout of an index directory::
 
-    DIR/CURRENT                 name of the live snapshot, replaced atomically
-    DIR/snapshots/<name>/       manifest.json (the sha256 of every other file, BM25's too),
-                                documents.jsonl,
-                                sentences.json, chunks.json, vectors.npy, vectors.faiss,
-                                lexical/ (BM25)
+    DIR/CURRENT                    name of the live snapshot, replaced atomically
+    DIR/snapshots/<name>/manifest.json
+                                   the segments, their tombstones, the sha256 of every file
+    DIR/segments/<name>/           documents.jsonl, sentences.json, chunks.json, vectors.npy,
+                                   vectors.faiss, terms.json, postings.npz (BM25)
 
-A snapshot is written to ``snapshots/.tmp-<name>``, fsynced, renamed into place, and
-only then named in ``CURRENT``; a crash at any point leaves the previous snapshot live.
+A segment is written to ``segments/.tmp-<name>``, fsynced and renamed into place; a
+snapshot likewise, and only then is it named in ``CURRENT``, so a crash at any point
+leaves the previous snapshot live. Segments that no kept snapshot names are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,17 +35,20 @@ import numpy.typing as npt
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
-from index._lexical import LexicalIndex, tokenize
-from index._segment import SEGMENTER, Sentence
+from index._lexical import tokenize
+from index._segments import Bm25, FanOutStore, Segment, fsync, new_name
+from index._sentences import SEGMENTER, Sentence
 from index._stages import sentences_of_rows, split_batch
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_SEGMENTS",
     "CorpusIndex",
     "IndexFormatError",
     "IndexMissingError",
     "Manifest",
+    "SegmentEntry",
     "hold_snapshots",
     "load_or_build",
     "release_snapshots",
@@ -53,8 +57,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-FORMAT_VERSION = 2
-_DATA_FILES = ("documents.jsonl", "sentences.json", "chunks.json", "vectors.npy", "vectors.faiss")
+FORMAT_VERSION = 3
+MAX_SEGMENTS = 10  # past this many, adjacent small segments are merged
+MERGE_WIDTH = 4  # how many adjacent segments one merge folds together
+MAX_DEAD_SHARE = 0.5  # a segment with more tombstoned sentences than this is rewritten
 
 
 class IndexFormatError(Exception):
@@ -65,45 +71,98 @@ class IndexMissingError(IndexFormatError):
     """The directory holds no index yet."""
 
 
+class OutdatedIndexError(IndexFormatError):
+    """The directory holds an index of an older format; its documents can be indexed again."""
+
+    def __init__(self, message: str, documents: list[Document], seed_checksum: str) -> None:
+        super().__init__(message)
+        self.documents = documents
+        self.seed_checksum = seed_checksum
+
+
+class SegmentEntry(msgspec.Struct, frozen=True):
+    """One segment of a snapshot: its size, its tombstones, and the checksum of each file."""
+
+    name: str
+    documents: int
+    sentences: int
+    deleted: list[str] = msgspec.field(default_factory=list)  # doc_ids tombstoned in it
+    files: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Manifest(msgspec.Struct, frozen=True):
-    """What a snapshot holds, what built it, and the checksum of each of its files."""
+    """What a snapshot holds, what built it, and its segments."""
 
     format_version: int
     model_id: str
     dim: int
     corpus_checksum: str
     seed_checksum: str  # of the configured corpus this index was last seeded from
-    documents: int
+    documents: int  # live ones
     sentences: int
     chunks: int
-    vector_index: str  # "flat" or "hnsw"
+    vector_index: str  # "flat" when every segment is searched exactly, else "hnsw"
     built_at: float
-    segmenter: str = "pysbd 0.3.4 en"  # what split the sentences (index/_segment.py)
-    files: dict[str, str] = msgspec.field(default_factory=dict)
+    segmenter: str = SEGMENTER  # what split the sentences (index/_sentences.py)
+    segments: list[SegmentEntry] = msgspec.field(default_factory=list)
 
 
 @dataclass
 class CorpusIndex:
-    """Documents, their sentences and chunks, sentence vectors, and the dense and BM25 indexes."""
+    """Segments and tombstones, seen as one corpus.
+
+    ``documents``, ``sentences``, ``chunks`` and ``vectors`` hold the live rows of every
+    segment in segment order; a sentence's position in ``sentences`` is what ``store``
+    (FAISS, fanned out over the segments) and ``lexical`` (BM25 with corpus-wide
+    statistics) return.
+    """
 
     manifest: Manifest
-    documents: dict[str, Document]
-    sentences: list[Sentence]
-    chunks: list[Chunk]
-    vectors: npt.NDArray[np.float32]
-    store: VectorStore
-    lexical: LexicalIndex
-    _doc_sentences: dict[str, list[int]] = field(default_factory=dict, repr=False)
-    _doc_chunks: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    segments: list[Segment]
+    deleted: dict[str, frozenset[str]] = field(default_factory=dict)  # segment -> doc_ids
     # Values derived from one document's sentences (BM25 tokens, term counts, ...), kept
     # across writes that leave the document unchanged.
     _derived: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    documents: dict[str, Document] = field(init=False, repr=False)
+    sentences: list[Sentence] = field(init=False, repr=False)
+    chunks: list[Chunk] = field(init=False, repr=False)
+    vectors: npt.NDArray[np.float32] = field(init=False, repr=False)
+    store: VectorStore = field(init=False, repr=False)
+    lexical: Bm25 = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for i, sentence in enumerate(self.sentences):
-            self._doc_sentences.setdefault(sentence.doc_id, []).append(i)
-        for i, chunk in enumerate(self.chunks):
-            self._doc_chunks.setdefault(chunk.doc_id, []).append(i)
+        self.documents, self.sentences, self.chunks = {}, [], []
+        self._home: dict[str, str] = {}  # doc_id -> the segment that holds it live
+        self._doc_sentences: dict[str, list[int]] = {}
+        self._doc_chunks: dict[str, list[int]] = {}
+        blocks, stores, parts = [], [], []
+        for seg in self.segments:
+            gone = self.deleted.get(seg.name, frozenset())
+            for doc in seg.documents:
+                if doc.doc_id not in gone:
+                    self.documents[doc.doc_id] = doc
+                    self._home[doc.doc_id] = seg.name
+            live = np.fromiter((s.doc_id not in gone for s in seg.sentences), dtype=bool,
+                               count=len(seg.sentences))  # fmt: skip
+            positions = np.full(len(seg.sentences), -1, dtype=np.int64)
+            positions[live] = np.arange(len(self.sentences), len(self.sentences) + live.sum())
+            for s in (
+                seg.sentences if not gone else (s for s in seg.sentences if s.doc_id not in gone)
+            ):
+                self._doc_sentences.setdefault(s.doc_id, []).append(len(self.sentences))
+                self.sentences.append(s)
+            for c in seg.chunks:
+                if c.doc_id not in gone:
+                    self._doc_chunks.setdefault(c.doc_id, []).append(len(self.chunks))
+                    self.chunks.append(c)
+            blocks.append(seg.vectors[live] if gone else seg.vectors)
+            stores.append(FaissStore(seg.dense, positions))
+            parts.append((seg.postings, positions))
+        self.vectors = (
+            np.concatenate(blocks) if blocks else np.zeros((0, self.manifest.dim), np.float32)
+        )
+        self.store = FanOutStore(stores)
+        self.lexical = Bm25(parts, len(self.sentences))
 
     def sentences_of(self, doc_id: str) -> list[Sentence]:
         """Sentences of one document, in order."""
@@ -138,6 +197,11 @@ class CorpusIndex:
                 return chunk
         raise KeyError(sentence.sentence_id)  # pragma: no cover - chunks cover every sentence
 
+    @property
+    def tombstones(self) -> int:
+        """Sentences still stored in segments but deleted or replaced."""
+        return sum(len(s.sentences) for s in self.segments) - len(self.sentences)
+
     # -- building ----------------------------------------------------------------
 
     @classmethod
@@ -149,91 +213,20 @@ class CorpusIndex:
         progress: bool = False,
         seed_checksum: str | None = None,
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
-        segmented: dict[str, tuple[list[Sentence], list[Chunk]]] | None = None,
-        derived: dict[str, dict[str, Any]] | None = None,
         split: dict[str, tuple[list[Sentence], list[list[str]]]] | None = None,
-        previous: tuple[FaissStore, npt.NDArray[np.int64]] | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
-        """Segment, chunk and embed ``docs``.
+        """An index of ``docs`` in one segment.
 
-        Vectors in ``reuse`` (by sentence id) are kept, and so are the sentences and chunks
-        in ``segmented`` (by doc_id, for documents whose text has not changed): sentence
-        splitting is most of what a rebuild costs. ``previous`` is the old vector store and
-        the old positions of the first sentences, which it holds: it is updated (their
-        vectors kept, the rest added, the removed ones tombstoned) instead of rebuilt.
-        ``split`` holds sentences and tokens already made by the split stage
-        (``index/_stages.py``); the other documents go through that stage here.
+        Vectors in ``reuse`` (by sentence id) are not embedded again. ``split`` holds
+        sentences and tokens already made by the split stage (``index/_stages.py``); the
+        other documents go through that stage here.
         """
-        sentences: list[Sentence] = []
-        chunks: list[Chunk] = []
-        segmented = segmented or {}
-        carried = derived or {}
-        fresh_docs = [
-            d for d in docs if d.doc_id not in segmented and d.doc_id not in (split or {})
-        ]
-        split = {
-            **(split or {}),
-            **sentences_of_rows(
-                split_batch(
-                    {"doc_id": [d.doc_id for d in fresh_docs], "text": [d.text for d in fresh_docs]}
-                )
-            ),
-        }
-        kept_derived: dict[str, dict[str, Any]] = {}
-        tokens: list[list[str]] = []
-        for doc in docs:
-            if doc.doc_id in segmented:
-                doc_sentences, doc_chunks = segmented[doc.doc_id]
-                cache = carried.get(doc.doc_id, {})
-            else:
-                doc_sentences, doc_tokens = split.get(doc.doc_id, ([], []))
-                doc_chunks = chunk_sentences(doc.doc_id, doc_sentences)
-                cache = {"tokens": doc_tokens}
-            if "tokens" not in cache:
-                cache["tokens"] = _tokens(doc_sentences)
-            kept_derived[doc.doc_id] = cache
-            tokens.extend(cache["tokens"])
-            sentences.extend(doc_sentences)
-            chunks.extend(doc_chunks)
-        reuse = reuse or {}
-        missing = [i for i, s in enumerate(sentences) if s.sentence_id not in reuse]
-        vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
-        for i, s in enumerate(sentences):
-            if s.sentence_id in reuse:
-                vectors[i] = reuse[s.sentence_id]
-        if missing:  # only new text is embedded
-            texts = [sentences[i].text for i in missing]
-            vectors[missing] = embedder.encode(texts, progress=progress)
-        if previous is not None:
-            old, kept = previous
-            store = old.updated(kept, vectors[len(kept) :], vectors, hnsw_threshold=hnsw_threshold)
-        else:
-            store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
-        checksum = corpus_checksum(docs)
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            model_id=embedder.model_id,
-            dim=embedder.dim,
-            corpus_checksum=checksum,
-            seed_checksum=seed_checksum if seed_checksum is not None else checksum,
-            documents=len(docs),
-            sentences=len(sentences),
-            chunks=len(chunks),
-            vector_index=store.kind,
-            built_at=time.time(),
-            segmenter=SEGMENTER,
-        )
-        return cls(
-            manifest=manifest,
-            documents={d.doc_id: d for d in docs},
-            sentences=sentences,
-            chunks=chunks,
-            vectors=vectors,
-            store=store,
-            lexical=LexicalIndex.from_tokens(tokens),
-            _derived=kept_derived,
-        )
+        segment, derived = _segment_of(
+            docs, embedder, reuse=reuse or {}, split=split or {}, progress=progress,
+            hnsw_threshold=hnsw_threshold,
+        )  # fmt: skip
+        return _assembled([segment], {}, derived, embedder, seed_checksum)
 
     def updated(
         self,
@@ -242,37 +235,108 @@ class CorpusIndex:
         upserts: Iterable[Document] = (),
         deletes: Iterable[str] = (),
         seed_checksum: str | None = None,
+        hnsw_threshold: int = HNSW_THRESHOLD,
     ) -> CorpusIndex:
         """A new index with ``upserts`` added or replaced and ``deletes`` removed.
 
-        Unchanged documents keep their sentences, chunks and vectors, so only new text is
-        split and embedded.
+        The upserts go into one new segment, and the documents they replace or that are
+        deleted are tombstoned where they live: only new text is split and embedded, and
+        no other segment is touched. Another embedding model rebuilds everything.
         """
         upserts = list(upserts)
-        replaced = {d.doc_id for d in upserts} | set(deletes)
-        kept = [d for d in self.documents.values() if d.doc_id not in replaced]
-        reuse: dict[str, npt.NDArray[np.float32]] = {}
-        same_model = self.manifest.model_id == embedder.model_id
-        if same_model:
-            reuse = {s.sentence_id: self.vectors[i] for i, s in enumerate(self.sentences)}
-        # Kept documents keep their sentences, in order, first: their old positions let the
-        # vector store be updated rather than rebuilt.
-        kept_positions = np.array(
-            [i for d in kept for i in self._doc_sentences.get(d.doc_id, [])], dtype=np.int64
-        )
-        return CorpusIndex.build(
-            [*kept, *upserts],
-            embedder,
-            seed_checksum=seed_checksum or self.manifest.seed_checksum,
-            reuse=reuse,
-            segmented={
-                d.doc_id: (self.sentences_of(d.doc_id), self.chunks_of(d.doc_id)) for d in kept
-            },
-            derived={d.doc_id: self._derived.get(d.doc_id, {}) for d in kept},
-            previous=(self.store, kept_positions)
-            if same_model and isinstance(self.store, FaissStore)
-            else None,
-        )
+        seed_checksum = seed_checksum or self.manifest.seed_checksum
+        gone = ({d.doc_id for d in upserts} | set(deletes)) & set(self.documents)
+        if self.manifest.model_id != embedder.model_id:
+            kept = [d for d in self.documents.values() if d.doc_id not in gone]
+            return CorpusIndex.build([*kept, *upserts], embedder, seed_checksum=seed_checksum,
+                                     hnsw_threshold=hnsw_threshold)  # fmt: skip
+        reuse = {
+            self.sentences[i].sentence_id: self.vectors[i]
+            for d in upserts
+            for i in self.positions_of(d.doc_id)
+        }
+        deleted = dict(self.deleted)
+        for doc_id in gone:
+            home = self._home[doc_id]
+            deleted[home] = deleted.get(home, frozenset()) | {doc_id}
+        segments = [
+            s
+            for s in self.segments
+            if any(d.doc_id not in deleted.get(s.name, ()) for d in s.documents)
+        ]
+        names = {s.name for s in segments}
+        deleted = {name: ids for name, ids in deleted.items() if name in names}
+        derived = {k: v for k, v in self._derived.items() if k not in gone}
+        if upserts:
+            segment, fresh = _segment_of(upserts, embedder, reuse=reuse, split={},
+                                         hnsw_threshold=hnsw_threshold)  # fmt: skip
+            segments.append(segment)
+            derived.update(fresh)
+        return _assembled(segments, deleted, derived, embedder, seed_checksum)
+
+    # -- merging -----------------------------------------------------------------
+
+    def merge_plan(self, max_segments: int = MAX_SEGMENTS) -> list[str]:
+        """Names of the segments a merge should fold together; empty when none is due.
+
+        Past ``max_segments``, the run of ``MERGE_WIDTH`` adjacent segments with the fewest
+        live sentences; a segment mostly tombstoned is rewritten on its own. Adjacent runs
+        keep the corpus in order, so a merge changes no answer and no prompt.
+        """
+        live = [len(s.sentences) for s in self.segments]
+        for seg in self.segments:
+            gone = self.deleted.get(seg.name, frozenset())
+            dead = sum(1 for s in seg.sentences if s.doc_id in gone) if gone else 0
+            live[self.segments.index(seg)] -= dead
+            if dead > MAX_DEAD_SHARE * max(len(seg.sentences), 1):
+                return [seg.name]
+        if len(self.segments) <= max_segments:
+            return []
+        width = min(MERGE_WIDTH, len(self.segments))
+        start = min(range(len(live) - width + 1), key=lambda i: sum(live[i : i + width]))
+        return [s.name for s in self.segments[start : start + width]]
+
+    def merged_segment(
+        self, names: Sequence[str], *, hnsw_threshold: int = HNSW_THRESHOLD
+    ) -> Segment:
+        """One segment with the live documents of the named segments; nothing is embedded."""
+        docs: list[Document] = []
+        rows: list[int] = []
+        chunks: list[Chunk] = []
+        tokens: list[list[str]] = []
+        for seg in self.segments:
+            if seg.name not in names:
+                continue
+            gone = self.deleted.get(seg.name, frozenset())
+            for doc in seg.documents:
+                if doc.doc_id in gone:
+                    continue
+                docs.append(doc)
+                rows.extend(self.positions_of(doc.doc_id))
+                chunks.extend(self.chunks_of(doc.doc_id))
+                tokens.extend(self.derived(doc.doc_id, "tokens", _tokens))
+        return Segment.build(docs, [self.sentences[i] for i in rows], chunks, tokens,
+                             self.vectors[rows], hnsw_threshold=hnsw_threshold)  # fmt: skip
+
+    def with_merged(self, merged: Segment, names: Sequence[str]) -> CorpusIndex | None:
+        """The index with the named segments replaced by ``merged``.
+
+        ``merged`` may have been made from an older index: its documents replaced or
+        deleted since are tombstoned in it. None when every named segment is gone.
+        """
+        at = [i for i, s in enumerate(self.segments) if s.name in names]
+        if not at or at != list(range(at[0], at[0] + len(at))):
+            return None
+        live = {doc_id for doc_id, home in self._home.items() if home in names}
+        gone = frozenset(d.doc_id for d in merged.documents if d.doc_id not in live)
+        segments = [*self.segments[: at[0]], merged, *self.segments[at[-1] + 1 :]]
+        deleted = {k: v for k, v in self.deleted.items() if k not in names}
+        if gone:
+            deleted[merged.name] = gone
+        index = CorpusIndex(self.manifest, segments, deleted, dict(self._derived))
+        index.manifest = _manifest_of(index, self.manifest.model_id, self.manifest.dim,
+                                      self.manifest.seed_checksum)  # fmt: skip
+        return index
 
     @property
     def content_digest(self) -> str:
@@ -286,57 +350,56 @@ class CorpusIndex:
     # -- persistence -------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:
-        """Write a new snapshot under ``directory`` and make it current, atomically.
+        """Write the new segments and a snapshot under ``directory``; make it current.
 
-        A write that fails (a full disk, say) removes what it wrote and leaves the
-        previous snapshot current; the error is raised.
+        Segments already on disk are not written again, so a write costs its own
+        segment and a manifest. A write that fails (a full disk, say) removes what it
+        wrote and leaves the previous snapshot current; the error is raised.
         """
-        snapshots = directory / "snapshots"
+        snapshots, segments = directory / "snapshots", directory / "segments"
         snapshots.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+        segments.mkdir(parents=True, exist_ok=True)
+        name = new_name()
         tmp = snapshots / f".tmp-{name}"
         pointer = directory / ".CURRENT.tmp"
+        fresh = [s for s in self.segments if not (segments / s.name).is_dir()]
         try:
-            manifest = self._write_snapshot(tmp)
+            for seg in self.segments:
+                seg.write(segments)
+            manifest = msgspec.structs.replace(
+                self.manifest,
+                segments=[
+                    SegmentEntry(
+                        s.name,
+                        len(s.documents),
+                        len(s.sentences),
+                        sorted(self.deleted.get(s.name, ())),
+                        s.files,
+                    )
+                    for s in self.segments
+                ],
+            )
+            tmp.mkdir()
+            (tmp / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+            fsync(tmp / "manifest.json")
+            fsync(tmp)
             final = snapshots / name
             tmp.rename(final)
-            _fsync(snapshots)
+            fsync(snapshots)
             pointer.write_text(name)
-            _fsync(pointer)
+            fsync(pointer)
             os.replace(pointer, directory / "CURRENT")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(snapshots / name, ignore_errors=True)
+            for seg in fresh:
+                shutil.rmtree(segments / seg.name, ignore_errors=True)
             pointer.unlink(missing_ok=True)
             raise
-        _fsync(directory)
+        fsync(directory)
         self.manifest = manifest
-        _remove_all_but(snapshots, name)
+        _remove_all_but(directory, name)
         return final
-
-    def _write_snapshot(self, tmp: Path) -> Manifest:
-        """Write every file into ``tmp``, checksum each in the manifest, and fsync them."""
-        tmp.mkdir()
-        enc = msgspec.json.Encoder()
-        (tmp / "documents.jsonl").write_bytes(
-            b"".join(enc.encode(d) + b"\n" for d in self.documents.values())
-        )
-        (tmp / "sentences.json").write_bytes(enc.encode(self.sentences))
-        (tmp / "chunks.json").write_bytes(enc.encode(self.chunks))
-        buffer = io.BytesIO()
-        np.save(buffer, self.vectors, allow_pickle=False)
-        (tmp / "vectors.npy").write_bytes(buffer.getvalue())
-        self.store.save(tmp / "vectors.faiss")
-        self.lexical.save(tmp / "lexical")
-        written = sorted(p for p in tmp.rglob("*") if p.is_file())
-        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in written}
-        manifest = msgspec.structs.replace(self.manifest, files=files)
-        (tmp / "manifest.json").write_bytes(msgspec.json.format(enc.encode(manifest)))
-        for path in [*written, tmp / "manifest.json"]:
-            _fsync(path)
-        _fsync(tmp / "lexical")
-        _fsync(tmp)
-        return manifest
 
     @classmethod
     def load(cls, directory: Path) -> CorpusIndex:
@@ -347,45 +410,103 @@ class CorpusIndex:
             raise IndexMissingError(f"{directory}: no index here") from exc
         snap = directory / "snapshots" / name
         try:
-            manifest = msgspec.json.decode((snap / "manifest.json").read_bytes(), type=Manifest)
+            raw = (snap / "manifest.json").read_bytes()
+            manifest = msgspec.json.decode(raw, type=Manifest)
         except (OSError, msgspec.DecodeError) as exc:
             try:
-                version = msgspec.json.decode((snap / "manifest.json").read_bytes())
-                found = version.get("format_version")
-            except (OSError, msgspec.DecodeError, AttributeError):
+                found = msgspec.json.decode(raw).get("format_version")
+            except (NameError, msgspec.DecodeError, AttributeError):
                 found = None
             if found is not None and found != FORMAT_VERSION:
-                raise _incompatible(directory, found) from exc
+                raise _incompatible(directory, snap, found) from exc
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
         if manifest.format_version != FORMAT_VERSION:
-            raise _incompatible(directory, manifest.format_version)
+            raise _incompatible(directory, snap, manifest.format_version)
         try:
-            missing = [f for f in _DATA_FILES if f not in manifest.files]
-            if missing:
-                raise IndexFormatError(f"{directory}: the manifest does not cover {missing[0]}")
-            for file, expected in manifest.files.items():
-                if _sha256(snap / file) != expected:
-                    raise IndexFormatError(f"{directory}: {file} is corrupt (checksum mismatch)")
-            documents = [
-                msgspec.json.decode(line, type=Document)
-                for line in (snap / "documents.jsonl").read_bytes().splitlines()
-                if line
+            segments = [
+                Segment.read(directory / "segments" / entry.name, entry.files)
+                for entry in manifest.segments
             ]
-            sentences = msgspec.json.decode(
-                (snap / "sentences.json").read_bytes(), type=list[Sentence]
-            )
-            chunks = msgspec.json.decode((snap / "chunks.json").read_bytes(), type=list[Chunk])
-            vectors = np.load(snap / "vectors.npy", allow_pickle=False)
-            store = FaissStore.load(snap / "vectors.faiss")
-            lexical = LexicalIndex.load(snap / "lexical", len(sentences))
-        except IndexFormatError:
-            raise
         except (OSError, ValueError, RuntimeError, msgspec.DecodeError) as exc:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
-        if not (len(store) == len(sentences) == manifest.sentences == len(vectors)):
+        deleted = {e.name: frozenset(e.deleted) for e in manifest.segments if e.deleted}
+        index = cls(manifest, segments, deleted)
+        if len(index.sentences) != manifest.sentences or len(index.documents) != manifest.documents:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: counts disagree")
-        return cls(manifest, {d.doc_id: d for d in documents}, sentences, chunks, vectors, store,
-                   lexical)  # fmt: skip
+        return index
+
+
+def _segment_of(
+    docs: Sequence[Document],
+    embedder: Embedder,
+    *,
+    reuse: dict[str, npt.NDArray[np.float32]],
+    split: dict[str, tuple[list[Sentence], list[list[str]]]],
+    progress: bool = False,
+    hnsw_threshold: int = HNSW_THRESHOLD,
+) -> tuple[Segment, dict[str, dict[str, Any]]]:
+    """A segment of ``docs`` (split, chunked, embedded), and each document's derived values."""
+    fresh = [d for d in docs if d.doc_id not in split]
+    split = {
+        **split,
+        **sentences_of_rows(
+            split_batch({"doc_id": [d.doc_id for d in fresh], "text": [d.text for d in fresh]})
+        ),
+    }
+    sentences: list[Sentence] = []
+    chunks: list[Chunk] = []
+    tokens: list[list[str]] = []
+    derived: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        doc_sentences, doc_tokens = split.get(doc.doc_id, ([], []))
+        sentences.extend(doc_sentences)
+        chunks.extend(chunk_sentences(doc.doc_id, doc_sentences))
+        tokens.extend(doc_tokens)
+        derived[doc.doc_id] = {"tokens": doc_tokens}
+    vectors = np.zeros((len(sentences), embedder.dim), dtype=np.float32)
+    missing = []
+    for i, s in enumerate(sentences):
+        if s.sentence_id in reuse:
+            vectors[i] = reuse[s.sentence_id]
+        else:
+            missing.append(i)
+    if missing:  # only new text is embedded
+        vectors[missing] = embedder.encode([sentences[i].text for i in missing], progress=progress)
+    segment = Segment.build(docs, sentences, chunks, tokens, vectors, hnsw_threshold=hnsw_threshold)
+    return segment, derived
+
+
+def _manifest_of(
+    index: CorpusIndex, model_id: str, dim: int, seed_checksum: str | None
+) -> Manifest:
+    checksum = corpus_checksum(index.documents.values())
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        model_id=model_id,
+        dim=dim,
+        corpus_checksum=checksum,
+        seed_checksum=seed_checksum if seed_checksum is not None else checksum,
+        documents=len(index.documents),
+        sentences=len(index.sentences),
+        chunks=len(index.chunks),
+        vector_index=index.store.kind,
+        built_at=time.time(),
+    )
+
+
+def _assembled(
+    segments: list[Segment],
+    deleted: dict[str, frozenset[str]],
+    derived: dict[str, dict[str, Any]],
+    embedder: Embedder,
+    seed_checksum: str | None,
+) -> CorpusIndex:
+    placeholder = Manifest(
+        FORMAT_VERSION, embedder.model_id, embedder.dim, "", "", 0, 0, 0, "", 0.0
+    )
+    index = CorpusIndex(placeholder, segments, deleted, derived)
+    index.manifest = _manifest_of(index, embedder.model_id, embedder.dim, seed_checksum)
+    return index
 
 
 def _tokens(sentences: list[Sentence]) -> list[list[str]]:
@@ -431,32 +552,44 @@ def _held(directory: Path) -> set[str]:
     return held
 
 
-def _remove_all_but(snapshots: Path, keep: str) -> None:
-    """Delete old snapshots no reader holds, and the leftovers of interrupted writes."""
-    held = _held(snapshots.parent)
-    for old in snapshots.iterdir():
-        if old.name != keep and old.name not in held:
-            shutil.rmtree(old, ignore_errors=True)
+def _remove_all_but(directory: Path, keep: str) -> None:
+    """Delete old snapshots no reader holds, and segments no kept snapshot names.
+
+    Leftovers of interrupted writes go too.
+    """
+    snapshots, segments = directory / "snapshots", directory / "segments"
+    held = _held(directory)
+    named: set[str] = set()
+    for snap in snapshots.iterdir():
+        if snap.name != keep and snap.name not in held:
+            shutil.rmtree(snap, ignore_errors=True)
+            continue
+        try:
+            manifest = msgspec.json.decode((snap / "manifest.json").read_bytes(), type=Manifest)
+        except (OSError, msgspec.DecodeError):
+            continue  # another format or unreadable: it names no segment of ours
+        named.update(entry.name for entry in manifest.segments)
+    if segments.is_dir():
+        for seg in segments.iterdir():
+            if seg.name not in named:
+                shutil.rmtree(seg, ignore_errors=True)
 
 
-def _incompatible(directory: Path, found: object) -> IndexFormatError:
-    return IndexFormatError(
+def _incompatible(directory: Path, snap: Path, found: object) -> IndexFormatError:
+    message = (
         f"{directory}: index format {found}, but this version reads format {FORMAT_VERSION}; "
         f"rebuild it with `citeqa index build --out {directory}` or remove the directory"
     )
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    try:  # format 2 kept every document in the snapshot: they can be indexed again
+        documents = [
+            msgspec.json.decode(line, type=Document)
+            for line in (snap / "documents.jsonl").read_bytes().splitlines()
+            if line
+        ]
+        seed = msgspec.json.decode((snap / "manifest.json").read_bytes())["seed_checksum"]
+    except (OSError, msgspec.DecodeError, KeyError, TypeError):
+        return IndexFormatError(message)
+    return OutdatedIndexError(message, documents, str(seed))
 
 
 def load_or_build(
@@ -483,7 +616,13 @@ def load_or_build(
         index = CorpusIndex.build(seed, embedder, progress=progress)
         index.save(directory)
         return index
-    _remove_all_but(directory / "snapshots", (directory / "CURRENT").read_text().strip())
+    except OutdatedIndexError as old:
+        log.info("indexing the %d documents of an older index format again", len(old.documents))
+        index = CorpusIndex.build(
+            old.documents, embedder, progress=progress, seed_checksum=old.seed_checksum
+        )
+        index.save(directory)
+    _remove_all_but(directory, (directory / "CURRENT").read_text().strip())
     if index.manifest.segmenter != SEGMENTER or index.manifest.dim != embedder.dim:
         # Sentences split another way, or vectors of another size: nothing can be kept.
         log.info("rebuilding index: segmenter or embedding size changed")
@@ -497,8 +636,8 @@ def load_or_build(
     model_changed = index.manifest.model_id != embedder.model_id
     seed_changed = sync_seed and index.manifest.seed_checksum != seed_checksum
     if model_changed and not seed_changed:
-        log.info("updating index: model changed")
-        index = index.updated(embedder)
+        log.info("rebuilding index: embedding model changed")
+        index = index.updated(embedder)  # another model: everything is embedded again
         index.save(directory)
     elif seed_changed:
         log.info("updating index: seed corpus changed")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from index._segment import Sentence
+from index._sentences import Sentence
 
 __all__ = ["Chunk", "chunk_sentences"]
 

@@ -19,7 +19,7 @@ import numpy as np
 from index._documents import Document
 from index._embed import Embedder, SentenceTransformerEmbedder
 from index._lexical import tokenize
-from index._segment import Sentence, segment
+from index._sentences import Sentence, segment
 
 if TYPE_CHECKING:
     pass

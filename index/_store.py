@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 import faiss
@@ -24,8 +23,6 @@ class VectorStore(Protocol):
         self, queries: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 
-    def save(self, path: Path) -> None: ...
-
 
 HNSW_THRESHOLD = 20_000
 HNSW_M = 32
@@ -35,13 +32,10 @@ HNSW_EF_SEARCH = 128
 class FaissStore:
     """Inner-product search: exact (flat) for small corpora, HNSW above a size threshold.
 
-    FAISS ids are slots. A store made by :meth:`updated` maps slots to sentence positions
-    and leaves the slots of removed sentences dead (tombstones): a write then costs its
-    own vectors, not a rebuild of the graph. Past ``MAX_DEAD_SHARE`` dead slots the store
-    is compacted (built anew from the live vectors).
+    FAISS ids are slots. ``positions`` maps each slot to a sentence position, -1 for the
+    slots of removed sentences (tombstones), which searches skip: a segment's index stays
+    as it was written while the corpus around it changes.
     """
-
-    MAX_DEAD_SHARE = 0.25
 
     def __init__(self, index: faiss.Index, positions: npt.NDArray[np.int64] | None = None) -> None:
         self._index = index
@@ -66,50 +60,10 @@ class FaissStore:
             index.add(vectors)
         return cls(index)
 
-    def slots_of(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """The slot of each sentence position."""
-        if self._positions is None:
-            return positions.astype(np.int64)
-        slot_of_position = np.empty(self._live, dtype=np.int64)
-        live = np.nonzero(self._positions >= 0)[0]
-        slot_of_position[self._positions[live]] = live
-        return slot_of_position[positions]
-
-    def updated(
-        self,
-        kept: npt.NDArray[np.int64],
-        added: npt.NDArray[np.float32],
-        vectors: npt.NDArray[np.float32],
-        *,
-        hnsw_threshold: int = HNSW_THRESHOLD,
-    ) -> FaissStore:
-        """A copy of this store for a new sentence list: ``kept``, then ``added``.
-
-        ``kept`` are the old positions of the sentences that stay, in their new order;
-        ``added`` the vectors of the new sentences that follow them; ``vectors`` every new
-        row, for when a rebuild is due. The slots of sentences not kept die. This store is
-        left as it is for its readers.
-        """
-        total = int(self._index.ntotal) + len(added)
-        live = len(kept) + len(added)
-        crosses = (live >= hnsw_threshold) != (self.kind == "hnsw")
-        if crosses or total - live > self.MAX_DEAD_SHARE * max(total, 1):
-            return FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
-        positions = np.full(total, -1, dtype=np.int64)
-        positions[self.slots_of(kept)] = np.arange(len(kept))
-        positions[self._index.ntotal :] = np.arange(len(kept), live)
-        index = faiss.clone_index(self._index)
-        if len(added):
-            index.add(added)
-        identity = total == live and bool((positions == np.arange(total)).all())
-        return FaissStore(index, None if identity else positions)
-
-    @classmethod
-    def load(cls, path: Path) -> FaissStore:
-        """Read a store written by :meth:`save`."""
-        slots = path.with_suffix(".slots.npy")
-        positions = np.load(slots, allow_pickle=False) if slots.exists() else None
-        return cls(faiss.read_index(str(path)), positions)
+    @property
+    def index(self) -> faiss.Index:
+        """The FAISS index itself; its ids are slots."""
+        return self._index
 
     @property
     def kind(self) -> str:
@@ -160,9 +114,3 @@ class FaissStore:
             out_scores[row, : len(alive)] = scores[row, alive]
             out_ids[row, : len(alive)] = positions[row, alive]
         return out_scores, out_ids
-
-    def save(self, path: Path) -> None:
-        """Write the index to ``path``, and its slot map beside it when there is one."""
-        faiss.write_index(self._index, str(path))
-        if self._positions is not None:
-            np.save(path.with_suffix(".slots.npy"), self._positions, allow_pickle=False)

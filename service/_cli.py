@@ -13,7 +13,6 @@ import click
 
 from index import (
     CorpusIndex,
-    FaissStore,
     IndexFormatError,
     SentenceTransformerEmbedder,
     corpus_checksum,
@@ -193,10 +192,10 @@ def check(directory: Path, as_json: bool) -> None:
         "documents": len(index.documents),
         "sentences": len(index.sentences),
         "chunks": len(index.chunks),
-        "segments": 1,
-        "tombstones": index.store.dead if isinstance(index.store, FaissStore) else 0,
+        "segments": len(index.segments),
+        "tombstones": index.tombstones,
         "vector_index": m.vector_index,
-        "files_verified": len(m.files),
+        "files_verified": sum(len(entry.files) for entry in m.segments) + 1,
         "content_digest": index.content_digest,
     }
     if as_json:

@@ -203,7 +203,34 @@ async def _write(
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
         runtime.rewarm()
+    if new.index.merge_plan() and (runtime.merging is None or runtime.merging.done()):
+        runtime.merging = asyncio.create_task(merge_segments(runtime))
+        runtime.background(runtime.merging)
     return new
+
+
+async def merge_segments(runtime: Runtime) -> None:
+    """Fold small segments together until no merge is due, without holding up anyone.
+
+    The merged segment (vectors copied, FAISS index and postings built) is made off the
+    write lock from the index as it was; the lock is taken only to lay it over the index
+    as it is now, tombstoning what writes changed meanwhile, and to save the snapshot.
+    Readers keep the index they took. A failed merge is logged and changes nothing.
+    """
+    try:
+        while plan := runtime.answerer.index.merge_plan():
+            merged = await anyio.to_thread.run_sync(runtime.answerer.index.merged_segment, plan)
+            async with runtime.write_lock:
+                current = runtime.answerer
+                index = current.index.with_merged(merged, plan)
+                if index is not None:
+                    await anyio.to_thread.run_sync(index.save, current.settings.index_dir)
+                    runtime.answerer = Answerer(
+                        index, current.embedder, current.llm, current.settings
+                    )
+                    log.info("merged %d segments into one", len(plan))
+    except Exception:
+        log.exception("segment merge failed; the index is unchanged")
 
 
 async def _apply_batch(runtime: Runtime, batch: list[PendingWrite]) -> None:

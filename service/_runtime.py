@@ -50,6 +50,7 @@ class Runtime:
     timings_ms: dict[str, float] = field(default_factory=dict)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending_writes: list[PendingWrite] = field(default_factory=list)
+    merging: asyncio.Task[None] | None = None  # the background segment merge, if one runs
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     _rewarm_wanted: bool = False

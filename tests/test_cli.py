@@ -53,16 +53,15 @@ def test_index_check_reports_a_digest_that_does_not_depend_on_the_build(
     assert reports[0]["documents"] == 1 and reports[0]["sentences"] == 17
     assert reports[0]["files_verified"] > 5  # BM25's files included
     assert reports[0]["tombstones"] == 0
-    shrunk = CorpusIndex.load(tmp_path / "two").updated(
-        hashing_embedder, upserts=[Document(doc_id="memo", title="Memo", text="Plant opens.")]
-    )
-    shrunk.updated(hashing_embedder, deletes=["memo"]).save(tmp_path / "three")
+    memo = Document(doc_id="memo", title="Memo", text="Plant opens.")
+    both = CorpusIndex.build([*docs, memo], hashing_embedder)  # one segment, memo's in it
+    both.updated(hashing_embedder, deletes=["memo"]).save(tmp_path / "three")
     three = json.loads(
         runner.invoke(main, ["index", "check", str(tmp_path / "three"), "--json"]).output
     )
     assert three["tombstones"] == 1 and three["content_digest"] == reports[0]["content_digest"]
 
-    (snapshot,) = (tmp_path / "one" / "snapshots").iterdir()
-    (snapshot / "sentences.json").write_text("[]")
+    (segment,) = (tmp_path / "one" / "segments").iterdir()
+    (segment / "sentences.json").write_text("[]")
     broken = runner.invoke(main, ["index", "check", str(tmp_path / "one")])
     assert broken.exit_code != 0 and "sentences.json is corrupt" in broken.output

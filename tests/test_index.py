@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from index import (
+    MAX_SEGMENTS,
     CorpusIndex,
     Document,
     EmbedBatch,
@@ -50,9 +51,10 @@ def test_index_round_trips_and_is_reused_when_nothing_changed(
     assert manifest["model_id"] == "test/hashing-64"
     assert manifest["dim"] == 64
     assert manifest["sentences"] == len(built.sentences) == 17
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["vector_index"] == "flat"
-    assert set(manifest["files"]) >= {"vectors.faiss", "sentences.json"}
+    (segment,) = manifest["segments"]
+    assert set(segment["files"]) >= {"vectors.faiss", "sentences.json", "postings.npz"}
     again = load_or_build(tmp_path, docs, hashing_embedder)
     assert again.manifest.built_at == built.manifest.built_at  # loaded, not rebuilt
     assert [s.sentence_id for s in again.sentences] == [s.sentence_id for s in built.sentences]
@@ -76,16 +78,16 @@ def test_index_is_rebuilt_when_corpus_or_model_changes(
     assert len(list((tmp_path / "snapshots").iterdir())) == 1  # old snapshots cleaned up
 
 
-@pytest.mark.parametrize("victim", ["vectors.faiss", "lexical/"])
+@pytest.mark.parametrize("victim", ["vectors.faiss", "postings.npz", "documents.jsonl"])
 def test_corrupt_index_is_a_clear_error(
     tmp_path: Path, hashing_embedder: HashingEmbedder, victim: str
 ) -> None:
     CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
-    (snapshot,) = (tmp_path / "snapshots").iterdir()
-    if victim.endswith("/"):  # BM25's files are checked like the others
-        victim = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.glob(victim + "*"))[0]
-    (snapshot / victim).write_bytes(b"not what was written")
-    with pytest.raises(IndexFormatError, match=re.escape(victim) + " is corrupt"):
+    (segment,) = (tmp_path / "segments").iterdir()
+    (segment / victim).write_bytes(b"not what was written")  # BM25's files are checked too
+    with pytest.raises(
+        IndexFormatError, match=re.escape(f"{segment.name}/{victim}") + " is corrupt"
+    ):
         CorpusIndex.load(tmp_path)
     with pytest.raises(IndexFormatError, match="corrupt"):  # and never silently rebuilt
         load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)
@@ -99,7 +101,7 @@ def test_index_of_another_format_is_a_clear_error(
     CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
     (snapshot,) = (tmp_path / "snapshots").iterdir()
     (snapshot / "manifest.json").write_text(json.dumps({"format_version": 1}))
-    with pytest.raises(IndexFormatError, match="format 1, but this version reads format 2"):
+    with pytest.raises(IndexFormatError, match="format 1, but this version reads format 3"):
         CorpusIndex.load(tmp_path)
 
 
@@ -208,33 +210,100 @@ def test_markdown_files_are_titled_by_their_first_heading(tmp_path: Path) -> Non
     }
 
 
-def test_writes_update_the_vector_store_with_tombstones_instead_of_rebuilding_it(
-    tmp_path: Path,
+def _memo(n: int) -> Document:
+    return Document(f"memo-{n}", f"Memo {n}", f"Plant {n} opens in May. It is new.")
+
+
+def test_a_write_adds_a_segment_of_its_own_and_leaves_the_others_as_they_were(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
-    rng = np.random.default_rng(7)
-    vectors = rng.standard_normal((60, 16)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    hnsw = FaissStore.from_vectors(vectors[:50], hnsw_threshold=10)
-    # Sentences 10-19 removed, 50-59 added: positions 0-9 and 20-49 stay, then the new ones.
-    kept = np.array([*range(10), *range(20, 50)], dtype=np.int64)
-    rows = np.vstack([vectors[kept], vectors[50:]])
-    store = hnsw.updated(kept, vectors[50:], rows, hnsw_threshold=10)
-    assert (len(hnsw), len(store), store.dead, store.kind) == (50, 50, 10, "hnsw")
-    _, ids = store.search(rows, 1)
-    assert ids[:, 0].tolist() == list(range(50))  # every row finds itself at its new position
-    _, ids = store.search(vectors[10:20], 50)
-    assert (ids >= 0).all() and (ids < 50).all()  # removed sentences are never returned
-    store.save(tmp_path / "v.faiss")
-    loaded = FaissStore.load(tmp_path / "v.faiss")
-    assert (len(loaded), loaded.dead) == (50, 10)
-    assert loaded.search(rows, 1)[1][:, 0].tolist() == list(range(50))
-    # Past a quarter of dead slots the store is compacted.
-    few = np.arange(20, 50, dtype=np.int64)
-    compacted = store.updated(few, vectors[:0], rows[few], hnsw_threshold=10)
-    assert (len(compacted), compacted.dead) == (30, 0)
-    flat = FaissStore.from_vectors(vectors[:5], hnsw_threshold=10)
-    grown = flat.updated(np.arange(5), vectors[5:], vectors, hnsw_threshold=10)
-    assert grown.kind == "hnsw"  # crossing the threshold: built anew
+    index = CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder)
+    index.save(tmp_path)
+    (base,) = (tmp_path / "segments").iterdir()
+    before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
+    index = index.updated(hashing_embedder, upserts=[_memo(1), _memo(2)])
+    index.save(tmp_path)
+    assert len(index.segments) == 2 and len(index.segments[1].sentences) == 4
+    assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before  # not rewritten
+    # Replacing a document tombstones its old sentences where they live.
+    index = index.updated(hashing_embedder, upserts=[Document("memo-2", "Memo 2", "Closed.")])
+    assert (len(index.segments), index.tombstones) == (3, 2)
+    index.save(tmp_path)
+    reloaded = CorpusIndex.load(tmp_path)
+    assert reloaded.content_digest == index.content_digest
+    assert reloaded.tombstones == 2
+    query = hashing_embedder.encode(["When does plant 2 open?"])
+    _, ids = reloaded.store.search(query, len(reloaded.sentences))
+    assert "Plant 2 opens in May." not in {reloaded.sentences[int(i)].text for i in ids[0]}
+    assert len(list((tmp_path / "segments").iterdir())) == 3
+    # A segment left with nothing live is dropped, and its files removed.
+    reloaded.updated(hashing_embedder, deletes=["memo-1"]).save(tmp_path)
+    assert len(list((tmp_path / "segments").iterdir())) == 2
+
+
+def test_bm25_scores_do_not_depend_on_how_the_corpus_is_segmented(
+    hashing_embedder: HashingEmbedder,
+) -> None:
+    docs = [*read_documents([ARTICLE]), *(_memo(n) for n in range(5))]
+    whole = CorpusIndex.build(docs, hashing_embedder)
+    pieces = CorpusIndex.build(docs[:2], hashing_embedder)
+    for doc in docs[2:]:  # a segment per write, and a deleted document tombstoned on the way
+        pieces = pieces.updated(hashing_embedder, upserts=[doc, _memo(99)])
+    pieces = pieces.updated(hashing_embedder, deletes=["memo-99"])
+    assert len(pieces.segments) == 5 and pieces.tombstones > 0
+    assert pieces.content_digest == whole.content_digest
+    for question in ["When does plant 3 open?", "Geely Renault memorandum engines", "May"]:
+        scores, ids = pieces.lexical.search(question, 10)
+        expected_scores, expected_ids = whole.lexical.search(question, 10)
+        assert ids.tolist() == expected_ids.tolist()
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+
+
+def test_merges_fold_adjacent_small_segments_and_keep_later_deletes(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    index = CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder)
+    for n in range(MAX_SEGMENTS):
+        index = index.updated(hashing_embedder, upserts=[_memo(n)])
+    assert len(index.segments) == MAX_SEGMENTS + 1
+    plan = index.merge_plan()
+    names = [s.name for s in index.segments]
+    start = names.index(plan[0])
+    assert len(plan) > 1 and names[start : start + len(plan)] == plan  # adjacent
+    assert index.segments[0].name not in plan  # the big one is left alone
+    merged = index.merged_segment(plan)
+    # A write lands while the merge runs: it deletes a document the merge folded in.
+    folded = merged.documents[0].doc_id
+    index = index.updated(hashing_embedder, deletes=[folded])
+    after = index.with_merged(merged, plan)
+    left = [s for s in index.segments if s.name in plan]  # the emptied one was dropped
+    assert after is not None and len(after.segments) == len(index.segments) - len(left) + 1
+    assert folded not in after.documents and after.content_digest == index.content_digest
+    assert [s.sentence_id for s in after.sentences] == [s.sentence_id for s in index.sentences]
+    after.save(tmp_path)
+    assert CorpusIndex.load(tmp_path).content_digest == index.content_digest
+    assert after.merge_plan() == []
+    # A mostly tombstoned segment is rewritten on its own.
+    base = after.segments[0].name
+    emptied = after.updated(hashing_embedder, upserts=[_memo(0), _memo(1), _memo(2)])
+    assert emptied.merge_plan() == [base] or len(emptied.segments) <= MAX_SEGMENTS
+
+
+def test_an_index_of_the_previous_format_is_indexed_again_without_losing_documents(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    snapshot = tmp_path / "snapshots" / "old"
+    snapshot.mkdir(parents=True)
+    (snapshot / "documents.jsonl").write_bytes(msgspec.json.encode(_memo(1)) + b"\n")
+    (snapshot / "manifest.json").write_text(
+        json.dumps({"format_version": 2, "seed_checksum": "seeded-earlier"})
+    )
+    (tmp_path / "CURRENT").write_text("old")
+    with pytest.raises(IndexFormatError, match="format 2"):
+        CorpusIndex.load(tmp_path)
+    index = load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)
+    assert "memo-1" in index.documents  # added through the API once: kept
+    assert not snapshot.exists()
 
 
 def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmbedder) -> None:

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import faiss
 import httpx
 import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
 
-from index import CorpusIndex, FaissStore, load_or_build, read_documents
+from index import MAX_SEGMENTS, CorpusIndex, load_or_build, read_documents
 from service import Settings
 from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, fake_app
 
@@ -300,17 +301,18 @@ def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None
 def test_a_full_disk_gives_507_leaves_nothing_behind_and_later_writes_work(
     admin_client: TestClient[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(self: object, path: Path) -> None:
-        path.write_bytes(b"partial")
+    def full(index: object, path: str) -> None:
+        Path(path).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(FaissStore, "save", full)
+    monkeypatch.setattr(faiss, "write_index", full)
     response = _add(admin_client, {"doc_id": "memo", "text": "The plant opens in May."})
     assert response.status_code == 507
     assert "No space left on device" in response.json()["detail"]
     assert str(settings.index_dir) not in response.text
-    snapshots = settings.index_dir / "snapshots"
+    snapshots, segments = settings.index_dir / "snapshots", settings.index_dir / "segments"
     assert [p.name for p in snapshots.iterdir() if p.name.startswith(".")] == []
+    assert len(list(segments.iterdir())) == 1  # the half-written segment is gone
     assert "memo" not in admin_client.get("/v1/documents").text
     monkeypatch.undo()
     assert (
@@ -318,6 +320,23 @@ def test_a_full_disk_gives_507_leaves_nothing_behind_and_later_writes_work(
     )
     assert "memo" in admin_client.get("/v1/documents").text
     assert len(list(snapshots.iterdir())) == 1
+
+
+def test_segments_are_merged_in_the_background_and_nothing_is_lost(
+    admin_client: TestClient[Any], settings: Settings
+) -> None:
+    names = "Alder Birch Cedar Daisy Elm Fern Gorse Hazel Iris Juniper Kale Larch".split()
+    assert len(names) > MAX_SEGMENTS
+    for name in names:  # a segment per write
+        body = {"doc_id": name, "text": f"The {name} plant is in Ningbo. It opens in May."}
+        assert _add(admin_client, body).status_code == 201
+    assert admin_client.delete("/v1/documents/Cedar", headers=ADMIN).status_code == 200
+    _until(lambda: len(CorpusIndex.load(settings.index_dir).segments) <= MAX_SEGMENTS)
+    index = CorpusIndex.load(settings.index_dir)
+    listed = {d["doc_id"] for d in admin_client.get("/v1/documents").json()["documents"]}
+    assert listed == set(index.documents) == {"renault-geely-mou", *names} - {"Cedar"}
+    answer = _extractive(admin_client, "Where is the Hazel plant?")["answer"]
+    assert answer.startswith("The Hazel plant is in Ningbo")
 
 
 def test_multipart_file_uploads(admin_client: TestClient[Any]) -> None:

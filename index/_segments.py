@@ -1,0 +1,303 @@
+"""Immutable index segments, in the manner of Lucene, and the searches that fan out over them.
+
+A segment holds some documents with their sentences, chunks and vectors, a FAISS index of
+those vectors and the BM25 postings of their terms. It is written once and never changed:
+a write adds a new small segment and tombstones the replaced documents in old ones, and a
+merge folds adjacent small segments into one. Searches run over every segment and merge
+their results; BM25 takes its statistics (live sentence count, average length, document
+frequencies) over the live sentences of all segments, so a score does not depend on how
+the corpus happens to be cut into segments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse
+
+from index._chunk import Chunk
+from index._documents import Document
+from index._lexical import tokenize
+from index._sentences import Sentence
+from index._store import HNSW_THRESHOLD, FaissStore
+
+__all__ = ["Bm25", "FanOutStore", "Postings", "Segment", "new_name"]
+
+Positions = npt.NDArray[np.int64]
+
+
+def new_name() -> str:
+    """A name that sorts by creation time and does not collide across processes."""
+    return f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, eq=False)
+class Postings:
+    """A segment's term frequencies: rows are its sentences, columns its terms."""
+
+    terms: dict[str, int]
+    counts: scipy.sparse.csc_array  # float32 term frequency
+    lengths: npt.NDArray[np.float32]  # tokens per sentence
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[list[str]]) -> Postings:
+        """Postings of sentences given as their :func:`tokenize` tokens."""
+        terms: dict[str, int] = {}
+        rows, cols = [], []
+        for row, sentence in enumerate(tokens):
+            for token in sentence:
+                rows.append(row)
+                cols.append(terms.setdefault(token, len(terms)))
+        data = np.ones(len(rows), dtype=np.float32)
+        counts = scipy.sparse.csc_array(
+            (data, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+            shape=(len(tokens), len(terms)),
+        )
+        counts.sum_duplicates()
+        lengths = np.asarray([len(t) for t in tokens], dtype=np.float32)
+        return cls(terms, counts, lengths)
+
+    def column(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """The rows that hold ``term`` and how often each holds it."""
+        col = self.terms.get(term)
+        if col is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        lo, hi = self.counts.indptr[col], self.counts.indptr[col + 1]
+        return self.counts.indices[lo:hi], self.counts.data[lo:hi]
+
+
+class Bm25:
+    """BM25 over the live sentences of every segment, with corpus-wide statistics.
+
+    Lucene's formula with bm25s's defaults (k1 1.5, b 0.75). bm25s bakes one index's own
+    statistics into the scores it stores, so it cannot score segments as one corpus; the
+    postings here keep raw counts and the statistics are taken at search time.
+    """
+
+    K1 = 1.5
+    B = 0.75
+
+    def __init__(self, parts: Sequence[tuple[Postings, Positions]], size: int) -> None:
+        self._parts = parts  # each segment's postings and the global position of each row
+        self._size = size
+        lengths = np.zeros(size, dtype=np.float32)
+        for postings, positions in parts:
+            live = positions >= 0
+            lengths[positions[live]] = postings.lengths[live]
+        self._lengths = lengths
+        self._average = float(lengths.mean()) if size else 1.0
+
+    def search(self, query: str, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Scores and positions of the best ``k`` sentences with any query term, best first."""
+        scores = np.zeros(self._size, dtype=np.float32)
+        norm = self.K1 * (1 - self.B + self.B * self._lengths / max(self._average, 1e-9))
+        for term in set(tokenize(query)):
+            hits, counts = [], []
+            for postings, positions in self._parts:
+                rows, tf = postings.column(term)
+                where = positions[rows]
+                live = where >= 0
+                hits.append(where[live])
+                counts.append(tf[live])
+            if not hits or not (found := np.concatenate(hits)).size:
+                continue
+            tf = np.concatenate(counts)
+            idf = math.log(1 + (self._size - len(found) + 0.5) / (len(found) + 0.5))
+            scores[found] += idf * tf / (tf + norm[found])
+        k = min(k, int((scores > 0).sum()))
+        if k == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return scores[top], top.astype(np.int64)
+
+
+class FanOutStore:
+    """Nearest neighbours over every segment's FAISS index, merged into one ranking."""
+
+    def __init__(self, stores: Sequence[FaissStore]) -> None:
+        self._stores = [s for s in stores if len(s)]
+        self._size = sum(len(s) for s in self._stores)
+
+    @property
+    def kind(self) -> str:
+        """``flat`` when every search is exact, else ``hnsw``."""
+        return "hnsw" if any(s.kind == "hnsw" for s in self._stores) else "flat"
+
+    @property
+    def dead(self) -> int:
+        """Tombstoned rows still in the segments' indexes."""
+        return sum(s.dead for s in self._stores)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top ``k`` sentence positions and scores per query; missing ones are -1."""
+        k = max(1, min(k, self._size))
+        if not self._stores:
+            return (np.full((len(queries), k), -np.inf, dtype=np.float32),
+                    np.full((len(queries), k), -1, dtype=np.int64))  # fmt: skip
+        found = [s.search(queries, k) for s in self._stores]
+        scores = np.concatenate([f[0] for f in found], axis=1)
+        ids = np.concatenate([f[1] for f in found], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+SEGMENT_FILES = (
+    "documents.jsonl",
+    "sentences.json",
+    "chunks.json",
+    "vectors.npy",
+    "vectors.faiss",
+    "terms.json",
+    "postings.npz",
+)
+
+
+@dataclass(eq=False)
+class Segment:
+    """Documents with their sentences, chunks, vectors, FAISS index and BM25 postings."""
+
+    name: str
+    documents: list[Document] = field(repr=False)
+    sentences: list[Sentence] = field(repr=False)
+    chunks: list[Chunk] = field(repr=False)
+    vectors: npt.NDArray[np.float32] = field(repr=False)
+    dense: faiss.Index = field(repr=False)
+    postings: Postings = field(repr=False)
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # sha256 of each file
+
+    @classmethod
+    def build(
+        cls,
+        documents: Sequence[Document],
+        sentences: list[Sentence],
+        chunks: list[Chunk],
+        tokens: Sequence[list[str]],
+        vectors: npt.NDArray[np.float32],
+        *,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+    ) -> Segment:
+        """A new segment; ``tokens`` and ``vectors`` have a row per sentence."""
+        store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
+        return cls(new_name(), list(documents), sentences, chunks, vectors, store.index,
+                   Postings.from_tokens(tokens))  # fmt: skip
+
+    @property
+    def kind(self) -> str:
+        """``flat`` (exact) or ``hnsw`` (approximate)."""
+        return FaissStore(self.dense).kind
+
+    def write(self, segments: Path) -> None:
+        """Write the segment under ``segments/<name>``, fsynced, and record its checksums.
+
+        It is written to a temporary directory first and renamed into place, so a segment
+        directory that exists is complete. One that exists already is left as it is.
+        """
+        final = segments / self.name
+        if final.is_dir() and self.files:
+            return
+        tmp = segments / f".tmp-{self.name}"
+        tmp.mkdir(parents=True)
+        try:
+            enc = msgspec.json.Encoder()
+            (tmp / "documents.jsonl").write_bytes(
+                b"".join(enc.encode(d) + b"\n" for d in self.documents)
+            )
+            (tmp / "sentences.json").write_bytes(enc.encode(self.sentences))
+            (tmp / "chunks.json").write_bytes(enc.encode(self.chunks))
+            buffer = io.BytesIO()
+            np.save(buffer, self.vectors, allow_pickle=False)
+            (tmp / "vectors.npy").write_bytes(buffer.getvalue())
+            faiss.write_index(self.dense, str(tmp / "vectors.faiss"))
+            terms = sorted(self.postings.terms, key=self.postings.terms.__getitem__)
+            (tmp / "terms.json").write_bytes(enc.encode(terms))
+            buffer = io.BytesIO()
+            np.savez(
+                buffer,
+                data=self.postings.counts.data,
+                indices=self.postings.counts.indices,
+                indptr=self.postings.counts.indptr,
+                lengths=self.postings.lengths,
+                allow_pickle=False,
+            )
+            (tmp / "postings.npz").write_bytes(buffer.getvalue())
+            files = {}
+            for file in SEGMENT_FILES:
+                files[file] = sha256_of(tmp / file)
+                fsync(tmp / file)
+            fsync(tmp)
+            tmp.rename(final)
+            fsync(segments)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.files = files
+
+    @classmethod
+    def read(cls, directory: Path, files: dict[str, str]) -> Segment:
+        """Read a segment written by :meth:`write`, checking each file against ``files``.
+
+        Raises ValueError naming the file at fault.
+        """
+        for file in SEGMENT_FILES:
+            if file not in files:
+                raise ValueError(f"the manifest does not cover {directory.name}/{file}")
+            if sha256_of(directory / file) != files[file]:
+                raise ValueError(f"{directory.name}/{file} is corrupt (checksum mismatch)")
+        documents = [
+            msgspec.json.decode(line, type=Document)
+            for line in (directory / "documents.jsonl").read_bytes().splitlines()
+            if line
+        ]
+        sentences = msgspec.json.decode(
+            (directory / "sentences.json").read_bytes(), type=list[Sentence]
+        )
+        chunks = msgspec.json.decode((directory / "chunks.json").read_bytes(), type=list[Chunk])
+        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        dense = faiss.read_index(str(directory / "vectors.faiss"))
+        terms = msgspec.json.decode((directory / "terms.json").read_bytes(), type=list[str])
+        with np.load(directory / "postings.npz", allow_pickle=False) as arrays:
+            counts = scipy.sparse.csc_array(
+                (arrays["data"], arrays["indices"], arrays["indptr"]),
+                shape=(len(sentences), len(terms)),
+            )
+            lengths = arrays["lengths"]
+        if not (len(vectors) == dense.ntotal == len(sentences) == len(lengths)):
+            raise ValueError(f"{directory.name}: counts disagree")
+        postings = Postings({t: i for i, t in enumerate(terms)}, counts, lengths)
+        return cls(directory.name, documents, sentences, chunks, vectors, dense, postings,
+                   dict(files))  # fmt: skip
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, in hex."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def fsync(path: Path) -> None:
+    """Flush a file or directory to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
