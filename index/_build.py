@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,11 @@ class CorpusIndex:
     # Values derived from one document's sentences (BM25 tokens, term counts, ...), kept
     # across writes that leave the document unchanged.
     _derived: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # What :meth:`derived_total` needs from the index this one was written from: its
+    # totals, and the derived values of the documents the write removed and added.
+    _since: tuple[dict[str, Counter[str]], dict[str, dict[str, Any]], frozenset[str]] | None = (
+        field(default=None, repr=False)
+    )
     documents: dict[str, Document] = field(init=False, repr=False)
     sentences: list[Sentence] = field(init=False, repr=False)
     chunks: list[Chunk] = field(init=False, repr=False)
@@ -133,6 +139,7 @@ class CorpusIndex:
     def __post_init__(self) -> None:
         self.documents, self.sentences, self.chunks = {}, [], []
         self._home: dict[str, str] = {}  # doc_id -> the segment that holds it live
+        self._totals: dict[str, Counter[str]] = {}
         self._doc_sentences: dict[str, list[int]] = {}
         self._doc_chunks: dict[str, list[int]] = {}
         blocks, stores, parts = [], [], []
@@ -186,6 +193,30 @@ class CorpusIndex:
         if name not in cache:
             cache[name] = compute(self.sentences_of(doc_id))
         return cast(_T, cache[name])
+
+    def derived_total(
+        self, name: str, compute: Callable[[list[Sentence]], Counter[str]]
+    ) -> Counter[str]:
+        """The sum over live documents of a per-document :meth:`derived` count.
+
+        After a write it is the previous index's total, less the removed documents'
+        counts, plus the added ones': a write costs its own documents.
+        """
+        if name not in self._totals:
+            totals, removed, added = self._since or ({}, {}, frozenset())
+            if name in totals and all(name in values for values in removed.values()):
+                total = totals[name].copy()
+                for values in removed.values():
+                    total.subtract(values[name])
+                for doc_id in added:
+                    total.update(self.derived(doc_id, name, compute))
+                self._totals[name] = +total  # drops the terms no document holds any more
+            else:
+                total = Counter()
+                for doc_id in self.documents:
+                    total.update(self.derived(doc_id, name, compute))
+                self._totals[name] = total
+        return self._totals[name]
 
     def chunk_of(self, sentence_index: int) -> Chunk:
         """The first chunk that holds the sentence."""
@@ -272,7 +303,10 @@ class CorpusIndex:
                                          hnsw_threshold=hnsw_threshold)  # fmt: skip
             segments.append(segment)
             derived.update(fresh)
-        return _assembled(segments, deleted, derived, embedder, seed_checksum)
+        index = _assembled(segments, deleted, derived, embedder, seed_checksum)
+        removed = {doc_id: self._derived.get(doc_id, {}) for doc_id in gone}
+        index._since = (self._totals, removed, frozenset(d.doc_id for d in upserts))
+        return index
 
     # -- merging -----------------------------------------------------------------
 
@@ -334,6 +368,7 @@ class CorpusIndex:
         if gone:
             deleted[merged.name] = gone
         index = CorpusIndex(self.manifest, segments, deleted, dict(self._derived))
+        index._totals = self._totals  # the same live documents
         index.manifest = _manifest_of(index, self.manifest.model_id, self.manifest.dim,
                                       self.manifest.seed_checksum)  # fmt: skip
         return index

@@ -106,7 +106,7 @@ class Answerer:
         self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
         INDEX_DOCUMENTS.set(len(self.index.documents))
         INDEX_SENTENCES.set(len(self.index.sentences))
-        INDEX_SEGMENTS.set(1)  # one segment until writes add their own
+        INDEX_SEGMENTS.set(len(self.index.segments))
 
     def check_capacity(self, mode: AnswerMode = "llm") -> None:
         """Refuse at once, with :class:`BusyError`, a question the LLM queue has no room for."""

@@ -58,10 +58,8 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         # Rare words say more about whether a sentence answers a question than common ones.
-        # Counted per document and kept across writes, so a write recounts only its own.
-        frequency: Counter[str] = Counter()
-        for doc_id in index.documents:
-            frequency.update(index.derived(doc_id, "term_counts", _term_counts))
+        # Counted per document and kept across writes, so a write counts only its own.
+        frequency = index.derived_total("term_counts", _term_counts)
         n = len(index.sentences)
         self.idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
         self._titles = {d.doc_id: terms(d.title) for d in index.documents.values()}

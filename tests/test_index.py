@@ -309,7 +309,9 @@ def test_an_index_of_the_previous_format_is_indexed_again_without_losing_documen
 def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmbedder) -> None:
     docs = read_documents([ARTICLE])
     extra = Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new.")
-    grown = CorpusIndex.build(docs, hashing_embedder).updated(hashing_embedder, upserts=[extra])
+    base = CorpusIndex.build(docs, hashing_embedder)
+    Retriever(base, hashing_embedder, Settings())  # counts the corpus's terms once
+    grown = base.updated(hashing_embedder, upserts=[extra])
     fresh = CorpusIndex.build([*docs, extra], hashing_embedder)
     assert grown.content_digest == fresh.content_digest
     query = hashing_embedder.encode(["When does the plant open?"])
@@ -317,9 +319,12 @@ def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmb
     settings = Settings()
     assert Retriever(grown, hashing_embedder, settings).idf == (
         Retriever(fresh, hashing_embedder, settings).idf
-    )  # the per-document counts kept across the write add up to the fresh ones
+    )  # the counts carried across the write, plus the new document's, are the fresh ones
     shrunk = grown.updated(hashing_embedder, deletes=["memo"])
     again = CorpusIndex.build(docs, hashing_embedder)
+    assert Retriever(shrunk, hashing_embedder, settings).idf == (
+        Retriever(again, hashing_embedder, settings).idf
+    )
     assert shrunk.content_digest == again.content_digest
     assert shrunk.store.search(query, 5)[1].tolist() == again.store.search(query, 5)[1].tolist()
 
