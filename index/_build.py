@@ -37,7 +37,7 @@ from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
 from index._lexical import tokenize
-from index._segments import Bm25, FanOutStore, Segment, fsync, new_name
+from index._segments import Bm25, FanOutStore, Segment, StackedVectors, fsync, new_name
 from index._sentences import SEGMENTER, Sentence
 from index._stages import sentences_of_rows, split_batch
 from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
@@ -132,7 +132,7 @@ class CorpusIndex:
     documents: dict[str, Document] = field(init=False, repr=False)
     sentences: list[Sentence] = field(init=False, repr=False)
     chunks: list[Chunk] = field(init=False, repr=False)
-    vectors: npt.NDArray[np.float32] = field(init=False, repr=False)
+    vectors: StackedVectors = field(init=False, repr=False)
     store: VectorStore = field(init=False, repr=False)
     lexical: Bm25 = field(init=False, repr=False)
 
@@ -142,32 +142,29 @@ class CorpusIndex:
         self._totals: dict[str, Counter[str]] = {}
         self._doc_sentences: dict[str, list[int]] = {}
         self._doc_chunks: dict[str, list[int]] = {}
-        blocks, stores, parts = [], [], []
+        live_rows, stores, parts = [], [], []
         for seg in self.segments:
             gone = self.deleted.get(seg.name, frozenset())
-            for doc in seg.documents:
-                if doc.doc_id not in gone:
-                    self.documents[doc.doc_id] = doc
-                    self._home[doc.doc_id] = seg.name
-            live = np.fromiter((s.doc_id not in gone for s in seg.sentences), dtype=bool,
-                               count=len(seg.sentences))  # fmt: skip
             positions = np.full(len(seg.sentences), -1, dtype=np.int64)
-            positions[live] = np.arange(len(self.sentences), len(self.sentences) + live.sum())
-            for s in (
-                seg.sentences if not gone else (s for s in seg.sentences if s.doc_id not in gone)
-            ):
-                self._doc_sentences.setdefault(s.doc_id, []).append(len(self.sentences))
-                self.sentences.append(s)
-            for c in seg.chunks:
-                if c.doc_id not in gone:
-                    self._doc_chunks.setdefault(c.doc_id, []).append(len(self.chunks))
-                    self.chunks.append(c)
-            blocks.append(seg.vectors[live] if gone else seg.vectors)
+            for doc in seg.documents:  # a document's rows are adjacent: copied a range at a time
+                if doc.doc_id in gone:
+                    continue
+                self.documents[doc.doc_id] = doc
+                self._home[doc.doc_id] = seg.name
+                first, end = seg.sentence_rows.get(doc.doc_id, (0, 0))
+                at = len(self.sentences)
+                self.sentences.extend(seg.sentences[first:end])
+                self._doc_sentences[doc.doc_id] = list(range(at, at + end - first))
+                positions[first:end] = np.arange(at, at + end - first)
+                first, end = seg.chunk_rows.get(doc.doc_id, (0, 0))
+                at = len(self.chunks)
+                self.chunks.extend(seg.chunks[first:end])
+                self._doc_chunks[doc.doc_id] = list(range(at, at + end - first))
+            live_rows.append(np.nonzero(positions >= 0)[0] if gone else np.arange(len(positions)))
             stores.append(FaissStore(seg.dense, positions))
             parts.append((seg.postings, positions))
-        self.vectors = (
-            np.concatenate(blocks) if blocks else np.zeros((0, self.manifest.dim), np.float32)
-        )
+        self.vectors = StackedVectors([seg.vectors for seg in self.segments], live_rows,
+                                      self.manifest.dim)  # fmt: skip
         self.store = FanOutStore(stores)
         self.lexical = Bm25(parts, len(self.sentences))
 

@@ -18,8 +18,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -34,7 +35,7 @@ from index._lexical import tokenize
 from index._sentences import Sentence
 from index._store import HNSW_THRESHOLD, FaissStore
 
-__all__ = ["Bm25", "FanOutStore", "Postings", "Segment", "new_name"]
+__all__ = ["Bm25", "FanOutStore", "Postings", "Segment", "StackedVectors", "new_name"]
 
 Positions = npt.NDArray[np.int64]
 
@@ -125,6 +126,47 @@ class Bm25:
         return scores[top], top.astype(np.int64)
 
 
+class StackedVectors:
+    """The live rows of every segment's vectors, read by sentence position.
+
+    Reads gather from the segments' own arrays, so a write does not copy every vector of
+    the corpus into a new matrix, and the vectors are held once.
+    """
+
+    def __init__(self, blocks: Sequence[npt.NDArray[np.float32]], rows: Sequence[Positions],
+                 dim: int) -> None:  # fmt: skip
+        self._blocks = list(blocks)
+        # For each sentence position: the segment that holds it, and its row there.
+        self._owner = np.concatenate(
+            [
+                np.zeros(0, dtype=np.int32),
+                *(np.full(len(r), k, np.int32) for k, r in enumerate(rows)),
+            ]
+        )
+        self._row = np.concatenate([np.zeros(0, dtype=np.int64), *rows]).astype(np.int64)
+        self.shape = (len(self._row), dim)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __getitem__(
+        self, key: int | Sequence[int] | npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """One vector for an int position, a matrix for a list or array of them."""
+        ids = np.asarray(key, dtype=np.int64)
+        if ids.ndim == 0:
+            return self._blocks[self._owner[ids]][self._row[ids]]
+        out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        owners, rows = self._owner[ids], self._row[ids]
+        for k in np.unique(owners):
+            hit = owners == k
+            out[hit] = self._blocks[k][rows[hit]]
+        return out
+
+    def __array__(self, dtype: object = None, copy: object = None) -> npt.NDArray[np.float32]:
+        return self[np.arange(len(self))]
+
+
 class FanOutStore:
     """Nearest neighbours over every segment's FAISS index, merged into one ranking."""
 
@@ -206,6 +248,16 @@ class Segment:
         """``flat`` (exact) or ``hnsw`` (approximate)."""
         return FaissStore(self.dense).kind
 
+    @cached_property
+    def sentence_rows(self) -> dict[str, tuple[int, int]]:
+        """Each document's ``[first, end)`` rows in ``sentences`` (a document's are adjacent)."""
+        return _row_ranges(s.doc_id for s in self.sentences)
+
+    @cached_property
+    def chunk_rows(self) -> dict[str, tuple[int, int]]:
+        """Each document's ``[first, end)`` rows in ``chunks``."""
+        return _row_ranges(c.doc_id for c in self.chunks)
+
     def write(self, segments: Path) -> None:
         """Write the segment under ``segments/<name>``, fsynced, and record its checksums.
 
@@ -286,6 +338,14 @@ class Segment:
         postings = Postings({t: i for i, t in enumerate(terms)}, counts, lengths)
         return cls(directory.name, documents, sentences, chunks, vectors, dense, postings,
                    dict(files))  # fmt: skip
+
+
+def _row_ranges(doc_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    ranges: dict[str, tuple[int, int]] = {}
+    for row, doc_id in enumerate(doc_ids):
+        first = ranges.get(doc_id, (row, row))[0]
+        ranges[doc_id] = (first, row + 1)
+    return ranges
 
 
 def sha256_of(path: Path) -> str:

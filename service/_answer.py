@@ -237,14 +237,30 @@ class Answerer:
     ) -> bool:
         """With ``support_judge_min`` set: whether the LLM doubts the top sentences answer.
 
-        The LLM is asked yes or no; its P(yes) comes from the first token's logprobs. A
-        failed call or a server without logprobs never withholds an answer.
+        A failed call or a server without logprobs never withholds an answer.
         """
         threshold = self.settings.support_judge_min
         if threshold <= 0:
             return False
-        top = [self.index.sentences[c.index].text for c in retrieval.candidates[:3]]
-        messages = render_judge_prompt(top, retrieval.question)
+        top = [c.index for c in retrieval.candidates[:3]]
+        probability = await self._p_yes(llm, top, retrieval.question, deadline, timings, "judge")
+        return probability is not None and probability < threshold
+
+    async def _p_yes(
+        self,
+        llm: ChatModel,
+        sentences: list[int],
+        question: str,
+        deadline: float,
+        timings: dict[str, float],
+        name: str,
+    ) -> float | None:
+        """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``).
+
+        It comes from the first reply token's logprobs; None when the call fails or the
+        server sends no logprobs.
+        """
+        messages = render_judge_prompt([self.index.sentences[i].text for i in sentences], question)
         started = time.perf_counter()
         probability: float | None = None
         try:
@@ -256,9 +272,34 @@ class Answerer:
                     probability = p_yes(token.top)
                     break
         except LLMError as exc:
-            log.warning("support judge failed: %s", exc)
-        timings["judge"] = _ms(started)
-        return probability is not None and probability < threshold
+            log.warning("%s call failed: %s", name, exc)
+        timings[name] = _ms(started)
+        return probability
+
+    async def _second_opinion(
+        self,
+        llm: ChatModel,
+        retrieval: Retrieval,
+        composition: Composition,
+        timings: dict[str, float],
+        deadline: float,
+    ) -> bool:
+        """Whether an answer held back only as off point should be given after all.
+
+        Verified claims whose sentences hold too few of the question's words are often
+        right in other words ("alliance" for "allied"). The LLM is asked yes or no whether
+        the cited sentences state the answer; ``off_point_judge_min`` or more releases it.
+        """
+        threshold = self.settings.off_point_judge_min
+        if threshold >= 1 or not composition.parts:
+            return False
+        because = self.grounder.shortfall(retrieval, composition.statement, composition.cited)
+        if because is not Abstention.OFF_POINT:
+            return False
+        probability = await self._p_yes(
+            llm, composition.cited, retrieval.question, deadline, timings, "second_opinion"
+        )
+        return probability is not None and probability >= threshold
 
     async def _llm_events(
         self,
@@ -322,6 +363,12 @@ class Answerer:
             )
         elif unsure:
             response = self._abstain("llm", passages, timings, Abstention.UNSURE)
+        elif await self._second_opinion(llm, retrieval, composition, timings, deadline):
+            text, citations = composition.release()
+            yield AnswerDelta(text)
+            for n, citation in citations:
+                yield CitationFound(n, citation)
+            response = _composed(composition, passages, "llm", timings, degraded=False)
         else:
             response = await anyio.to_thread.run_sync(
                 self._without_llm_answer, retrieval, parser, composition, passages, timings

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # question (benchmarks/results/squad-support-judge.md: 0.35 abstains on half of
     # SQuAD's unanswerables, at +0.03 false abstention).
     support_judge_min: float = Field(default=0.0, ge=0.0, le=1.0)
+    # An answer whose verified claims cite sentences that miss the question's words is
+    # given after all when the LLM's P(yes), asked whether those sentences state the
+    # answer, is at least this (1 turns the second opinion off). One more LLM call, only
+    # on answers that would otherwise be held back as off point.
+    off_point_judge_min: float = Field(default=0.7, ge=0.0, le=1.0)
 
     @property
     def seed_paths(self) -> list[Path]:

@@ -222,3 +222,32 @@ def test_a_citation_marker_is_not_the_figure_asked_for(
     done = ask_events(base, {"question": question})[-1][1]
     assert "20" in done["answer"] or done["answerable"] is False
     assert done["answer"] != "Renault Samsung has a long history in the Korean market [1]."
+
+
+def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    # The cited sentence holds few of the question's words ("vehicles", "Korea", "built"),
+    # so grounding alone would hold the verified answer back.
+    base = live_server(min_question_coverage=0.9)
+    question = "Which architecture are the vehicles built in Korea going to share?"
+    reply = (
+        f"They will be based on Lingke energy saving platform CMA {label_of(upstream, 'Lingke')}."
+    )
+    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+    no = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
+    upstream.queue(reply, yes, reply, no)
+    events = ask_events(base, {"question": question})
+    given = events[-1][1]
+    assert given["answerable"] is True and CMA in given["citations"][0]["text"]
+    assert "second_opinion" in given["timings_ms"]
+    assert shown_text(events) == given["answer"]  # streamed as it was given
+    opinion = upstream.requests[-1]["messages"][-1]["content"]
+    assert question in opinion and "Lingke" in opinion  # the cited sentence, fenced
+    held = ask_events(base, {"question": question})[-1][1]
+    assert held["abstained_because"] == "off_point" and held["citations"] == []
+    # Turned off, the LLM is asked once, and what grounding holds back stays back.
+    off_base = live_server(min_question_coverage=0.9, off_point_judge_min=1.0)
+    upstream.queue(reply)
+    off = ask_events(off_base, {"question": question})[-1][1]
+    assert off["abstained_because"] == "off_point" and "second_opinion" not in off["timings_ms"]

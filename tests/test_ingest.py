@@ -325,7 +325,20 @@ def test_a_full_disk_gives_507_leaves_nothing_behind_and_later_writes_work(
 def test_segments_are_merged_in_the_background_and_nothing_is_lost(
     admin_client: TestClient[Any], settings: Settings
 ) -> None:
-    names = "Alder Birch Cedar Daisy Elm Fern Gorse Hazel Iris Juniper Kale Larch".split()
+    names = [
+        "Alder",
+        "Birch",
+        "Cedar",
+        "Daisy",
+        "Elm",
+        "Fern",
+        "Gorse",
+        "Hazel",
+        "Iris",
+        "Juniper",
+        "Kale",
+        "Larch",
+    ]
     assert len(names) > MAX_SEGMENTS
     for name in names:  # a segment per write
         body = {"doc_id": name, "text": f"The {name} plant is in Ningbo. It opens in May."}
