@@ -40,7 +40,7 @@ from index._lexical import tokenize
 from index._segments import Bm25, FanOutStore, Segment, StackedVectors, fsync, new_name
 from index._sentences import SEGMENTER, Sentence
 from index._stages import sentences_of_rows, split_batch
-from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
+from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -102,7 +102,7 @@ class Manifest(msgspec.Struct, frozen=True):
     documents: int  # live ones
     sentences: int
     chunks: int
-    vector_index: str  # "flat" when every segment is searched exactly, else "hnsw"
+    vector_index: str  # how the segments are searched: "flat", "hnsw", "ivfpq" or a mix
     built_at: float
     segmenter: str = SEGMENTER  # what split the sentences (index/_sentences.py)
     segments: list[SegmentEntry] = msgspec.field(default_factory=list)
@@ -161,7 +161,7 @@ class CorpusIndex:
                 self.chunks.extend(seg.chunks[first:end])
                 self._doc_chunks[doc.doc_id] = list(range(at, at + end - first))
             live_rows.append(np.nonzero(positions >= 0)[0] if gone else np.arange(len(positions)))
-            stores.append(FaissStore(seg.dense, positions))
+            stores.append(FaissStore(seg.dense, positions, seg.vectors))
             parts.append((seg.postings, positions))
         self.vectors = StackedVectors([seg.vectors for seg in self.segments], live_rows,
                                       self.manifest.dim)  # fmt: skip
@@ -243,6 +243,7 @@ class CorpusIndex:
         reuse: dict[str, npt.NDArray[np.float32]] | None = None,
         split: dict[str, tuple[list[Sentence], list[list[str]]]] | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
+        compress_threshold: int = COMPRESS_THRESHOLD,
     ) -> CorpusIndex:
         """An index of ``docs`` in one segment.
 
@@ -252,7 +253,7 @@ class CorpusIndex:
         """
         segment, derived = _segment_of(
             docs, embedder, reuse=reuse or {}, split=split or {}, progress=progress,
-            hnsw_threshold=hnsw_threshold,
+            hnsw_threshold=hnsw_threshold, compress_threshold=compress_threshold,
         )  # fmt: skip
         return _assembled([segment], {}, derived, embedder, seed_checksum)
 
@@ -264,6 +265,7 @@ class CorpusIndex:
         deletes: Iterable[str] = (),
         seed_checksum: str | None = None,
         hnsw_threshold: int = HNSW_THRESHOLD,
+        compress_threshold: int = COMPRESS_THRESHOLD,
     ) -> CorpusIndex:
         """A new index with ``upserts`` added or replaced and ``deletes`` removed.
 
@@ -277,7 +279,8 @@ class CorpusIndex:
         if self.manifest.model_id != embedder.model_id:
             kept = [d for d in self.documents.values() if d.doc_id not in gone]
             return CorpusIndex.build([*kept, *upserts], embedder, seed_checksum=seed_checksum,
-                                     hnsw_threshold=hnsw_threshold)  # fmt: skip
+                                     hnsw_threshold=hnsw_threshold,
+                                     compress_threshold=compress_threshold)  # fmt: skip
         reuse = {
             self.sentences[i].sentence_id: self.vectors[i]
             for d in upserts
@@ -328,7 +331,11 @@ class CorpusIndex:
         return [s.name for s in self.segments[start : start + width]]
 
     def merged_segment(
-        self, names: Sequence[str], *, hnsw_threshold: int = HNSW_THRESHOLD
+        self,
+        names: Sequence[str],
+        *,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+        compress_threshold: int = COMPRESS_THRESHOLD,
     ) -> Segment:
         """One segment with the live documents of the named segments; nothing is embedded."""
         docs: list[Document] = []
@@ -347,7 +354,8 @@ class CorpusIndex:
                 chunks.extend(self.chunks_of(doc.doc_id))
                 tokens.extend(self.derived(doc.doc_id, "tokens", _tokens))
         return Segment.build(docs, [self.sentences[i] for i in rows], chunks, tokens,
-                             self.vectors[rows], hnsw_threshold=hnsw_threshold)  # fmt: skip
+                             self.vectors[rows], hnsw_threshold=hnsw_threshold,
+                             compress_threshold=compress_threshold)  # fmt: skip
 
     def with_merged(self, merged: Segment, names: Sequence[str]) -> CorpusIndex | None:
         """The index with the named segments replaced by ``merged``.
@@ -476,6 +484,7 @@ def _segment_of(
     split: dict[str, tuple[list[Sentence], list[list[str]]]],
     progress: bool = False,
     hnsw_threshold: int = HNSW_THRESHOLD,
+    compress_threshold: int = COMPRESS_THRESHOLD,
 ) -> tuple[Segment, dict[str, dict[str, Any]]]:
     """A segment of ``docs`` (split, chunked, embedded), and each document's derived values."""
     fresh = [d for d in docs if d.doc_id not in split]
@@ -504,7 +513,8 @@ def _segment_of(
             missing.append(i)
     if missing:  # only new text is embedded
         vectors[missing] = embedder.encode([sentences[i].text for i in missing], progress=progress)
-    segment = Segment.build(docs, sentences, chunks, tokens, vectors, hnsw_threshold=hnsw_threshold)
+    segment = Segment.build(docs, sentences, chunks, tokens, vectors, hnsw_threshold=hnsw_threshold,
+                            compress_threshold=compress_threshold)  # fmt: skip
     return segment, derived
 
 
@@ -631,12 +641,15 @@ def load_or_build(
     *,
     progress: bool = False,
     sync_seed: bool = True,
+    compress_threshold: int = COMPRESS_THRESHOLD,
 ) -> CorpusIndex:
     """Load the index in ``directory``, seeding it from ``seed`` when needed.
 
-    No index yet: build one from ``seed``. With ``sync_seed``, a seed that changed since
-    the index was seeded has its documents added or replaced, and documents added
-    through the API stay. The embedding model changed: everything is embedded again.
+    No index yet: build one from ``seed``; a build of ``compress_threshold`` sentences or
+    more keeps compressed codes in memory (``index/_store.py``). With ``sync_seed``, a
+    seed that changed since the index was seeded has its documents added or replaced, and
+    documents added through the API stay. The embedding model changed: everything is
+    embedded again.
     A corrupt or incompatible index raises :class:`IndexFormatError`, never silently
     loses data.
     """
@@ -645,14 +658,17 @@ def load_or_build(
         index = CorpusIndex.load(directory)
     except IndexMissingError:
         log.info("building index in %s", directory)
-        index = CorpusIndex.build(seed, embedder, progress=progress)
+        index = CorpusIndex.build(
+            seed, embedder, progress=progress, compress_threshold=compress_threshold
+        )
         index.save(directory)
         return index
     except OutdatedIndexError as old:
         log.info("indexing the %d documents of an older index format again", len(old.documents))
         index = CorpusIndex.build(
-            old.documents, embedder, progress=progress, seed_checksum=old.seed_checksum
-        )
+            old.documents, embedder, progress=progress, seed_checksum=old.seed_checksum,
+            compress_threshold=compress_threshold,
+        )  # fmt: skip
         index.save(directory)
     _remove_all_but(directory, (directory / "CURRENT").read_text().strip())
     if index.manifest.segmenter != SEGMENTER or index.manifest.dim != embedder.dim:
@@ -663,13 +679,16 @@ def load_or_build(
             embedder,
             progress=progress,
             seed_checksum=index.manifest.seed_checksum,
+            compress_threshold=compress_threshold,
         )
         index.save(directory)
     model_changed = index.manifest.model_id != embedder.model_id
     seed_changed = sync_seed and index.manifest.seed_checksum != seed_checksum
     if model_changed and not seed_changed:
         log.info("rebuilding index: embedding model changed")
-        index = index.updated(embedder)  # another model: everything is embedded again
+        index = index.updated(
+            embedder, compress_threshold=compress_threshold
+        )  # another model: everything is embedded again
         index.save(directory)
     elif seed_changed:
         log.info("updating index: seed corpus changed")

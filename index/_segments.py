@@ -33,7 +33,7 @@ from index._chunk import Chunk
 from index._documents import Document
 from index._lexical import tokenize
 from index._sentences import Sentence
-from index._store import HNSW_THRESHOLD, FaissStore
+from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore
 
 __all__ = ["Bm25", "FanOutStore", "Postings", "Segment", "StackedVectors", "new_name"]
 
@@ -176,8 +176,8 @@ class FanOutStore:
 
     @property
     def kind(self) -> str:
-        """``flat`` when every search is exact, else ``hnsw``."""
-        return "hnsw" if any(s.kind == "hnsw" for s in self._stores) else "flat"
+        """How the segments are searched: ``flat``, ``hnsw``, ``ivfpq``, or a mix: ``flat+hnsw``."""
+        return "+".join(sorted({s.kind for s in self._stores})) or "flat"
 
     @property
     def dead(self) -> int:
@@ -237,16 +237,19 @@ class Segment:
         vectors: npt.NDArray[np.float32],
         *,
         hnsw_threshold: int = HNSW_THRESHOLD,
+        compress_threshold: int = COMPRESS_THRESHOLD,
     ) -> Segment:
         """A new segment; ``tokens`` and ``vectors`` have a row per sentence."""
-        store = FaissStore.from_vectors(vectors, hnsw_threshold=hnsw_threshold)
+        store = FaissStore.from_vectors(
+            vectors, hnsw_threshold=hnsw_threshold, compress_threshold=compress_threshold
+        )
         return cls(new_name(), list(documents), sentences, chunks, vectors, store.index,
                    Postings.from_tokens(tokens))  # fmt: skip
 
     @property
     def kind(self) -> str:
-        """``flat`` (exact) or ``hnsw`` (approximate)."""
-        return FaissStore(self.dense).kind
+        """``flat``, ``hnsw`` or ``ivfpq``: how its vectors are searched."""
+        return FaissStore(self.dense, vectors=self.vectors).kind
 
     @cached_property
     def sentence_rows(self) -> dict[str, tuple[int, int]]:
@@ -324,7 +327,9 @@ class Segment:
             (directory / "sentences.json").read_bytes(), type=list[Sentence]
         )
         chunks = msgspec.json.decode((directory / "chunks.json").read_bytes(), type=list[Chunk])
-        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        # Mapped, not read: the pages a search touches are loaded, and they are shared
+        # with the OS page cache rather than copied (a compressed index keeps only codes).
+        vectors = np.load(directory / "vectors.npy", allow_pickle=False, mmap_mode="r")
         dense = faiss.read_index(str(directory / "vectors.faiss"))
         terms = msgspec.json.decode((directory / "terms.json").read_bytes(), type=list[str])
         with np.load(directory / "postings.npz", allow_pickle=False) as arrays:

@@ -213,8 +213,14 @@ class QueuedChatModel:
         self.inner = inner
         self.name = inner.name
         self._slots = anyio.Semaphore(running)
+        self._running = running
         self._max_waiting = max_waiting
         self.waiting = 0
+
+    @property
+    def idle(self) -> bool:
+        """Whether no call runs or waits."""
+        return self._slots.value == self._running and self.waiting == 0
 
     @property
     def full(self) -> bool:

@@ -28,7 +28,7 @@ from index import (
 from service._answer import Answerer
 from service._embedded import EmbeddedServer, assemble_model
 from service._errors import IndexLoadError
-from service._llm import OpenAIChatModel
+from service._llm import OpenAIChatModel, QueuedChatModel
 from service._settings import Settings
 
 __all__ = ["PendingWrite", "Runtime", "load_runtime", "open_index"]
@@ -62,7 +62,11 @@ class Runtime:
 
         Each write changes the corpus prompt; warming after every one of ten quick writes
         would queue ten warm-ups ahead of the questions. This waits ``settle_s`` after the
-        last request for a re-warm, then warms the answerer current at that time.
+        last request for a re-warm, then for the LLM to be idle, and warms the answerer
+        current at that time. A question in flight carries the new prompt into the LLM's
+        cache itself, while a warm-up beside it would land in the server's other, colder
+        slot and take the CPU from it (measured: 30 s instead of 5 s for the first answer
+        after a burst of adds, benchmarks/answer_after_writes.py).
         """
         self._rewarm_wanted = True
         if self._rewarming is None or self._rewarming.done():
@@ -73,6 +77,9 @@ class Runtime:
         while self._rewarm_wanted:
             self._rewarm_wanted = False
             await asyncio.sleep(settle_s)
+            llm = self.answerer.llm
+            while isinstance(llm, QueuedChatModel) and not llm.idle:
+                await asyncio.sleep(settle_s / 4)
             if not self._rewarm_wanted:
                 await self.answerer.warm()
 

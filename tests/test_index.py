@@ -147,6 +147,33 @@ def test_large_corpora_get_an_hnsw_index_with_high_recall() -> None:
     assert recall > 0.95
 
 
+def test_big_segments_keep_compressed_codes_and_re_rank_them_exactly(
+    tmp_path: Path, hashing_embedder: HashingEmbedder
+) -> None:
+    rng = np.random.default_rng(1)  # sentences come in topics: clusters, not noise
+    topics = rng.normal(size=(40, 32)).astype(np.float32)
+    vectors = topics[rng.integers(0, 40, 2000)] + 0.4 * rng.normal(size=(2000, 32))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    exact = FaissStore.from_vectors(vectors)
+    compressed = FaissStore.from_vectors(vectors, compress_threshold=1_000)
+    assert compressed.kind == "ivfpq"
+    queries = vectors[:100] + 0.1 * rng.normal(size=(100, 32)).astype(np.float32)
+    truth_scores, truth = exact.search(queries, 10)
+    scores, found = compressed.search(queries, 10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    assert recall > 0.95
+    hit = found == truth
+    np.testing.assert_allclose(scores[hit], truth_scores[hit], rtol=1e-5)  # exact scores
+    # Through the index: a merge or build that big gets the codes, and they survive a reload.
+    docs = [Document(f"d{n}", f"D{n}", f"Plant {n} opens in May. It is new.") for n in range(150)]
+    index = CorpusIndex.build(docs, hashing_embedder, compress_threshold=50)
+    assert index.manifest.vector_index == "ivfpq"
+    index.save(tmp_path)
+    reloaded = CorpusIndex.load(tmp_path)
+    query = hashing_embedder.encode(["When does plant 7 open?"])
+    assert reloaded.store.search(query, 5)[1].tolist() == index.store.search(query, 5)[1].tolist()
+
+
 def test_reads_txt_md_and_jsonl(tmp_path: Path) -> None:
     (tmp_path / "notes.md").write_text("# Title\n\nSome text.")
     (tmp_path / "docs.jsonl").write_text(

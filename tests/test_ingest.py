@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from index import MAX_SEGMENTS, CorpusIndex, load_or_build, read_documents
 from service import Settings
-from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, fake_app
+from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, Scripted, fake_app
 
 Client = Callable[..., TestClient[Any]]
 ADMIN = {"Authorization": "Bearer admin-1"}
@@ -397,6 +397,29 @@ def test_a_burst_of_writes_rewarms_the_llm_once_with_the_final_corpus(
     after = warmups()[before:]
     assert len(after) == 1, len(after)
     assert "Plant 4 opens." in after[0]  # the corpus as the burst left it
+
+
+def test_the_re_warm_waits_for_the_question_in_flight(
+    admin_client: TestClient[Any], upstream: QueuedUpstream
+) -> None:
+    def warmups() -> int:
+        return sum("warm-up" in r["messages"][-1]["content"] for r in upstream.requests)
+
+    before = warmups()
+    upstream.token_delay = 0.3
+    upstream.queue(Scripted.dripped("NOT FOUND", 1))  # nine slow tokens: about 3 s
+    question = {"question": "Which platform underpins the Korean models?"}
+    answer = threading.Thread(target=lambda: admin_client.post("/v1/ask", json=question))
+    answer.start()
+    time.sleep(0.3)  # the answer's call to the LLM is running
+    assert _add(admin_client, {"doc_id": "memo", "text": "Plant opens."}).status_code == 201
+    time.sleep(1.5)  # past the settling time of the re-warm
+    assert answer.is_alive() and warmups() == before  # no warm-up beside the question
+    answer.join(timeout=10)
+    deadline = time.monotonic() + 5
+    while warmups() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert warmups() == before + 1  # then, once the LLM is idle, one warm-up
 
 
 def test_a_read_only_replica_follows_the_writer_and_refuses_writes(tmp_path: Path) -> None:
