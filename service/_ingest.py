@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import logging
 import re
@@ -219,7 +220,12 @@ async def merge_segments(runtime: Runtime) -> None:
     """
     try:
         while plan := runtime.answerer.index.merge_plan():
-            merged = await anyio.to_thread.run_sync(runtime.answerer.index.merged_segment, plan)
+            merge = functools.partial(
+                runtime.answerer.index.merged_segment,
+                plan,
+                compress_threshold=runtime.answerer.settings.compress_above,
+            )
+            merged = await anyio.to_thread.run_sync(merge)
             async with runtime.write_lock:
                 current = runtime.answerer
                 index = current.index.with_merged(merged, plan)

@@ -165,6 +165,7 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
             embedder,
             progress=progress,
             sync_seed=settings.corpus is not None,
+            compress_threshold=settings.compress_above,
         )
     except (IndexFormatError, ValueError, OSError) as exc:
         raise IndexLoadError(str(exc)) from exc

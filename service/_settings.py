@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # answer, is at least this (1 turns the second opinion off). One more LLM call, only
     # on answers that would otherwise be held back as off point.
     off_point_judge_min: float = Field(default=0.7, ge=0.0, le=1.0)
+    # Segments this big or bigger (a first build, a merge) keep compressed vectors in memory:
+    # IVF-PQ codes, each search re-ranked exactly from the full vectors on disk.
+    compress_above: int = Field(default=1_000_000, ge=1)
 
     @property
     def seed_paths(self) -> list[Path]:
