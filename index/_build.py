@@ -273,7 +273,7 @@ class CorpusIndex:
         deleted are tombstoned where they live: only new text is split and embedded, and
         no other segment is touched. Another embedding model rebuilds everything.
         """
-        upserts = list(upserts)
+        upserts = list({d.doc_id: d for d in upserts}.values())  # the last of a doc_id wins
         seed_checksum = seed_checksum or self.manifest.seed_checksum
         gone = ({d.doc_id for d in upserts} | set(deletes)) & set(self.documents)
         if self.manifest.model_id != embedder.model_id:
@@ -317,13 +317,13 @@ class CorpusIndex:
         live sentences; a segment mostly tombstoned is rewritten on its own. Adjacent runs
         keep the corpus in order, so a merge changes no answer and no prompt.
         """
-        live = [len(s.sentences) for s in self.segments]
+        live = []
         for seg in self.segments:
-            gone = self.deleted.get(seg.name, frozenset())
-            dead = sum(1 for s in seg.sentences if s.doc_id in gone) if gone else 0
-            live[self.segments.index(seg)] -= dead
+            rows = seg.sentence_rows
+            dead = sum(rows[d][1] - rows[d][0] for d in self.deleted.get(seg.name, ()) if d in rows)
             if dead > MAX_DEAD_SHARE * max(len(seg.sentences), 1):
                 return [seg.name]
+            live.append(len(seg.sentences) - dead)
         if len(self.segments) <= max_segments:
             return []
         width = min(MERGE_WIDTH, len(self.segments))

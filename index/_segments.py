@@ -98,32 +98,37 @@ class Bm25:
         for postings, positions in parts:
             live = positions >= 0
             lengths[positions[live]] = postings.lengths[live]
-        self._lengths = lengths
-        self._average = float(lengths.mean()) if size else 1.0
+        average = float(lengths.mean()) if size else 1.0
+        # Lucene's length normalisation, per sentence: k1 * (1 - b + b * length / average).
+        self._norm = self.K1 * (1 - self.B + self.B * lengths / max(average, 1e-9))
 
     def search(self, query: str, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Scores and positions of the best ``k`` sentences with any query term, best first."""
-        scores = np.zeros(self._size, dtype=np.float32)
-        norm = self.K1 * (1 - self.B + self.B * self._lengths / max(self._average, 1e-9))
-        for term in set(tokenize(query)):
-            hits, counts = [], []
+        """Scores and positions of the best ``k`` sentences with any query term, best first.
+
+        Only the postings of the query's terms are read, never a row per sentence.
+        """
+        hits: list[npt.NDArray[np.int64]] = []
+        gains: list[npt.NDArray[np.float32]] = []
+        for term in set(tokenize(query)) if self._parts else ():
+            found, counts = [], []
             for postings, positions in self._parts:
                 rows, tf = postings.column(term)
                 where = positions[rows]
                 live = where >= 0
-                hits.append(where[live])
+                found.append(where[live])
                 counts.append(tf[live])
-            if not hits or not (found := np.concatenate(hits)).size:
+            where, tf = np.concatenate(found), np.concatenate(counts)
+            if not where.size:
                 continue
-            tf = np.concatenate(counts)
-            idf = math.log(1 + (self._size - len(found) + 0.5) / (len(found) + 0.5))
-            scores[found] += idf * tf / (tf + norm[found])
-        k = min(k, int((scores > 0).sum()))
-        if k == 0:
+            idf = math.log(1 + (self._size - where.size + 0.5) / (where.size + 0.5))
+            hits.append(where)
+            gains.append((idf * tf / (tf + self._norm[where])).astype(np.float32))
+        if not hits:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return scores[top], top.astype(np.int64)
+        sentences, at = np.unique(np.concatenate(hits), return_inverse=True)
+        scores = np.bincount(at, weights=np.concatenate(gains)).astype(np.float32)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top], sentences[top].astype(np.int64)
 
 
 class StackedVectors:
