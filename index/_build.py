@@ -442,8 +442,12 @@ class CorpusIndex:
         return final
 
     @classmethod
-    def load(cls, directory: Path) -> CorpusIndex:
-        """Load the current snapshot of ``directory``, checking every file's checksum."""
+    def load(cls, directory: Path, *, known: Iterable[Segment] = ()) -> CorpusIndex:
+        """Load the current snapshot of ``directory``, checking every file's checksum.
+
+        Segments never change, so those in ``known`` (a replica's current index, say)
+        whose name and checksums the snapshot names are taken as they are, not read again.
+        """
         try:
             name = (directory / "CURRENT").read_text().strip()
         except FileNotFoundError as exc:
@@ -462,9 +466,12 @@ class CorpusIndex:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
         if manifest.format_version != FORMAT_VERSION:
             raise _incompatible(directory, snap, manifest.format_version)
+        loaded = {seg.name: seg for seg in known}
         try:
             segments = [
-                Segment.read(directory / "segments" / entry.name, entry.files)
+                seg
+                if (seg := loaded.get(entry.name)) is not None and seg.files == entry.files
+                else Segment.read(directory / "segments" / entry.name, entry.files)
                 for entry in manifest.segments
             ]
         except (OSError, ValueError, RuntimeError, msgspec.DecodeError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -111,7 +112,9 @@ class Runtime:
                 hold(serving, name)
                 old = self.answerer
                 try:
-                    index = await anyio.to_thread.run_sync(CorpusIndex.load, directory)
+                    index = await anyio.to_thread.run_sync(
+                        functools.partial(CorpusIndex.load, directory, known=old.index.segments)
+                    )  # only the segments it does not hold yet are read
                     new = await anyio.to_thread.run_sync(
                         Answerer, index, old.embedder, old.llm, old.settings
                     )

@@ -266,6 +266,10 @@ def test_a_write_adds_a_segment_of_its_own_and_leaves_the_others_as_they_were(
     # A segment left with nothing live is dropped, and its files removed.
     reloaded.updated(hashing_embedder, deletes=["memo-1"]).save(tmp_path)
     assert len(list((tmp_path / "segments").iterdir())) == 2
+    # A replica that holds segments already reads only the new ones: segments never change.
+    followed = CorpusIndex.load(tmp_path, known=reloaded.segments)
+    assert followed.segments[0] is reloaded.segments[0]
+    assert followed.content_digest == CorpusIndex.load(tmp_path).content_digest
 
 
 def test_bm25_scores_do_not_depend_on_how_the_corpus_is_segmented(
