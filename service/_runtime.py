@@ -66,8 +66,8 @@ class Runtime:
         last request for a re-warm, then for the LLM to be idle, and warms the answerer
         current at that time. A question in flight carries the new prompt into the LLM's
         cache itself, while a warm-up beside it would land in the server's other, colder
-        slot and take the CPU from it (measured: 30 s instead of 5 s for the first answer
-        after a burst of adds, benchmarks/answer_after_writes.py).
+        slot and take the CPU from it (measured: 24-30 s instead of 8.5 s for the first
+        answer after a burst of adds, benchmarks/results/answer-after-writes.md).
         """
         self._rewarm_wanted = True
         if self._rewarming is None or self._rewarming.done():
