@@ -284,17 +284,14 @@ class Answerer:
         timings: dict[str, float],
         deadline: float,
     ) -> bool:
-        """Whether an answer held back only as off point should be given after all.
+        """Whether an answer held back as off point should be given after all.
 
         Verified claims whose sentences hold too few of the question's words are often
         right in other words ("alliance" for "allied"). The LLM is asked yes or no whether
         the cited sentences state the answer; ``off_point_judge_min`` or more releases it.
         """
         threshold = self.settings.off_point_judge_min
-        if threshold >= 1 or not composition.parts:
-            return False
-        because = self.grounder.shortfall(retrieval, composition.statement, composition.cited)
-        if because is not Abstention.OFF_POINT:
+        if threshold >= 1:
             return False
         probability = await self._p_yes(
             llm, composition.cited, retrieval.question, deadline, timings, "second_opinion"
@@ -363,16 +360,22 @@ class Answerer:
             )
         elif unsure:
             response = self._abstain("llm", passages, timings, Abstention.UNSURE)
-        elif await self._second_opinion(llm, retrieval, composition, timings, deadline):
-            text, citations = composition.release()
-            yield AnswerDelta(text)
-            for n, citation in citations:
-                yield CitationFound(n, citation)
-            response = _composed(composition, passages, "llm", timings, degraded=False)
         else:
-            response = await anyio.to_thread.run_sync(
-                self._without_llm_answer, retrieval, parser, composition, passages, timings
+            because = await anyio.to_thread.run_sync(
+                self._held_back_because, retrieval, parser, composition
             )
+            if because is Abstention.OFF_POINT and await self._second_opinion(
+                llm, retrieval, composition, timings, deadline
+            ):
+                text, citations = composition.release()
+                yield AnswerDelta(text)
+                for n, citation in citations:
+                    yield CitationFound(n, citation)
+                response = _composed(composition, passages, "llm", timings, degraded=False)
+            else:
+                response = await anyio.to_thread.run_sync(
+                    self._without_llm_answer, retrieval, because, composition, passages, timings
+                )
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = _ms(started)
         shown = composition.released_parts > 0
@@ -403,26 +406,31 @@ class Answerer:
         text, citations = composition.release()
         return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
 
+    def _held_back_because(
+        self, retrieval: Retrieval, parser: ReplyParser, composition: Composition
+    ) -> Abstention:
+        """Why a complete reply gave nothing that could be shown."""
+        if not composition.parts:
+            return Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
+        return (
+            self.grounder.shortfall(retrieval, composition.statement, composition.cited)
+            or Abstention.OFF_POINT
+        )
+
     def _without_llm_answer(
         self,
         retrieval: Retrieval,
-        parser: ReplyParser,
+        because: Abstention,
         composition: Composition,
         passages: list[Passage],
         timings: dict[str, float],
     ) -> AskResponse:
-        """Abstain when the reply gave no answer, unless a sentence plainly answers.
+        """Abstain for ``because``, unless a sentence plainly answers.
 
-        The small model refuses some answerable questions and misreads others; when a
-        sentence holds nearly all of the question's terms, that sentence is the answer.
+        The reply gave no answer that could be shown. The small model refuses some
+        answerable questions and misreads others; when a sentence holds nearly all of the
+        question's terms, that sentence is the answer.
         """
-        if not composition.parts:
-            because = Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
-        else:
-            because = (
-                self.grounder.shortfall(retrieval, composition.statement, composition.cited)
-                or Abstention.OFF_POINT
-            )
         if because is Abstention.MISSING_ASKED:
             # The reply dropped a figure or list items that its own sentences hold: those
             # sentences, whole, are the next candidates.
