@@ -37,7 +37,15 @@ from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum
 from index._embed import Embedder
 from index._lexical import tokenize
-from index._segments import Bm25, FanOutStore, Segment, StackedVectors, fsync, new_name
+from index._segments import (
+    Bm25,
+    FanOutStore,
+    Segment,
+    StackedVectors,
+    fsync,
+    new_name,
+    read_documents_jsonl,
+)
 from index._sentences import SEGMENTER, Sentence
 from index._stages import sentences_of_rows, split_batch
 from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
@@ -255,7 +263,7 @@ class CorpusIndex:
             docs, embedder, reuse=reuse or {}, split=split or {}, progress=progress,
             hnsw_threshold=hnsw_threshold, compress_threshold=compress_threshold,
         )  # fmt: skip
-        return _assembled([segment], {}, derived, embedder, seed_checksum)
+        return _assembled([segment], {}, derived, embedder.model_id, embedder.dim, seed_checksum)
 
     def updated(
         self,
@@ -300,10 +308,13 @@ class CorpusIndex:
         derived = {k: v for k, v in self._derived.items() if k not in gone}
         if upserts:
             segment, fresh = _segment_of(upserts, embedder, reuse=reuse, split={},
-                                         hnsw_threshold=hnsw_threshold)  # fmt: skip
+                                         hnsw_threshold=hnsw_threshold,
+                                         compress_threshold=compress_threshold)  # fmt: skip
             segments.append(segment)
             derived.update(fresh)
-        index = _assembled(segments, deleted, derived, embedder, seed_checksum)
+        index = _assembled(
+            segments, deleted, derived, embedder.model_id, embedder.dim, seed_checksum
+        )
         removed = {doc_id: self._derived.get(doc_id, {}) for doc_id in gone}
         index._since = (self._totals, removed, frozenset(d.doc_id for d in upserts))
         return index
@@ -372,10 +383,10 @@ class CorpusIndex:
         deleted = {k: v for k, v in self.deleted.items() if k not in names}
         if gone:
             deleted[merged.name] = gone
-        index = CorpusIndex(self.manifest, segments, deleted, dict(self._derived))
+        m = self.manifest
+        index = _assembled(segments, deleted, dict(self._derived), m.model_id, m.dim,
+                           m.seed_checksum)  # fmt: skip
         index._totals = self._totals  # the same live documents
-        index.manifest = _manifest_of(index, self.manifest.model_id, self.manifest.dim,
-                                      self.manifest.seed_checksum)  # fmt: skip
         return index
 
     @property
@@ -455,11 +466,14 @@ class CorpusIndex:
         snap = directory / "snapshots" / name
         try:
             raw = (snap / "manifest.json").read_bytes()
+        except OSError as exc:
+            raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
+        try:
             manifest = msgspec.json.decode(raw, type=Manifest)
-        except (OSError, msgspec.DecodeError) as exc:
+        except msgspec.DecodeError as exc:
             try:
                 found = msgspec.json.decode(raw).get("format_version")
-            except (NameError, msgspec.DecodeError, AttributeError):
+            except (msgspec.DecodeError, AttributeError):
                 found = None
             if found is not None and found != FORMAT_VERSION:
                 raise _incompatible(directory, snap, found) from exc
@@ -525,11 +539,19 @@ def _segment_of(
     return segment, derived
 
 
-def _manifest_of(
-    index: CorpusIndex, model_id: str, dim: int, seed_checksum: str | None
-) -> Manifest:
+def _assembled(
+    segments: list[Segment],
+    deleted: dict[str, frozenset[str]],
+    derived: dict[str, dict[str, Any]],
+    model_id: str,
+    dim: int,
+    seed_checksum: str | None,
+) -> CorpusIndex:
+    """The index of these segments, with a manifest that counts what it holds."""
+    index = CorpusIndex(Manifest(FORMAT_VERSION, model_id, dim, "", "", 0, 0, 0, "", 0.0),
+                        segments, deleted, derived)  # fmt: skip
     checksum = corpus_checksum(index.documents.values())
-    return Manifest(
+    index.manifest = Manifest(
         format_version=FORMAT_VERSION,
         model_id=model_id,
         dim=dim,
@@ -541,20 +563,6 @@ def _manifest_of(
         vector_index=index.store.kind,
         built_at=time.time(),
     )
-
-
-def _assembled(
-    segments: list[Segment],
-    deleted: dict[str, frozenset[str]],
-    derived: dict[str, dict[str, Any]],
-    embedder: Embedder,
-    seed_checksum: str | None,
-) -> CorpusIndex:
-    placeholder = Manifest(
-        FORMAT_VERSION, embedder.model_id, embedder.dim, "", "", 0, 0, 0, "", 0.0
-    )
-    index = CorpusIndex(placeholder, segments, deleted, derived)
-    index.manifest = _manifest_of(index, embedder.model_id, embedder.dim, seed_checksum)
     return index
 
 
@@ -630,11 +638,7 @@ def _incompatible(directory: Path, snap: Path, found: object) -> IndexFormatErro
         f"rebuild it with `citeqa index build --out {directory}` or remove the directory"
     )
     try:  # format 2 kept every document in the snapshot: they can be indexed again
-        documents = [
-            msgspec.json.decode(line, type=Document)
-            for line in (snap / "documents.jsonl").read_bytes().splitlines()
-            if line
-        ]
+        documents = read_documents_jsonl(snap / "documents.jsonl")
         seed = msgspec.json.decode((snap / "manifest.json").read_bytes())["seed_checksum"]
     except (OSError, msgspec.DecodeError, KeyError, TypeError):
         return IndexFormatError(message)

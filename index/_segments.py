@@ -12,7 +12,6 @@ the corpus happens to be cut into segments.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 import shutil
@@ -35,7 +34,15 @@ from index._lexical import tokenize
 from index._sentences import Sentence
 from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore
 
-__all__ = ["Bm25", "FanOutStore", "Postings", "Segment", "StackedVectors", "new_name"]
+__all__ = [
+    "Bm25",
+    "FanOutStore",
+    "Postings",
+    "Segment",
+    "StackedVectors",
+    "new_name",
+    "read_documents_jsonl",
+]
 
 Positions = npt.NDArray[np.int64]
 
@@ -184,11 +191,6 @@ class FanOutStore:
         """How the segments are searched: ``flat``, ``hnsw``, ``ivfpq``, or a mix: ``flat+hnsw``."""
         return "+".join(sorted({s.kind for s in self._stores})) or "flat"
 
-    @property
-    def dead(self) -> int:
-        """Tombstoned rows still in the segments' indexes."""
-        return sum(s.dead for s in self._stores)
-
     def __len__(self) -> int:
         return self._size
 
@@ -251,11 +253,6 @@ class Segment:
         return cls(new_name(), list(documents), sentences, chunks, vectors, store.index,
                    Postings.from_tokens(tokens))  # fmt: skip
 
-    @property
-    def kind(self) -> str:
-        """``flat``, ``hnsw`` or ``ivfpq``: how its vectors are searched."""
-        return FaissStore(self.dense, vectors=self.vectors).kind
-
     @cached_property
     def sentence_rows(self) -> dict[str, tuple[int, int]]:
         """Each document's ``[first, end)`` rows in ``sentences`` (a document's are adjacent)."""
@@ -284,22 +281,17 @@ class Segment:
             )
             (tmp / "sentences.json").write_bytes(enc.encode(self.sentences))
             (tmp / "chunks.json").write_bytes(enc.encode(self.chunks))
-            buffer = io.BytesIO()
-            np.save(buffer, self.vectors, allow_pickle=False)
-            (tmp / "vectors.npy").write_bytes(buffer.getvalue())
+            np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
             faiss.write_index(self.dense, str(tmp / "vectors.faiss"))
             terms = sorted(self.postings.terms, key=self.postings.terms.__getitem__)
             (tmp / "terms.json").write_bytes(enc.encode(terms))
-            buffer = io.BytesIO()
             np.savez(
-                buffer,
+                tmp / "postings.npz",
                 data=self.postings.counts.data,
                 indices=self.postings.counts.indices,
                 indptr=self.postings.counts.indptr,
                 lengths=self.postings.lengths,
-                allow_pickle=False,
             )
-            (tmp / "postings.npz").write_bytes(buffer.getvalue())
             files = {}
             for file in SEGMENT_FILES:
                 files[file] = sha256_of(tmp / file)
@@ -323,11 +315,7 @@ class Segment:
                 raise ValueError(f"the manifest does not cover {directory.name}/{file}")
             if sha256_of(directory / file) != files[file]:
                 raise ValueError(f"{directory.name}/{file} is corrupt (checksum mismatch)")
-        documents = [
-            msgspec.json.decode(line, type=Document)
-            for line in (directory / "documents.jsonl").read_bytes().splitlines()
-            if line
-        ]
+        documents = read_documents_jsonl(directory / "documents.jsonl")
         sentences = msgspec.json.decode(
             (directory / "sentences.json").read_bytes(), type=list[Sentence]
         )
@@ -348,6 +336,13 @@ class Segment:
         postings = Postings({t: i for i, t in enumerate(terms)}, counts, lengths)
         return cls(directory.name, documents, sentences, chunks, vectors, dense, postings,
                    dict(files))  # fmt: skip
+
+
+def read_documents_jsonl(path: Path) -> list[Document]:
+    """The documents of a ``documents.jsonl`` that an index wrote."""
+    return [
+        msgspec.json.decode(line, type=Document) for line in path.read_bytes().splitlines() if line
+    ]
 
 
 def _row_ranges(doc_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
