@@ -453,11 +453,12 @@ class CorpusIndex:
         return final
 
     @classmethod
-    def load(cls, directory: Path, *, known: Iterable[Segment] = ()) -> CorpusIndex:
+    def load(cls, directory: Path, *, previous: CorpusIndex | None = None) -> CorpusIndex:
         """Load the current snapshot of ``directory``, checking every file's checksum.
 
-        Segments never change, so those in ``known`` (a replica's current index, say)
-        whose name and checksums the snapshot names are taken as they are, not read again.
+        Segments never change, so those of ``previous`` (the index a replica serves, say)
+        that the snapshot names with the same checksums are taken as they are, with their
+        documents' derived values, instead of being read and derived again.
         """
         try:
             name = (directory / "CURRENT").read_text().strip()
@@ -480,7 +481,7 @@ class CorpusIndex:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
         if manifest.format_version != FORMAT_VERSION:
             raise _incompatible(directory, snap, manifest.format_version)
-        loaded = {seg.name: seg for seg in known}
+        loaded = {seg.name: seg for seg in previous.segments} if previous else {}
         try:
             segments = [
                 seg
@@ -491,7 +492,13 @@ class CorpusIndex:
         except (OSError, ValueError, RuntimeError, msgspec.DecodeError) as exc:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: {exc}") from exc
         deleted = {e.name: frozenset(e.deleted) for e in manifest.segments if e.deleted}
-        index = cls(manifest, segments, deleted)
+        kept = {seg.name for seg in segments if loaded.get(seg.name) is seg}
+        derived = {} if previous is None else {
+            doc_id: values
+            for doc_id, values in previous._derived.items()
+            if previous._home.get(doc_id) in kept
+        }  # fmt: skip
+        index = cls(manifest, segments, deleted, derived)
         if len(index.sentences) != manifest.sentences or len(index.documents) != manifest.documents:
             raise IndexFormatError(f"{directory}: snapshot {name} is corrupt: counts disagree")
         return index

@@ -204,7 +204,7 @@ async def _write(
     if new.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
         runtime.rewarm()
-    if new.index.merge_plan() and (runtime.merging is None or runtime.merging.done()):
+    if (runtime.merging is None or runtime.merging.done()) and new.index.merge_plan():
         runtime.merging = asyncio.create_task(merge_segments(runtime))
         runtime.background(runtime.merging)
     return new

@@ -113,7 +113,7 @@ class Runtime:
                 old = self.answerer
                 try:
                     index = await anyio.to_thread.run_sync(
-                        functools.partial(CorpusIndex.load, directory, known=old.index.segments)
+                        functools.partial(CorpusIndex.load, directory, previous=old.index)
                     )  # only the segments it does not hold yet are read
                     new = await anyio.to_thread.run_sync(
                         Answerer, index, old.embedder, old.llm, old.settings

@@ -267,7 +267,7 @@ def test_a_write_adds_a_segment_of_its_own_and_leaves_the_others_as_they_were(
     reloaded.updated(hashing_embedder, deletes=["memo-1"]).save(tmp_path)
     assert len(list((tmp_path / "segments").iterdir())) == 2
     # A replica that holds segments already reads only the new ones: segments never change.
-    followed = CorpusIndex.load(tmp_path, known=reloaded.segments)
+    followed = CorpusIndex.load(tmp_path, previous=reloaded)
     assert followed.segments[0] is reloaded.segments[0]
     assert followed.content_digest == CorpusIndex.load(tmp_path).content_digest
 
