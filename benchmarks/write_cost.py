@@ -58,7 +58,8 @@ def _timed_write(
     started = time.perf_counter()
     if rebuild:  # the write path before segments: the whole index built anew
         kept = [d for d in index.documents.values() if d.doc_id not in set(deletes)]
-        reuse = {s.sentence_id: index.vectors[i] for i, s in enumerate(index.sentences)}
+        vectors = np.asarray(index.vectors)
+        reuse = {s.sentence_id: vectors[i] for i, s in enumerate(index.sentences)}
         new = CorpusIndex.build([*kept, *upserts], embedder, reuse=reuse)
     else:
         new = index.updated(embedder, upserts=upserts, deletes=deletes)

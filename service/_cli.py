@@ -40,8 +40,6 @@ def main(verbose: bool) -> None:
     settings = Settings()
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level)
     configure_logging(level=level, json=settings.log_format == "json")
-    if not verbose:
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @main.command()
