@@ -25,7 +25,7 @@ from service._ground import Abstention, Grounder, answerability, p_yes
 from service._llm import ChatModel, QueuedChatModel, Token
 from service._observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
 from service._prompts import render_answer_prompt, render_judge_prompt
-from service._reply import Claim, ReplyParser
+from service._reply import Claim, ReplyParser, claims_of
 from service._retrieve import Candidate, Retrieval, Retriever
 from service._schemas import AnswerMode, AskResponse, Citation, Passage
 from service._settings import Settings
@@ -219,8 +219,6 @@ class Answerer:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
         elif not candidates or candidates[0].evidence < self.settings.min_evidence:
             response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
-        elif await self._judged_unanswered(self.llm, retrieval, timings, deadline):
-            response = self._abstain("llm", passages, timings, Abstention.JUDGED)
         else:
             async with aclosing(
                 self._llm_events(self.llm, retrieval, passages, timings, started, deadline)
@@ -231,20 +229,6 @@ class Answerer:
         timings["total"] = _ms(started)
         for event in _replay(response):
             yield event
-
-    async def _judged_unanswered(
-        self, llm: ChatModel, retrieval: Retrieval, timings: dict[str, float], deadline: float
-    ) -> bool:
-        """With ``support_judge_min`` set: whether the LLM doubts the top sentences answer.
-
-        A failed call or a server without logprobs never withholds an answer.
-        """
-        threshold = self.settings.support_judge_min
-        if threshold <= 0:
-            return False
-        top = [c.index for c in retrieval.candidates[:3]]
-        probability = await self._p_yes(llm, top, retrieval.question, deadline, timings, "judge")
-        return probability is not None and probability < threshold
 
     async def _p_yes(
         self,
@@ -276,27 +260,23 @@ class Answerer:
         timings[name] = _ms(started)
         return probability
 
-    async def _second_opinion(
-        self,
-        llm: ChatModel,
-        retrieval: Retrieval,
-        composition: Composition,
-        timings: dict[str, float],
-        deadline: float,
-    ) -> bool:
-        """Whether an answer held back as off point should be given after all.
+    def _judged_sentences(
+        self, retrieval: Retrieval, parser: ReplyParser, composition: Composition
+    ) -> list[int]:
+        """The sentences the judge is asked about.
 
-        Verified claims whose sentences hold too few of the question's words are often
-        right in other words ("alliance" for "allied"). The LLM is asked yes or no whether
-        the cited sentences state the answer; ``off_point_judge_min`` or more releases it.
+        Those the answer cites; or else the first the reply labelled; or else the best
+        retrieved one.
         """
-        threshold = self.settings.off_point_judge_min
-        if threshold >= 1:
-            return False
-        probability = await self._p_yes(
-            llm, composition.cited, retrieval.question, deadline, timings, "second_opinion"
-        )
-        return probability is not None and probability >= threshold
+        if composition.cited:
+            return composition.cited
+        untrusted = self.grounder.untrusted
+        for claim in claims_of(parser.raw, parser.context):
+            hinted = sorted(i for i in claim.hints if i not in untrusted)
+            if hinted:
+                return hinted[:1]
+        best = [c.index for c in retrieval.candidates if c.index not in untrusted]
+        return best[:1]
 
     async def _llm_events(
         self,
@@ -310,6 +290,9 @@ class Answerer:
         context, messages = self._prompt(retrieval)
         parser = ReplyParser(context)
         composition = Composition(self.index.sentences)
+        # With the judge on, nothing is shown before it has spoken: the reply is verified
+        # as it streams, and released once it is complete and judged.
+        judged = self.settings.support_judge
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -330,7 +313,7 @@ class Answerer:
                     claims = parser.feed(token.text)
                     if claims:
                         events = await anyio.to_thread.run_sync(
-                            self._settle, retrieval, claims, context, composition
+                            self._settle, retrieval, claims, context, composition, not judged
                         )
                         if events:
                             timings.setdefault("first_text", _ms(started))
@@ -340,11 +323,12 @@ class Answerer:
             log.warning("LLM failed: %s", exc)
             failure = exc
         timings["llm"] = _ms(llm_started)
+        support: float | None = None
         if failure is None and not unsure:
             verify_started = time.perf_counter()
             log.debug("LLM reply of %d characters", len(parser.raw))
             events = await anyio.to_thread.run_sync(
-                self._settle, retrieval, parser.finish(), context, composition
+                self._settle, retrieval, parser.finish(), context, composition, not judged
             )
             timings["verify"] = _ms(verify_started)
             for event in events:
@@ -364,23 +348,62 @@ class Answerer:
             because = await anyio.to_thread.run_sync(
                 self._held_back_because, retrieval, parser, composition
             )
-            if because is Abstention.OFF_POINT and await self._second_opinion(
-                llm, retrieval, composition, timings, deadline
-            ):
+            judged_on = self._judged_sentences(retrieval, parser, composition)
+            if judged and judged_on:
+                name = "judge" if because is None else "second_opinion"
+                support = await self._p_yes(
+                    llm, judged_on, retrieval.question, deadline, timings, name
+                )
+            if because is None and (support is None or support >= self.settings.support_judge_min):
                 text, citations = composition.release()
                 yield AnswerDelta(text)
                 for n, citation in citations:
                     yield CitationFound(n, citation)
                 response = _composed(composition, passages, "llm", timings, degraded=False)
-            else:
+            elif because is None:
+                response = self._abstain("llm", passages, timings, Abstention.JUDGED)
+            elif support is None:
                 response = await anyio.to_thread.run_sync(
                     self._without_llm_answer, retrieval, because, composition, passages, timings
                 )
-        response = msgspec.structs.replace(response, answerability=confidence)
+            elif support >= self.settings.second_opinion_min:
+                response = self._second_opinion(retrieval, because, composition, judged_on)
+                response = msgspec.structs.replace(response, passages=passages, timings_ms=timings)
+            else:
+                response = self._abstain("llm", passages, timings, because)
+        response = msgspec.structs.replace(response, answerability=confidence, support=support)
         timings["total"] = _ms(started)
         shown = composition.released_parts > 0
         for event in _replay(response, text=not shown, after=composition.released_citations):
             yield event
+
+    def _second_opinion(
+        self,
+        retrieval: Retrieval,
+        because: Abstention,
+        composition: Composition,
+        judged_on: list[int],
+    ) -> AskResponse:
+        """The answer a held-back reply gives once the judge says its sentences answer.
+
+        Verified claims held back only as off point ("alliance" for "allied") are given
+        as written; otherwise the judged sentences themselves, whole, are the answer.
+        """
+        if because is Abstention.OFF_POINT and composition.parts:
+            given = composition
+        else:
+            given = Composition(self.index.sentences)
+            given.add(
+                [
+                    VerifiedClaim(
+                        self.index.sentences[i].text,
+                        i,
+                        self.retriever.candidate(retrieval, i).evidence,
+                    )
+                    for i in judged_on
+                ]
+            )
+        return _composed(given, [], "llm", {}, degraded=False)
 
     def _settle(
         self,
@@ -388,8 +411,9 @@ class Answerer:
         claims: Sequence[Claim],
         context: list[int],
         composition: Composition,
+        release: bool,
     ) -> list[AskEvent]:
-        """Verify complete claims and release what may now be shown.
+        """Verify complete claims and, if ``release``, release what may now be shown.
 
         Parts wait until the sentences cited so far bear on the question and the text
         holds what the question asks for (``Grounder.shortfall``). Once that passes, every
@@ -397,7 +421,7 @@ class Answerer:
         all of them.
         """
         composition.add(self.grounder.verify(retrieval.question, claims, context))
-        if not composition.pending:
+        if not release or not composition.pending:
             return []
         if not composition.released_parts and self.grounder.shortfall(
             retrieval, composition.statement, composition.cited
@@ -408,14 +432,11 @@ class Answerer:
 
     def _held_back_because(
         self, retrieval: Retrieval, parser: ReplyParser, composition: Composition
-    ) -> Abstention:
-        """Why a complete reply gave nothing that could be shown."""
+    ) -> Abstention | None:
+        """Why a complete reply, none of it shown yet, may not be given; None if it may."""
         if not composition.parts:
             return Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
-        return (
-            self.grounder.shortfall(retrieval, composition.statement, composition.cited)
-            or Abstention.OFF_POINT
-        )
+        return self.grounder.shortfall(retrieval, composition.statement, composition.cited)
 
     def _without_llm_answer(
         self,

@@ -186,6 +186,7 @@ def _row(
         "degraded": response.degraded,
         "abstained_because": response.abstained_because,
         "answerability": response.answerability,
+        "support": response.support,
         "timings_ms": response.timings_ms,
     }
 

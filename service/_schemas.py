@@ -92,6 +92,10 @@ class AskResponse(msgspec.Struct):
     # The LLM's own probability that the sources answer, from its first token's logprobs;
     # None without an LLM reply or when the LLM server sends no logprobs.
     answerability: float | None = None
+    # The LLM's probability, asked yes or no, that the cited sentences state the answer (on
+    # abstention: the sentences it was asked about); None when it was not asked or the
+    # LLM server sends no logprobs.
+    support: float | None = None
 
 
 class SearchResponse(msgspec.Struct):

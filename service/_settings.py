@@ -115,16 +115,15 @@ class Settings(BaseSettings):
     # Abstain when the LLM's own probability that the sources answer (1 - P(its reply starts
     # "NOT FOUND")) is below this; 0 turns it off.
     min_answerability: float = Field(default=0.0, ge=0.0, le=1.0)
-    # Before answering, ask the LLM whether the top retrieved sentences state the answer
-    # and abstain when its P(yes) is below this; 0 turns it off. One more LLM call per
-    # question (benchmarks/results/squad-support-judge.md: 0.35 abstains on half of
-    # SQuAD's unanswerables, at +0.03 false abstention).
+    # After the reply, the LLM is asked yes or no whether the sentences the answer would
+    # cite state the answer (prompts/judge.md; one more short LLM call per answer). Its
+    # P(yes) is the answer's `support`. Below support_judge_min the answer is withheld; a
+    # reply held back by the checks (refused, unsupported, off point, missing what is asked)
+    # is given after all, from the sentence it points at, at second_opinion_min or more.
+    # Both were chosen on SQuAD (benchmarks/results/squad-judge-gate.md).
+    support_judge: bool = True
     support_judge_min: float = Field(default=0.0, ge=0.0, le=1.0)
-    # An answer whose verified claims cite sentences that miss the question's words is
-    # given after all when the LLM's P(yes), asked whether those sentences state the
-    # answer, is at least this (1 turns the second opinion off). One more LLM call, only
-    # on answers that would otherwise be held back as off point.
-    off_point_judge_min: float = Field(default=0.7, ge=0.0, le=1.0)
+    second_opinion_min: float = Field(default=0.7, ge=0.0, le=1.0)
     # Segments this big or bigger (a first build, a merge) keep compressed vectors in memory:
     # IVF-PQ codes, each search re-ranked exactly from the full vectors on disk.
     compress_above: int = Field(default=1_000_000, ge=1)

@@ -213,7 +213,8 @@ def upstream() -> QueuedUpstream:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(corpus=[ARTICLE], index_dir=tmp_path / "index")
+    # A queued reply answers each question; the tests of the support judge turn it on.
+    return Settings(corpus=[ARTICLE], index_dir=tmp_path / "index", support_judge=False)
 
 
 def article_sentence(index: CorpusIndex, needle: str) -> int:

@@ -136,31 +136,53 @@ def test_a_low_answerability_withholds_the_answer_and_stops_generating(
     assert answered["answerability"] == pytest.approx(0.9)
 
 
-def test_the_opt_in_support_judge_withholds_what_it_doubts_before_the_answer_is_asked(
+YES = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+NO = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
+
+
+def test_the_support_judge_withholds_an_answer_it_doubts_and_gives_one_it_trusts(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
-    base = live_server(support_judge_min=0.5)
-    doubt = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
-    trust = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
-    upstream.queue(doubt, trust, cma_reply(upstream))
-    asked = len(upstream.requests)
-    withheld = ask_events(base, {"question": KOREA})[-1][1]
+    base = live_server(support_judge=True, support_judge_min=0.5)
+    reply = cma_reply(upstream)
+    upstream.queue(reply, NO, reply, YES)
+    events = ask_events(base, {"question": KOREA})
+    withheld = events[-1][1]
     assert withheld["abstained_because"] == "judged_unanswered" and withheld["citations"] == []
-    assert "judge" in withheld["timings_ms"]
-    assert len(upstream.requests) == asked + 1  # the answer was never asked for
+    assert withheld["support"] == pytest.approx(0.2) and "judge" in withheld["timings_ms"]
+    assert shown_text(events) == ABSTAIN_TEXT  # the verified reply itself was never shown
     judge_prompt = upstream.requests[-1]["messages"][-1]["content"]
-    assert KOREA in judge_prompt and "Lingke" in judge_prompt  # the top sentences, fenced
-    answered = ask_events(base, {"question": KOREA})[-1][1]
+    assert KOREA in judge_prompt and "Lingke" in judge_prompt  # the cited sentence, fenced
+    events = ask_events(base, {"question": KOREA})
+    answered = events[-1][1]
     assert answered["answerable"] is True and CMA in answered["citations"][0]["text"]
+    assert answered["support"] == pytest.approx(0.9)
+    assert shown_text(events) == answered["answer"]
 
 
-def test_the_support_judge_is_off_by_default(live_server: Server, upstream: QueuedUpstream) -> None:
-    base = live_server()
-    upstream.queue(cma_reply(upstream))
-    asked = len(upstream.requests)
+def test_a_judge_without_logprobs_never_withholds_an_answer(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True, support_judge_min=0.99)
+    upstream.queue(cma_reply(upstream), "no")
     answered = ask_events(base, {"question": KOREA})[-1][1]
-    assert answered["answerable"] is True and "judge" not in answered["timings_ms"]
-    assert len(upstream.requests) == asked + 1
+    assert answered["answerable"] is True and answered["support"] is None
+
+
+def test_a_refused_reply_is_answered_from_its_best_sentence_when_the_judge_says_it_answers(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True, second_opinion_min=0.7)
+    upstream.queue("NOT FOUND", YES, "NOT FOUND", NO)
+    events = ask_events(base, {"question": KOREA})
+    given = events[-1][1]
+    assert given["answerable"] is True and given["support"] == pytest.approx(0.9)
+    (citation,) = given["citations"]
+    assert CMA in citation["text"] and given["answer"] == f"{citation['text'].rstrip('. ')} [1]."
+    assert shown_text(events) == given["answer"]
+    held = ask_events(base, {"question": KOREA})[-1][1]
+    assert held["abstained_because"] == "llm_refused" and held["citations"] == []
+    assert held["support"] == pytest.approx(0.2)
 
 
 BRANDS = "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobilize"
@@ -229,14 +251,12 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
 ) -> None:
     # The cited sentence holds few of the question's words ("vehicles", "Korea", "built"),
     # so grounding alone would hold the verified answer back.
-    base = live_server(min_question_coverage=0.9)
+    base = live_server(min_question_coverage=0.9, support_judge=True)
     question = "Which architecture are the vehicles built in Korea going to share?"
     reply = (
         f"They will be based on Lingke energy saving platform CMA {label_of(upstream, 'Lingke')}."
     )
-    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
-    no = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
-    upstream.queue(reply, yes, reply, no)
+    upstream.queue(reply, YES, reply, NO)
     events = ask_events(base, {"question": question})
     given = events[-1][1]
     assert given["answerable"] is True and CMA in given["citations"][0]["text"]
@@ -246,8 +266,8 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
     assert question in opinion and "Lingke" in opinion  # the cited sentence, fenced
     held = ask_events(base, {"question": question})[-1][1]
     assert held["abstained_because"] == "off_point" and held["citations"] == []
-    # Turned off, the LLM is asked once, and what grounding holds back stays back.
-    off_base = live_server(min_question_coverage=0.9, off_point_judge_min=1.0)
+    # With the judge off, the LLM is asked once, and what grounding holds back stays back.
+    off_base = live_server(min_question_coverage=0.9)
     upstream.queue(reply)
     off = ask_events(off_base, {"question": question})[-1][1]
     assert off["abstained_because"] == "off_point" and "second_opinion" not in off["timings_ms"]
