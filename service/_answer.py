@@ -292,7 +292,7 @@ class Answerer:
         composition = Composition(self.index.sentences)
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
-        judged = self.settings.support_judge
+        hold = self.settings.support_judge
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -313,7 +313,7 @@ class Answerer:
                     claims = parser.feed(token.text)
                     if claims:
                         events = await anyio.to_thread.run_sync(
-                            self._settle, retrieval, claims, context, composition, not judged
+                            self._settle, retrieval, claims, context, composition, not hold
                         )
                         if events:
                             timings.setdefault("first_text", _ms(started))
@@ -323,12 +323,11 @@ class Answerer:
             log.warning("LLM failed: %s", exc)
             failure = exc
         timings["llm"] = _ms(llm_started)
-        support: float | None = None
         if failure is None and not unsure:
             verify_started = time.perf_counter()
             log.debug("LLM reply of %d characters", len(parser.raw))
             events = await anyio.to_thread.run_sync(
-                self._settle, retrieval, parser.finish(), context, composition, not judged
+                self._settle, retrieval, parser.finish(), context, composition, not hold
             )
             timings["verify"] = _ms(verify_started)
             for event in events:
@@ -345,65 +344,68 @@ class Answerer:
         elif unsure:
             response = self._abstain("llm", passages, timings, Abstention.UNSURE)
         else:
-            because = await anyio.to_thread.run_sync(
-                self._held_back_because, retrieval, parser, composition
+            response = await self._judged(
+                llm, retrieval, parser, composition, passages, timings, started, deadline
             )
-            judged_on = self._judged_sentences(retrieval, parser, composition)
-            if judged and judged_on:
-                name = "judge" if because is None else "second_opinion"
-                support = await self._p_yes(
-                    llm, judged_on, retrieval.question, deadline, timings, name
-                )
-            if because is None and (support is None or support >= self.settings.support_judge_min):
-                text, citations = composition.release()
-                yield AnswerDelta(text)
-                for n, citation in citations:
-                    yield CitationFound(n, citation)
-                response = _composed(composition, passages, "llm", timings, degraded=False)
-            elif because is None:
-                response = self._abstain("llm", passages, timings, Abstention.JUDGED)
-            elif support is None:
-                response = await anyio.to_thread.run_sync(
-                    self._without_llm_answer, retrieval, because, composition, passages, timings
-                )
-            elif support >= self.settings.second_opinion_min:
-                response = self._second_opinion(retrieval, because, composition, judged_on)
-                response = msgspec.structs.replace(response, passages=passages, timings_ms=timings)
-            else:
-                response = self._abstain("llm", passages, timings, because)
-        response = msgspec.structs.replace(response, answerability=confidence, support=support)
+        response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = _ms(started)
         shown = composition.released_parts > 0
         for event in _replay(response, text=not shown, after=composition.released_citations):
             yield event
 
-    def _second_opinion(
+    async def _judged(
         self,
+        llm: ChatModel,
         retrieval: Retrieval,
-        because: Abstention,
+        parser: ReplyParser,
         composition: Composition,
-        judged_on: list[int],
+        passages: list[Passage],
+        timings: dict[str, float],
+        started: float,
+        deadline: float,
     ) -> AskResponse:
-        """The answer a held-back reply gives once the judge says its sentences answer.
+        """The answer to a complete reply none of which has been shown yet.
 
-        Verified claims held back only as off point ("alliance" for "allied") are given
-        as written; otherwise the judged sentences themselves, whole, are the answer.
+        A reply that passed the checks is given unless the judge doubts its sentences
+        (``support_judge_min``). A reply they held back is given after all when the judge
+        says its sentences answer (``second_opinion_min``): verified claims held back only
+        as off point ("alliance" for "allied") as written, otherwise the judged sentence
+        whole. Without a judgement (off, or no logprobs), the checks alone decide.
         """
-        if because is Abstention.OFF_POINT and composition.parts:
+        because = await anyio.to_thread.run_sync(
+            self._held_back_because, retrieval, parser, composition
+        )
+        judged_on = self._judged_sentences(retrieval, parser, composition)
+        support: float | None = None
+        if self.settings.support_judge and judged_on:
+            name = "judge" if because is None else "second_opinion"
+            support = await self._p_yes(llm, judged_on, retrieval.question, deadline, timings, name)
+        if because is None:
+            if support is not None and support < self.settings.support_judge_min:
+                because = Abstention.JUDGED
             given = composition
-        else:
-            given = Composition(self.index.sentences)
-            given.add(
-                [
-                    VerifiedClaim(
-                        self.index.sentences[i].text,
-                        i,
-                        self.retriever.candidate(retrieval, i).evidence,
-                    )
-                    for i in judged_on
-                ]
+        elif support is None:
+            return await anyio.to_thread.run_sync(
+                self._without_llm_answer, retrieval, because, composition, passages, timings
             )
-        return _composed(given, [], "llm", {}, degraded=False)
+        elif support >= self.settings.second_opinion_min:
+            if because is not Abstention.OFF_POINT or not composition.parts:
+                given = Composition(self.index.sentences)
+                given.add([self._whole(retrieval, i) for i in judged_on])
+            else:
+                given = composition
+            because = None
+        if because is not None:
+            response = self._abstain("llm", passages, timings, because)
+        else:
+            timings.setdefault("first_text", _ms(started))
+            response = _composed(given, passages, "llm", timings, degraded=False)
+        return msgspec.structs.replace(response, support=support)
+
+    def _whole(self, retrieval: Retrieval, index: int) -> VerifiedClaim:
+        """Sentence ``index`` as a claim of its own, verbatim."""
+        evidence = self.retriever.candidate(retrieval, index).evidence
+        return VerifiedClaim(self.index.sentences[index].text, index, evidence)
 
     def _settle(
         self,
