@@ -13,9 +13,11 @@ pair of thresholds: a judged answer becomes an abstention when its support is be
 gate, a second opinion when its support is below the second-opinion threshold.
 
 On the tuning run, the pair with the most right answers plus right abstentions (answer
-accuracy + unanswerables abstained) whose false abstention stays within the budget is
-chosen; when none does, the pair with the least false abstention. The check run, which
-nothing was chosen on, is reported at the same pair.
+accuracy + unanswerables abstained) whose false abstention stays within the budget less a
+margin is chosen; when none does, the pair with the least false abstention. The margin
+(0.03, about one standard error of a false-abstention rate near 0.10 over 70 answerable
+questions) keeps the choice off the edge of the budget, where P(yes) falls off a cliff.
+The check run, which nothing was chosen on, is reported at the same pair.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-GATES = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5]
+GATES = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7]
 OPINIONS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]  # 1.01: never given
 
 
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("tune", type=Path, help="the --json output of citeqa eval, record mode")
     parser.add_argument("check", type=Path, help="another run, on other questions")
     parser.add_argument("--budget", type=float, default=0.10, help="false-abstention budget")
+    parser.add_argument("--margin", type=float, default=0.03, help="kept below the budget")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     tune = json.loads(args.tune.read_text())["rows"]
@@ -91,15 +94,17 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     curve = {(g, o): figures(tune, g, o) for g in GATES for o in OPINIONS}
-    within = [k for k, f in curve.items() if f["false_abstention"] <= args.budget]
+    limit = args.budget - args.margin
+    within = [k for k, f in curve.items() if f["false_abstention"] <= limit]
     if within:
         chosen = max(within, key=lambda k: curve[k]["accuracy"] + curve[k]["abstained"])
         rule = (
-            f"most right answers plus right abstentions within {args.budget:.2f} false abstention"
+            f"most right answers plus right abstentions within {limit:.2f} false abstention,"
+            f" the budget {args.budget:.2f} less the margin {args.margin:.2f}"
         )
     else:
         chosen = min(curve, key=lambda k: (curve[k]["false_abstention"], -curve[k]["abstained"]))
-        rule = f"no pair stays within {args.budget:.2f} false abstention: the least of it"
+        rule = f"no pair stays within {limit:.2f} false abstention: the least of it"
     lines = [
         f"Tuning run: {args.tune.name}, {len(tune)} rows. Check run: {args.check.name}, "
         f"{len(check)} rows.",

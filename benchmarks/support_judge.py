@@ -8,9 +8,10 @@ r"""Measure a yes/no judge, "do these sentences answer the question?", as an abs
 For each row of the eval run, the question's top three retrieved sentences go to the LLM with
 one question: does this text state the answer? (``prompts/judge.md``.) This is how the judge
 was first measured, before the answer; the service now asks it after the reply, about the
-sentences the answer cites, and ``benchmarks/judge_gate.py`` chooses its thresholds. The reply is one token; P(yes) comes from its top
-logprobs. The rows are written back with ``answerability`` set to P(yes), so that
-``benchmarks/answerability_curve.py judged.json`` draws the curve of this judge as a gate.
+sentences the answer cites, and ``benchmarks/judge_gate.py`` chooses its thresholds. The
+reply is one token; P(yes) comes from its top logprobs. The rows are written back with
+``answerability`` set to P(yes), so that ``benchmarks/answerability_curve.py judged.json``
+draws the curve of this judge as a gate.
 It also prints the LLM time the extra call costs.
 """
 

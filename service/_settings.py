@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     # is given after all, from the sentence it points at, at second_opinion_min or more.
     # Both were chosen on SQuAD (benchmarks/results/squad-judge-gate.md).
     support_judge: bool = True
-    support_judge_min: float = Field(default=0.0, ge=0.0, le=1.0)
-    second_opinion_min: float = Field(default=0.7, ge=0.0, le=1.0)
+    support_judge_min: float = Field(default=0.35, ge=0.0, le=1.0)
+    second_opinion_min: float = Field(default=0.4, ge=0.0, le=1.0)
     # Segments this big or bigger (a first build, a merge) keep compressed vectors in memory:
     # IVF-PQ codes, each search re-ranked exactly from the full vectors on disk.
     compress_above: int = Field(default=1_000_000, ge=1)
