@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,43 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 0.5
     assert (figures["recall@1"], figures["recall@5"], figures["recall@10"]) == (0.5, 0.5, 1.0)
     assert figures["latency_ms_p50"] == 20.0 and figures["degraded"] == 1
+
+
+def test_record_mode_rows_replay_the_support_judge_at_any_thresholds() -> None:
+    """benchmarks/judge_gate.py, which chose the judge's thresholds, replays eval rows."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "judge_gate", Path(__file__).parents[1] / "benchmarks" / "judge_gate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    judge_gate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judge_gate)
+
+    def row(
+        answerable: bool, support: float | None, path: str | None, **extra: bool
+    ) -> dict[str, Any]:
+        timings = {path: 1.0} if path else {}
+        base = {"answerable": answerable, "abstained": False, "correct": answerable}
+        return {
+            **base,
+            "gold_cited": answerable,
+            "support": support,
+            "timings_ms": timings,
+            **extra,
+        }
+
+    rows = [
+        row(True, 0.8, "judge"),  # passed the checks, judged likely
+        row(False, 0.2, "judge"),  # passed the checks, judged unlikely
+        row(True, 0.5, "second_opinion", gold_cited=False),  # held back, given at 0.5
+        row(False, None, None, abstained=True),  # weak evidence: never asked
+    ]
+    chosen = judge_gate.figures(rows, 0.35, 0.4)
+    assert chosen == {"accuracy": 1.0, "gold": 0.5, "abstained": 1.0, "false_abstention": 0.0}
+    stricter_opinion = judge_gate.figures(rows, 0.35, 0.6)
+    assert stricter_opinion["accuracy"] == 0.5 and stricter_opinion["false_abstention"] == 0.5
+    no_gate = judge_gate.figures(rows, 0.0, 0.4)
+    assert no_gate["abstained"] == 0.5  # the unlikely answer is given
+    answerable = [r for r in rows if r["answerable"]]
+    assert judge_gate.auc(rows, "judge") == 1.0 and judge_gate.auc(answerable, "judge") is None
