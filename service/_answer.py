@@ -366,11 +366,11 @@ class Answerer:
     ) -> AskResponse:
         """The answer to a complete reply none of which has been shown yet.
 
-        A reply that passed the checks is given unless the judge doubts its sentences
-        (``support_judge_min``). A reply they held back is given after all when the judge
-        says its sentences answer (``second_opinion_min``): verified claims held back only
-        as off point ("alliance" for "allied") as written, otherwise the judged sentence
-        whole. Without a judgement (off, or no logprobs), the checks alone decide.
+        The judge is asked about the reply's sentences, and ``Grounder.judged`` decides.
+        A held-back reply given after all is given as written when its verified claims
+        were held back only as off point ("alliance" for "allied"), otherwise as the
+        judged sentence whole. Without a judgement (off, or no logprobs), a held-back
+        reply falls back to ``_without_llm_answer``.
         """
         because = await anyio.to_thread.run_sync(
             self._held_back_because, retrieval, parser, composition
@@ -380,24 +380,19 @@ class Answerer:
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
             support = await self._p_yes(llm, judged_on, retrieval.question, deadline, timings, name)
-        if because is None:
-            if support is not None and support < self.settings.support_judge_min:
-                because = Abstention.JUDGED
-            given = composition
-        elif support is None:
+        if because is not None and support is None:
             return await anyio.to_thread.run_sync(
                 self._without_llm_answer, retrieval, because, composition, passages, timings
             )
-        elif support >= self.settings.second_opinion_min:
-            if because is not Abstention.OFF_POINT or not composition.parts:
+        verdict = self.grounder.judged(because, support)
+        if verdict is not None:
+            response = self._abstain("llm", passages, timings, verdict)
+        else:
+            if because is None or (because is Abstention.OFF_POINT and composition.parts):
+                given = composition
+            else:
                 given = Composition(self.index.sentences)
                 given.add([self._whole(retrieval, i) for i in judged_on])
-            else:
-                given = composition
-            because = None
-        if because is not None:
-            response = self._abstain("llm", passages, timings, because)
-        else:
             timings.setdefault("first_text", _ms(started))
             response = _composed(given, passages, "llm", timings, degraded=False)
         return msgspec.structs.replace(response, support=support)

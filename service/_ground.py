@@ -157,6 +157,8 @@ class Grounder:
         self.min_claim_support = settings.min_claim_support
         self.min_evidence = settings.min_evidence
         self.min_coverage = settings.min_question_coverage
+        self.support_judge_min = settings.support_judge_min
+        self.second_opinion_min = settings.second_opinion_min
         # Instructions planted in documents are never evidence.
         index = retriever.index
         self.untrusted = frozenset(
@@ -242,3 +244,18 @@ class Grounder:
         if not self.answers_question(retrieval, cited):
             return Abstention.OFF_POINT
         return None
+
+    def judged(self, because: Abstention | None, support: float | None) -> Abstention | None:
+        """Why a reply may not be given once the judge has spoken; None if it may.
+
+        ``because`` is what the checks found (``shortfall`` and the like), ``support`` the
+        judge's P(yes) that the reply's sentences state the answer. A reply that passed the
+        checks is withheld when the judge doubts it (``support_judge_min``); one they held
+        back is given after all when the judge vouches for it (``second_opinion_min``).
+        Without a judgement, the checks alone decide.
+        """
+        if support is None:
+            return because
+        if because is None:
+            return Abstention.JUDGED if support < self.support_judge_min else None
+        return None if support >= self.second_opinion_min else because
