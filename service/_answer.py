@@ -166,7 +166,7 @@ class Answerer:
                 continue
             if self.grounder.shortfall(retrieval, sentence.text, [c.index]) is None:
                 composition = Composition(self.index.sentences)
-                composition.add([VerifiedClaim(sentence.text, c.index, c.evidence)])
+                composition.add([self._whole(c)])
                 return _composed(composition, passages, "extractive", timings, degraded=degraded)
         return self._abstain("extractive", passages, timings, because, degraded=degraded)
 
@@ -392,15 +392,15 @@ class Answerer:
                 given = composition
             else:
                 given = Composition(self.index.sentences)
-                given.add([self._whole(retrieval, i) for i in judged_on])
+                given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
             timings.setdefault("first_text", _ms(started))
             response = _composed(given, passages, "llm", timings, degraded=False)
         return msgspec.structs.replace(response, support=support)
 
-    def _whole(self, retrieval: Retrieval, index: int) -> VerifiedClaim:
-        """Sentence ``index`` as a claim of its own, verbatim."""
-        evidence = self.retriever.candidate(retrieval, index).evidence
-        return VerifiedClaim(self.index.sentences[index].text, index, evidence)
+    def _whole(self, candidate: Candidate) -> VerifiedClaim:
+        """A candidate sentence as a claim of its own, verbatim."""
+        return VerifiedClaim(self.index.sentences[candidate.index].text, candidate.index,
+                             candidate.evidence)  # fmt: skip
 
     def _settle(
         self,
