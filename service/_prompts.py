@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -15,9 +16,10 @@ _USER = "--- user ---"
 
 @lru_cache
 def _template(name: str) -> tuple[Template, Template]:
+    """The system and user templates of ``prompts/NAME.md``; a file may hold only the user's."""
     raw = resources.files("prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
-    body = raw.split(_SYSTEM, 1)[1]
-    system, user = body.split(_USER, 1)
+    head, user = re.sub(r"<!--.*?-->", "", raw, flags=re.DOTALL).split(_USER, 1)
+    system = head.split(_SYSTEM, 1)[1] if _SYSTEM in head else ""
     return Template(system.strip()), Template(user.strip())
 
 
@@ -43,11 +45,20 @@ def render_condense_prompt(
     ]
 
 
-def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
-    """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
-    system, user = _template("judge")
-    text = "\n".join(" ".join(t.split()) for t in sentences)
+def render_judge_prompt(
+    answer_prompt: Sequence[dict[str, str]], reply: str, labels: Sequence[int]
+) -> list[dict[str, str]]:
+    """The answer prompt, its reply, and a turn asking whether sentences ``labels`` answer.
+
+    ``labels`` are the ``[Sn]`` numbers of the sources asked about; the reply is yes or no.
+    The answer prompt and reply come first, as the LLM server last saw them, so it
+    reuses its cache of both and processes only the new turn.
+    """
+    _, user = _template("judge")
+    named = [f"[S{n}]" for n in labels]
+    listed = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
     return [
-        {"role": "system", "content": system.substitute()},
-        {"role": "user", "content": user.substitute(sentences=text, question=question)},
+        *answer_prompt,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": user.substitute(labels=listed)},
     ]
