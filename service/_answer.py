@@ -253,9 +253,7 @@ class Answerer:
         probability: float | None = None
         try:
             async with (
-                aclosing(
-                    llm.stream(render_judge_prompt(messages, parser.raw, labels), max_tokens=1)
-                ) as tokens,
+                aclosing(llm.stream(render_judge_prompt(messages, labels), max_tokens=1)) as tokens,
                 aclosing(_until(tokens, deadline)) as timed,
             ):
                 async for token in timed:

@@ -46,19 +46,17 @@ def render_condense_prompt(
 
 
 def render_judge_prompt(
-    answer_prompt: Sequence[dict[str, str]], reply: str, labels: Sequence[int]
+    answer_prompt: Sequence[dict[str, str]], labels: Sequence[int]
 ) -> list[dict[str, str]]:
-    """The answer prompt, its reply, and a turn asking whether sentences ``labels`` answer.
+    """The answer prompt, its question followed by: do sentences ``labels`` answer it.
 
-    ``labels`` are the ``[Sn]`` numbers of the sources asked about; the reply is yes or no.
-    The answer prompt and reply come first, as the LLM server last saw them, so it
-    reuses its cache of both and processes only the new turn.
+    ``labels`` are the ``[Sn]`` numbers of the sources asked about; the reply is yes or
+    no. The prompt up to the question is the answer prompt's, so the LLM server reuses its
+    cache of it and processes only the few new tokens.
     """
     _, user = _template("judge")
     named = [f"[S{n}]" for n in labels]
     listed = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
-    return [
-        *answer_prompt,
-        {"role": "assistant", "content": reply},
-        {"role": "user", "content": user.substitute(labels=listed)},
-    ]
+    *before, question = answer_prompt
+    asked = f"{question['content']}\n{user.substitute(labels=listed)}"
+    return [*before, {"role": "user", "content": asked}]
