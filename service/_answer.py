@@ -233,27 +233,23 @@ class Answerer:
     async def _p_yes(
         self,
         llm: ChatModel,
-        messages: list[dict[str, str]],
-        parser: ReplyParser,
         sentences: list[int],
+        question: str,
         deadline: float,
         timings: dict[str, float],
         name: str,
     ) -> float | None:
         """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``).
 
-        The question follows the answer prompt ``messages`` and the reply, so the server
-        processes only the new turn. P(yes) comes from the first reply token's logprobs;
-        None when the call fails or the server sends no logprobs.
+        It comes from the first reply token's logprobs; None when the call fails or the
+        server sends no logprobs.
         """
-        labels = [parser.context.index(i) + 1 for i in sentences if i in parser.context]
-        if not labels:
-            return None
+        messages = render_judge_prompt([self.index.sentences[i].text for i in sentences], question)
         started = time.perf_counter()
         probability: float | None = None
         try:
             async with (
-                aclosing(llm.stream(render_judge_prompt(messages, labels), max_tokens=1)) as tokens,
+                aclosing(llm.stream(messages, max_tokens=1)) as tokens,
                 aclosing(_until(tokens, deadline)) as timed,
             ):
                 async for token in timed:
@@ -349,7 +345,7 @@ class Answerer:
             response = self._abstain("llm", passages, timings, Abstention.UNSURE)
         else:
             response = await self._judged(
-                llm, retrieval, messages, parser, composition, passages, timings, started, deadline
+                llm, retrieval, parser, composition, passages, timings, started, deadline
             )
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = _ms(started)
@@ -361,7 +357,6 @@ class Answerer:
         self,
         llm: ChatModel,
         retrieval: Retrieval,
-        messages: list[dict[str, str]],
         parser: ReplyParser,
         composition: Composition,
         passages: list[Passage],
@@ -384,7 +379,7 @@ class Answerer:
         support: float | None = None
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
-            support = await self._p_yes(llm, messages, parser, judged_on, deadline, timings, name)
+            support = await self._p_yes(llm, judged_on, retrieval.question, deadline, timings, name)
         if because is not None and support is None:
             return await anyio.to_thread.run_sync(
                 self._without_llm_answer, retrieval, because, composition, passages, timings

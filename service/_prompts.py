@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -16,10 +15,9 @@ _USER = "--- user ---"
 
 @lru_cache
 def _template(name: str) -> tuple[Template, Template]:
-    """The system and user templates of ``prompts/NAME.md``; a file may hold only the user's."""
     raw = resources.files("prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
-    head, user = re.sub(r"<!--.*?-->", "", raw, flags=re.DOTALL).split(_USER, 1)
-    system = head.split(_SYSTEM, 1)[1] if _SYSTEM in head else ""
+    body = raw.split(_SYSTEM, 1)[1]
+    system, user = body.split(_USER, 1)
     return Template(system.strip()), Template(user.strip())
 
 
@@ -45,18 +43,11 @@ def render_condense_prompt(
     ]
 
 
-def render_judge_prompt(
-    answer_prompt: Sequence[dict[str, str]], labels: Sequence[int]
-) -> list[dict[str, str]]:
-    """The answer prompt, its question followed by: do sentences ``labels`` answer it.
-
-    ``labels`` are the ``[Sn]`` numbers of the sources asked about; the reply is yes or
-    no. The prompt up to the question is the answer prompt's, so the LLM server reuses its
-    cache of it and processes only the few new tokens.
-    """
-    _, user = _template("judge")
-    named = [f"[S{n}]" for n in labels]
-    listed = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
-    *before, question = answer_prompt
-    asked = f"{question['content']}\n{user.substitute(labels=listed)}"
-    return [*before, {"role": "user", "content": asked}]
+def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
+    """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
+    system, user = _template("judge")
+    text = "\n".join(" ".join(t.split()) for t in sentences)
+    return [
+        {"role": "system", "content": system.substitute()},
+        {"role": "user", "content": user.substitute(sentences=text, question=question)},
+    ]

@@ -151,12 +151,8 @@ def test_the_support_judge_withholds_an_answer_it_doubts_and_gives_one_it_trusts
     assert withheld["abstained_because"] == "judged_unanswered" and withheld["citations"] == []
     assert withheld["support"] == pytest.approx(0.2) and "judge" in withheld["timings_ms"]
     assert shown_text(events) == ABSTAIN_TEXT  # the verified reply itself was never shown
-    # The judge is the answer prompt, its question followed by one about the cited sentence.
-    system, judge = upstream.requests[-1]["messages"]
-    assert system == upstream.requests[-2]["messages"][0]
-    label = label_of(upstream, "Lingke")
-    asked = f"Is the answer stated in {label}? Reply yes or no."
-    assert judge["content"] == f"Question: {KOREA}\n{asked}"
+    judge_prompt = upstream.requests[-1]["messages"][-1]["content"]
+    assert KOREA in judge_prompt and "Lingke" in judge_prompt  # the cited sentence, fenced
     events = ask_events(base, {"question": KOREA})
     answered = events[-1][1]
     assert answered["answerable"] is True and CMA in answered["citations"][0]["text"]
@@ -267,7 +263,7 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
     assert "second_opinion" in given["timings_ms"]
     assert shown_text(events) == given["answer"]  # streamed as it was given
     opinion = upstream.requests[-1]["messages"][-1]["content"]
-    assert question in opinion and f"stated in {label_of(upstream, 'Lingke')}?" in opinion
+    assert question in opinion and "Lingke" in opinion  # the cited sentence, fenced
     held = ask_events(base, {"question": question})[-1][1]
     assert held["abstained_because"] == "off_point" and held["citations"] == []
     # With the judge off, the LLM is asked once, and what grounding holds back stays back.
