@@ -217,7 +217,12 @@ class Answerer:
         deadline = time.monotonic() + self.settings.llm_deadline_s
         if mode == "extractive" or self.llm is None:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
-        elif not candidates or candidates[0].evidence < self.settings.min_evidence:
+        elif not candidates or (
+            # With the judge on, it decides whether the sources answer; retrieval's evidence
+            # would refuse questions worded unlike their sentence ("from which city?" asked
+            # of a dateline) before the LLM has read them.
+            not self.settings.support_judge and candidates[0].evidence < self.settings.min_evidence
+        ):
             response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
         else:
             async with aclosing(

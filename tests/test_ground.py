@@ -271,3 +271,19 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
     upstream.queue(reply)
     off = ask_events(off_base, {"question": question})[-1][1]
     assert off["abstained_because"] == "off_point" and "second_opinion" not in off["timings_ms"]
+
+
+def test_a_question_worded_unlike_its_sentence_is_put_to_the_llm_when_the_judge_is_on(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    # No word of the question is in the dateline "… 8 month 9 Hangzhou, China / France …".
+    question = "From which city was the news reported?"
+    off = live_server()
+    asked = len(upstream.requests)
+    weak = ask_events(off, {"question": question})[-1][1]
+    assert weak["abstained_because"] == "weak_evidence" and len(upstream.requests) == asked
+    base = live_server(support_judge=True)
+    upstream.queue(f"It was reported from Hangzhou {label_of(upstream, 'Hangzhou')}.", YES)
+    given = ask_events(base, {"question": question})[-1][1]
+    assert given["answerable"] is True and "Hangzhou" in given["answer"]
+    assert "Hangzhou" in given["citations"][0]["text"] and given["support"] == pytest.approx(0.9)
