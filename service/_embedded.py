@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -113,8 +114,8 @@ class EmbeddedServer:
     # llama.cpp's own console output: 0 keeps it quiet, 3 shows its load and timing lines.
     verbosity: int = 0
 
-    def start(self) -> str:
-        """Load the model, start serving, and return the OpenAI base URL."""
+    def params(self) -> Any:
+        """llama.cpp's server parameters (``xllamacpp.CommonParams``) for this server."""
         try:
             import xllamacpp
         except ImportError as exc:
@@ -133,6 +134,13 @@ class EmbeddedServer:
         params.cache_prompt = True
         params.warmup = True
         params.verbosity = self.verbosity
+        return params
+
+    def start(self) -> str:
+        """Load the model, start serving, and return the OpenAI base URL."""
+        import xllamacpp
+
+        params = self.params()
         try:
             self._server: xllamacpp.Server | None = xllamacpp.Server(params)
         except Exception as exc:
