@@ -138,9 +138,9 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Load the model, start serving, and return the OpenAI base URL."""
+        params = self.params()  # ModelUnavailableError without xllamacpp
         import xllamacpp
 
-        params = self.params()
         try:
             self._server: xllamacpp.Server | None = xllamacpp.Server(params)
         except Exception as exc:
