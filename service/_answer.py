@@ -212,18 +212,12 @@ class Answerer:
         retrieval = await anyio.to_thread.run_sync(self.retriever.retrieve, question)
         passages = self.retriever.passages(retrieval.candidates, top_k)
         timings = {"retrieve": _ms(started)}
-        candidates = retrieval.candidates
         # One answer's LLM time, the support judge's included, ends here.
         deadline = time.monotonic() + self.settings.llm_deadline_s
         if mode == "extractive" or self.llm is None:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
-        elif not candidates or (
-            # With the judge on, it decides whether the sources answer; retrieval's evidence
-            # would refuse questions worded unlike their sentence ("from which city?" asked
-            # of a dateline) before the LLM has read them.
-            not self.settings.support_judge and candidates[0].evidence < self.settings.min_evidence
-        ):
-            response = self._abstain("llm", passages, timings, Abstention.WEAK_EVIDENCE)
+        elif (unasked := self.grounder.before_asking(retrieval)) is not None:
+            response = self._abstain("llm", passages, timings, unasked)
         else:
             async with aclosing(
                 self._llm_events(self.llm, retrieval, passages, timings, started, deadline)

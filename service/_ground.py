@@ -157,6 +157,7 @@ class Grounder:
         self.min_claim_support = settings.min_claim_support
         self.min_evidence = settings.min_evidence
         self.min_coverage = settings.min_question_coverage
+        self.support_judge = settings.support_judge
         self.support_judge_min = settings.support_judge_min
         self.second_opinion_min = settings.second_opinion_min
         # Instructions planted in documents are never evidence.
@@ -243,6 +244,21 @@ class Grounder:
             return Abstention.MISSING_ASKED
         if not self.answers_question(retrieval, cited):
             return Abstention.OFF_POINT
+        return None
+
+    def before_asking(self, retrieval: Retrieval) -> Abstention | None:
+        """Why the question is not put to the LLM at all; None if it is.
+
+        Nothing retrieved; or, with the judge off, no sentence bears on the question enough
+        (``min_evidence``). With the judge on, it decides whether the sources answer:
+        retrieval's evidence would refuse questions worded unlike their sentence ("from
+        which city?" asked of a dateline) before the LLM has read them.
+        """
+        candidates = retrieval.candidates
+        if not candidates or (
+            not self.support_judge and candidates[0].evidence < self.min_evidence
+        ):
+            return Abstention.WEAK_EVIDENCE
         return None
 
     def judged(self, because: Abstention | None, support: float | None) -> Abstention | None:
