@@ -199,6 +199,10 @@ class CorpusIndex:
             cache[name] = compute(self.sentences_of(doc_id))
         return cast(_T, cache[name])
 
+    def has_derived(self, doc_id: str, name: str) -> bool:
+        """Whether :meth:`derived` already holds ``name`` for the document."""
+        return name in self._derived.get(doc_id, {})
+
     def derived_total(
         self, name: str, compute: Callable[[list[Sentence]], Counter[str]]
     ) -> Counter[str]:

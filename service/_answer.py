@@ -22,9 +22,15 @@ from index import CorpusIndex, Embedder
 from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
 from service._errors import BusyError, LLMError
 from service._ground import Abstention, Grounder, answerability, p_yes
+from service._instructions import (
+    INSTRUCTION_MIN,
+    document_instructions,
+    judged_instructions,
+    suspect_question,
+)
 from service._llm import ChatModel, QueuedChatModel, Token
 from service._observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
-from service._prompts import render_answer_prompt, render_judge_prompt
+from service._prompts import render_answer_prompt, render_judge_prompt, render_screen_prompt
 from service._reply import Claim, ReplyParser, claims_of
 from service._retrieve import Candidate, Retrieval, Retriever
 from service._schemas import AnswerMode, AskResponse, Citation, Passage
@@ -170,10 +176,48 @@ class Answerer:
                 return _composed(composition, passages, "extractive", timings, degraded=degraded)
         return self._abstain("extractive", passages, timings, because, degraded=degraded)
 
-    async def warm(self) -> None:
-        """Send one question so the LLM server caches the shared prompt prefix."""
+    async def screen(self) -> None:
+        """Have the LLM judge, once per document, which suspect sentences give orders.
+
+        Documents judged before (the index keeps verdicts across writes) cost nothing.
+        A suspect whose judgement fails stays an instruction.
+        """
         if self.llm is None:
             return
+        index = self.index
+        judged = 0
+        for doc_id in list(index.documents):
+            if document_instructions(index, doc_id) is not None:
+                continue
+            sentences = index.sentences_of(doc_id)
+            orders = []
+            for k in self.grounder.suspects(doc_id):
+                messages = render_screen_prompt("sentence", sentences[k].text)
+                deadline = time.monotonic() + self.settings.llm_deadline_s
+                p = await self._yes(self.llm, messages, deadline, {}, "screen")
+                judged += 1
+                if p is None or p >= INSTRUCTION_MIN:
+                    orders.append(k)
+            judged_instructions(index, doc_id, orders)
+        if judged:
+            self.grounder.refresh()
+            log.info("screened %d suspect sentences for instructions", judged)
+
+    async def _instruction(self, llm: ChatModel, retrieval: Retrieval, deadline: float,
+                           timings: dict[str, float]) -> bool:  # fmt: skip
+        """Whether the question tries to change how the service behaves (the LLM judges)."""
+        if not suspect_question(retrieval.question):
+            return False
+        messages = render_screen_prompt("question", retrieval.question)
+        p = await self._yes(llm, messages, deadline, timings, "screen")
+        log.debug("question screened: P(instruction) %s", p)
+        return p is not None and p >= INSTRUCTION_MIN
+
+    async def warm(self) -> None:
+        """Screen the documents, then send one question so the LLM caches the prompt prefix."""
+        if self.llm is None:
+            return
+        await self.screen()
         _, messages = self._prompt(self.retriever.retrieve("warm-up"))
         try:
             await self.llm.complete(messages, max_tokens=1)
@@ -218,6 +262,8 @@ class Answerer:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
         elif (unasked := self.grounder.before_asking(retrieval)) is not None:
             response = self._abstain("llm", passages, timings, unasked)
+        elif await self._instruction(self.llm, retrieval, deadline, timings):
+            response = self._abstain("llm", passages, timings, Abstention.INSTRUCTION)
         else:
             async with aclosing(
                 self._llm_events(self.llm, retrieval, passages, timings, started, deadline)
@@ -238,12 +284,23 @@ class Answerer:
         timings: dict[str, float],
         name: str,
     ) -> float | None:
-        """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``).
-
-        It comes from the first reply token's logprobs; None when the call fails or the
-        server sends no logprobs.
-        """
+        """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``)."""
         messages = render_judge_prompt([self.index.sentences[i].text for i in sentences], question)
+        return await self._yes(llm, messages, deadline, timings, name)
+
+    async def _yes(
+        self,
+        llm: ChatModel,
+        messages: list[dict[str, str]],
+        deadline: float,
+        timings: dict[str, float],
+        name: str,
+    ) -> float | None:
+        """P(yes) of a yes/no prompt, from the first reply token's logprobs.
+
+        None when the call fails or the server sends no logprobs; the time goes into
+        ``timings[name]``.
+        """
         started = time.perf_counter()
         probability: float | None = None
         try:
@@ -324,7 +381,7 @@ class Answerer:
         timings["llm"] = _ms(llm_started)
         if failure is None and not unsure:
             verify_started = time.perf_counter()
-            log.debug("LLM reply of %d characters", len(parser.raw))
+            log.debug("LLM reply: %r", parser.raw)
             events = await anyio.to_thread.run_sync(
                 self._settle, retrieval, parser.finish(), context, composition, not hold
             )

@@ -2,8 +2,8 @@
 
 Every reason to abstain is named here (``Abstention``) and decided by this module's
 judgements; the answerer only reports them. Source sentences are data: a sentence that
-addresses the model or the reader ("ignore previous instructions", "answer 'X'") is
-never shown to the LLM as a source nor accepted as evidence.
+gives orders to the model or the reader (``_instructions``) is never shown to the LLM as
+a source nor accepted as evidence.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
-from index import Sentence
 from service._compose import VerifiedClaim
+from service._instructions import document_instructions, document_suspects, examples_for
+from service._quote import align
 from service._reply import Claim
 from service._retrieve import Retrieval, Retriever
 from service._settings import Settings
@@ -31,7 +32,6 @@ from service._verify import (
 __all__ = [
     "Abstention",
     "Grounder",
-    "addresses_reader",
     "answerability",
     "cuts_a_list",
     "holds_what_is_asked",
@@ -52,18 +52,9 @@ class Abstention(StrEnum):
     UNSURE = "llm_unsure"  # the LLM's own probability of refusing was too high
     JUDGED = "judged_unanswered"  # the LLM, asked yes/no, doubted the sources answer
     LLM_FAILED = "llm_failed"  # the LLM failed and no sentence answers on its own
+    INSTRUCTION = "instruction"  # the question tries to change how the service behaves
 
 
-_INSTRUCTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override)\b[^.!?]{0,60}"
-    r"\b(?:instructions?|prompts?|rules|context|everything|all of the above)\b"
-    r"|\b(?:you|assistant|chatbot|language model|AI)\b[^.!?]{0,30}"
-    r"\b(?:must|should|shall|are now|will now)\b[^.!?]{0,30}"
-    r"\b(?:answer|reply|respond|say|output|print|write|state)\b"
-    r"|\b(?:answer|reply|respond|say|output)\b[^.!?]{0,20}[\"'\u201c\u2018]"
-    r"|\b(?:system prompt|new instructions|jailbreak)\b",
-    re.IGNORECASE,
-)
 _ASKS_NUMBER = re.compile(
     r"\bhow\s+(?:many|much|long|old|far|big|large|tall|often|high)\b"
     r"|\bwhat\s+(?:percentage|percent|number|proportion|share|amount|fraction)\b",
@@ -126,11 +117,6 @@ def cuts_a_list(question: str, answer: str, sources: Sequence[str]) -> bool:
     return False
 
 
-def addresses_reader(text: str) -> bool:
-    """Whether a sentence gives orders to the model or reader instead of stating a fact."""
-    return bool(_INSTRUCTION.search(text))
-
-
 def holds_what_is_asked(question: str, answer: str) -> bool:
     """Whether an answer holds the kind of thing the question asks for.
 
@@ -144,11 +130,6 @@ def holds_what_is_asked(question: str, answer: str) -> bool:
     return True
 
 
-def _addressing_reader(sentences: list[Sentence]) -> list[int]:
-    """Offsets, within a document, of its sentences that address the model or reader."""
-    return [k for k, s in enumerate(sentences) if addresses_reader(s.text)]
-
-
 class Grounder:
     """Judges claims and answers against the sentences of one index."""
 
@@ -160,22 +141,43 @@ class Grounder:
         self.support_judge = settings.support_judge
         self.support_judge_min = settings.support_judge_min
         self.second_opinion_min = settings.second_opinion_min
-        # Instructions planted in documents are never evidence.
-        index = retriever.index
-        self.untrusted = frozenset(
-            index.positions_of(doc_id)[k]
-            for doc_id in index.documents
-            for k in index.derived(doc_id, "addresses_reader", _addressing_reader)
-        )
+        self.instruction_nearness = settings.instruction_nearness
+        self.untrusted: frozenset[int] = frozenset()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute which sentences give orders, from the documents' verdicts or suspects.
+
+        Instructions planted in documents are never evidence. A document the LLM has not
+        screened yet (``Answerer.screen``) has its suspects counted as instructions.
+        """
+        index = self.retriever.index
+        untrusted: set[int] = set()
+        for doc_id in index.documents:
+            found = document_instructions(index, doc_id)
+            if found is None:
+                found = self.suspects(doc_id)
+            positions = index.positions_of(doc_id)
+            untrusted.update(positions[k] for k in found)
+        self.untrusted = frozenset(untrusted)
+
+    def suspects(self, doc_id: str) -> list[int]:
+        """Offsets of a document's sentences that the LLM should screen for instructions."""
+        examples = examples_for(self.retriever.embedder)
+        index = self.retriever.index
+        return document_suspects(index, doc_id, examples, self.instruction_nearness)
 
     def verify(
         self, question: str, claims: Sequence[Claim], context: list[int]
     ) -> list[VerifiedClaim]:
-        """Keep the claims a context sentence supports, each with its best sentence.
+        """The claims a context sentence supports, each as a quote of its best sentence.
 
         A claim's figures and names must be in the sentence; then its support mixes the
         share of its terms the sentence holds, the share of what it adds beyond the
-        question, and embedding cosine. The model's own label is only a small hint.
+        question, and embedding cosine. The model's own label is only a small hint. A
+        supported claim is kept as the span of the sentence it quotes (``_quote.align``),
+        so what is shown is the source's words; a quote that adds nothing to the question
+        is no answer.
         """
         context = [i for i in context if i not in self.untrusted]
         if not claims or not context:
@@ -205,11 +207,16 @@ class Grounder:
                 )
                 hint = 0.05 if sentence_index in claim.hints else 0.0
                 scored.append((support + hint, support, sentence_index))
-            if not scored:
-                continue
-            _, support, sentence_index = max(scored)
-            if support >= self.min_claim_support:
-                kept.append(VerifiedClaim(claim.text, sentence_index, support))
+            # The claim is shown as the words of its best sentence that it quotes: the
+            # model's own wording never is (it turns relations around, adds names).
+            for _, support, sentence_index in sorted(scored, reverse=True):
+                if support < self.min_claim_support:
+                    continue
+                source = index.sentences[sentence_index].text
+                quote = align(claim.text, source, question)
+                if quote is not None and (terms(quote.text) - q_terms or numbers_in(quote.text)):
+                    kept.append(VerifiedClaim(quote.text, sentence_index, support))
+                    break
         return kept
 
     def answers_question(self, retrieval: Retrieval, cited: list[int]) -> bool:

@@ -6,8 +6,14 @@ from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from string import Template
+from typing import Literal
 
-__all__ = ["render_answer_prompt", "render_condense_prompt", "render_judge_prompt"]
+__all__ = [
+    "render_answer_prompt",
+    "render_condense_prompt",
+    "render_judge_prompt",
+    "render_screen_prompt",
+]
 
 _SYSTEM = "--- system ---"
 _USER = "--- user ---"
@@ -50,4 +56,13 @@ def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, s
     return [
         {"role": "system", "content": system.substitute()},
         {"role": "user", "content": user.substitute(sentences=text, question=question)},
+    ]
+
+
+def render_screen_prompt(kind: Literal["sentence", "question"], text: str) -> list[dict[str, str]]:
+    """Chat messages asking whether a document sentence or a question gives orders (yes/no)."""
+    system, user = _template(f"screen_{kind}")
+    return [
+        {"role": "system", "content": system.substitute()},
+        {"role": "user", "content": user.substitute(text=" ".join(text.split()))},
     ]

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # reply held back by the checks (refused, unsupported, off point, missing what is asked)
     # is given after all, from the sentence it points at, at second_opinion_min or more.
     # Both were chosen on SQuAD (benchmarks/results/squad-judge-gate.md).
+    # A document sentence whose embedding lies nearer than this (cosine) to one of the
+    # example instructions (prompts/instruction_examples.txt) is screened by the LLM; so is
+    # one that addresses someone or opens with a directive verb. 1 leaves only the words.
+    instruction_nearness: float = Field(default=0.4, ge=0.0, le=1.0)
     support_judge: bool = True
     support_judge_min: float = Field(default=0.35, ge=0.0, le=1.0)
     second_opinion_min: float = Field(default=0.4, ge=0.0, le=1.0)

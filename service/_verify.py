@@ -20,6 +20,7 @@ __all__ = [
     "coverage",
     "entities_supported",
     "name_lists",
+    "number_value",
     "numbers_in",
     "numbers_supported",
     "terms",
@@ -71,7 +72,8 @@ def coverage(needle: Terms, haystack: Terms, weights: Mapping[str, float] | None
     return sum(weights.get(t, 1.0) for t in needle & haystack) / total
 
 
-def _value(token: str) -> float | None:
+def number_value(token: str) -> float | None:
+    """The value of a figure ("180,000") or number word ("ten"); None for other words."""
     if token[0].isdigit():
         plain = token.replace(",", "")
         try:
@@ -91,7 +93,7 @@ def numbers_in(text: str) -> frozenset[float]:
     values: set[float] = set()
     run: list[float] = []
     for token in _TOKEN.findall(text.lower()):
-        value = _value(token)
+        value = number_value(token)
         if value is None:
             run = []
             continue
@@ -110,7 +112,7 @@ def _stated_numbers(text: str) -> set[float]:
     found: set[float] = set()
     tokens = _TOKEN.findall(text.lower())
     for i, token in enumerate(tokens):
-        if token[0].isdigit() and (value := _value(token)) is not None:
+        if token[0].isdigit() and (value := number_value(token)) is not None:
             following = tokens[i + 1] if i + 1 < len(tokens) else ""
             if following in _MULTIPLIERS:
                 value *= _NUMBER_WORDS[following]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -83,11 +84,14 @@ def sse_frames(tokens: list[str], first_top: list[tuple[str, float]] | None = No
 class SSEStream(httpx.AsyncByteStream):
     """A streamed upstream body that records whether the client closed it early."""
 
-    def __init__(self, reply: str | Scripted, upstream: QueuedUpstream) -> None:
+    def __init__(
+        self, reply: str | Scripted, upstream: QueuedUpstream, *, counted: bool = True
+    ) -> None:
         scripted = reply if isinstance(reply, Scripted) else Scripted(re.findall(r"\S*\s*", reply))
         self.frames = sse_frames(scripted.tokens, scripted.first_top)
         self.break_after = scripted.break_after
         self.upstream = upstream
+        self.counted = counted  # whether closing it early counts in closed_early
         self.sent = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -99,8 +103,20 @@ class SSEStream(httpx.AsyncByteStream):
             await asyncio.sleep(self.upstream.token_delay)
 
     async def aclose(self) -> None:
-        if self.sent < len(self.frames):
+        if self.counted and self.sent < len(self.frames):
             self.upstream.closed_early += 1
+
+
+YES = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+NO = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
+
+
+def _screened_text(request: dict[str, Any]) -> str | None:
+    """The text an instruction-screen request asks about; None for any other request."""
+    system = request["messages"][0]["content"]
+    if not system.startswith(("You classify one sentence", "You check messages")):
+        return None
+    return str(request["messages"][-1]["content"])
 
 
 class QueuedUpstream:
@@ -111,13 +127,22 @@ class QueuedUpstream:
         self.requests: list[dict[str, Any]] = []
         self.token_delay = 0.0
         self.closed_early = 0
+        # The instruction screen's verdicts (prompts/screen_*.md) come from here, not the
+        # queue, so that tests queue only answers and judgements.
+        self.screen: Callable[[str], str | Scripted | int | Exception] = lambda text: (
+            YES if "PWNED" in text or "ignore" in text.lower() else NO
+        )
 
     def queue(self, *replies: str | Scripted | int | Exception) -> None:
         self.replies.extend(replies)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(json.loads(request.content))
-        reply = self.replies.pop(0) if self.replies else "NOT FOUND"
+        screened = _screened_text(self.requests[-1])
+        if screened is not None:
+            reply: str | Scripted | int | Exception = self.screen(screened)
+        else:
+            reply = self.replies.pop(0) if self.replies else "NOT FOUND"
         if isinstance(reply, Exception):
             raise reply
         if isinstance(reply, int):
@@ -126,7 +151,7 @@ class QueuedUpstream:
             return httpx.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                stream=SSEStream(reply, self),
+                stream=SSEStream(reply, self, counted=screened is None),
             )
         if isinstance(reply, Scripted):
             if reply.break_after is not None:
@@ -155,7 +180,7 @@ class QueuedUpstream:
     @property
     def questions(self) -> list[str]:
         """The question of each chat request that was not a warm-up."""
-        asked = [r["messages"][-1]["content"] for r in self.requests]
+        asked = [r["messages"][-1]["content"] for r in self.requests if not _screened_text(r)]
         return [q for q in asked if "warm-up" not in q]
 
 
@@ -191,7 +216,11 @@ def cma_reply(upstream: QueuedUpstream) -> str:
 
 def label_of(upstream: QueuedUpstream, needle: str) -> str:
     """The [S<n>] label the warm-up prompt gave the sentence containing ``needle``."""
-    system = upstream.requests[0]["messages"][0]["content"]
+    (system,) = [
+        r["messages"][0]["content"]
+        for r in upstream.requests
+        if "warm-up" in r["messages"][-1]["content"]
+    ][:1]
     (line,) = [ln for ln in system.splitlines() if needle in ln]
     return line.split("]")[0] + "]"
 
@@ -214,7 +243,14 @@ def upstream() -> QueuedUpstream:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # A queued reply answers each question; the tests of the support judge turn it on.
-    return Settings(corpus=[ARTICLE], index_dir=tmp_path / "index", support_judge=False)
+    # The hashing embedder puts unrelated sentences at cosine 0.4, so only words make an
+    # instruction suspect here.
+    return Settings(
+        corpus=[ARTICLE],
+        index_dir=tmp_path / "index",
+        support_judge=False,
+        instruction_nearness=1.0,
+    )
 
 
 def article_sentence(index: CorpusIndex, needle: str) -> int:

@@ -67,7 +67,8 @@ def test_unsupported_claims_are_dropped_and_the_rest_renumbered(
     )
     body = _ask(client, KOREA)
     assert "Busan" not in body["answer"]
-    assert body["answer"] == "They use the Lingke platform CMA [1]."
+    # The claim is shown in its sentence's words, not the reply's ("Lingke platform").
+    assert body["answer"] == "Lingke energy saving platform CMA [1]."
     assert len(body["citations"]) == 1 and CMA in body["citations"][0]["text"]
 
 

@@ -284,7 +284,7 @@ def test_the_sources_block_can_be_switched_off_per_request_and_per_server(
     upstream.queue(reply, reply)
     messages = [{"role": "user", "content": KOREA}]
     plain = chat(base, messages, sources_block=False).json()["choices"][0]["message"]
-    assert plain["content"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+    assert plain["content"] == "Lingke energy saving platform CMA [1]."
     assert CMA in plain["citations"][0]["text"]  # the structured citations stay
     assert _streamed_content(base, messages, sources_block=False) == plain["content"]
     quiet = live_server(chat_sources_block=False)

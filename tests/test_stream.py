@@ -150,7 +150,7 @@ def test_a_label_split_across_tokens_still_cites_and_shows_no_label(
     events = ask_events(base, {"question": KOREA})
     done = events[-1][1]
     assert shown_text(events) == done["answer"]
-    assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+    assert done["answer"] == "Lingke energy saving platform CMA [1]."
     assert CMA in done["citations"][0]["text"]
     assert [kind for kind, _ in events] == ["answer.delta", "citation", "done"]
 
@@ -174,7 +174,7 @@ def test_no_text_of_a_rejected_claim_is_ever_sent(
     assert "Liu" not in sent and "Yimin" not in sent and "PWNED" not in sent
     done = events[-1][1]
     assert shown_text(events) == done["answer"]
-    assert done["answer"] == "The Korean models use the Lingke energy saving platform CMA [1]."
+    assert done["answer"] == "Lingke energy saving platform CMA [1]."
 
 
 def test_a_reply_of_only_rejected_claims_streams_only_the_abstention(
