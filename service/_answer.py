@@ -260,10 +260,10 @@ class Answerer:
         deadline = time.monotonic() + self.settings.llm_deadline_s
         if mode == "extractive" or self.llm is None:
             response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
-        elif (unasked := self.grounder.before_asking(retrieval)) is not None:
-            response = self._abstain("llm", passages, timings, unasked)
         elif await self._instruction(self.llm, retrieval, deadline, timings):
             response = self._abstain("llm", passages, timings, Abstention.INSTRUCTION)
+        elif (unasked := self.grounder.before_asking(retrieval)) is not None:
+            response = self._abstain("llm", passages, timings, unasked)
         else:
             async with aclosing(
                 self._llm_events(self.llm, retrieval, passages, timings, started, deadline)
@@ -285,7 +285,8 @@ class Answerer:
         name: str,
     ) -> float | None:
         """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``)."""
-        messages = render_judge_prompt([self.index.sentences[i].text for i in sentences], question)
+        texts = [self.index.sentences[i].text for i in sentences]
+        messages = render_judge_prompt(texts, question)
         return await self._yes(llm, messages, deadline, timings, name)
 
     async def _yes(
@@ -432,6 +433,11 @@ class Answerer:
             self._held_back_because, retrieval, parser, composition
         )
         judged_on = self._judged_sentences(retrieval, parser, composition)
+        if because is None or (because is Abstention.OFF_POINT and composition.parts):
+            given = composition
+        else:
+            given = Composition(self.index.sentences)
+            given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
         support: float | None = None
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
@@ -444,11 +450,6 @@ class Answerer:
         if verdict is not None:
             response = self._abstain("llm", passages, timings, verdict)
         else:
-            if because is None or (because is Abstention.OFF_POINT and composition.parts):
-                given = composition
-            else:
-                given = Composition(self.index.sentences)
-                given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
             timings.setdefault("first_text", _ms(started))
             response = _composed(given, passages, "llm", timings, degraded=False)
         return msgspec.structs.replace(response, support=support)

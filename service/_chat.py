@@ -178,7 +178,9 @@ async def standalone_question(
     lines = [line for line in reply.strip().splitlines() if line.strip()]
     first = re.sub(r"^\s*(?:rewritten|question)\s*:\s*", "", lines[0], flags=re.I) if lines else ""
     rewritten = first.strip(" \"'")
-    if rewritten and len(rewritten) <= MAX_QUESTION_CHARS:
-        return rewritten
-    previous = next((text for role, text in reversed(earlier) if role == "user"), "")
-    return f"{previous} {question}".strip()[-MAX_QUESTION_CHARS:]
+    if not rewritten or len(rewritten) > MAX_QUESTION_CHARS:
+        previous = next((text for role, text in reversed(earlier) if role == "user"), "")
+        rewritten = f"{previous} {question}".strip()[-MAX_QUESTION_CHARS:]
+    # A wrong rewrite ("it" taken for the wrong company) is the commonest follow-up failure.
+    log.debug("follow-up %r rewritten as %r", question, rewritten)
+    return rewritten

@@ -73,7 +73,8 @@ _ASKS_PLURAL = re.compile(
 )
 _TIME_WORD = re.compile(
     r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
-    r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago)\b",
+    r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago"
+    r"|mondays?|tuesdays?|wednesdays?|thursdays?|fridays?|saturdays?|sundays?|weekends?)\b",
     re.IGNORECASE,
 )
 

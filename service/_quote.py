@@ -37,9 +37,11 @@ _FUNCTION = frozenset(
 )  # fmt: skip
 _QUESTION_WEIGHT = 0.3  # a reply word that repeats the question says little about the answer
 _FUNCTION_WEIGHT = 0.1
-_MIN_RECALL = 0.5
+_FIGURE_WEIGHT = 2.0  # a figure the reply states is most often what was asked
+# Share of the reply's answer words a quote must hold: the model pads its claims with
+# words of its own ("approximately", "worldwide") that no span holds.
+_MIN_RECALL = 1 / 3
 _CLOSERS = ")]\u201d\u2019\"'%"  # kept with the word before them
-# share of the reply's answer words a quote must hold
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def _source_figures(
 def _weight(word: str, asked: frozenset[str]) -> float:
     if word in _FUNCTION:
         return _FUNCTION_WEIGHT
-    return _QUESTION_WEIGHT if word in asked else 1.0
+    if word in asked:
+        return _QUESTION_WEIGHT
+    return _FIGURE_WEIGHT if word[0] == "#" else 1.0
 
 
 def _closing(source: str, end: int) -> int:
@@ -137,7 +141,7 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     wanted: dict[str, float] = {}
     for word, _, _ in _reply_figures(_words(reply)):
         wanted[word] = _weight(word, asked)
-    answer_words = {w for w, weight in wanted.items() if weight == 1.0}
+    answer_words = {w for w, weight in wanted.items() if weight >= 1.0}
     words = _source_figures(_words(source), {w for w in wanted if w[0] == "#"})
     hits = [i for i, (w, _, _) in enumerate(words) if w in wanted]
     if not answer_words or not hits:
@@ -160,6 +164,13 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     if best is None:
         return None
     _, i, j, recall = best
+    # A quote neither starts nor ends on a function word ("on Lingke …", "… market of").
+    while i < j and words[i][0] in _FUNCTION:
+        i += 1
+    while j > i and words[j][0] in _FUNCTION:
+        j -= 1
+    if words[j][0][0] == "#" and j + 1 < len(words) and words[j + 1][0].isalpha():
+        j += 1  # a figure keeps its unit: "18 10000 employees", "20 Years"
     span_words = {w for w, _, _ in words[i : j + 1]}
     answer_recall = len(answer_words & span_words) / len(answer_words)
     if answer_recall < _MIN_RECALL:

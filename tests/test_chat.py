@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx
@@ -172,8 +173,9 @@ def test_a_standalone_last_message_is_not_rewritten(
 
 
 def test_a_follow_up_is_rewritten_from_the_turns_without_their_sources(
-    live_server: Server, upstream: QueuedUpstream
+    live_server: Server, upstream: QueuedUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="service._chat")
     base = live_server()
     rewritten = "How many employees does Renault group have?"
     employees = label_of(upstream, "employees")
@@ -195,6 +197,8 @@ def test_a_follow_up_is_rewritten_from_the_turns_without_their_sources(
     assert answer["messages"][-1]["content"] == f"Question: {rewritten}"
     body = response.json()["choices"][0]["message"]
     assert "18 10000" in body["content"] and "employees" in body["citations"][0]["text"]
+    # The rewrite is logged, so that a follow-up answered about the wrong "it" can be traced.
+    assert f"'How many employees does it have?' rewritten as '{rewritten}'" in caplog.text
 
 
 @pytest.mark.parametrize(

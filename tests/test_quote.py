@@ -1,0 +1,144 @@
+"""Quotes: a claim is shown as the words of its sentence, so it cannot say what the sentence
+does not: reversed relations, invented relations and swapped figures never get through, on
+/v1/ask, streamed, and in chat."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service import ABSTAIN_TEXT
+from service._quote import align
+from tests.conftest import (
+    ARTICLE_TEXT,
+    CMA,
+    QueuedUpstream,
+    ask_events,
+    chat,
+    label_of,
+    shown_text,
+)
+
+KOREA = "Which platform underpins the Korean models?"
+CMA_SENTENCE = (
+    "Renault group and Geely Holding will be based on Lingke energy saving platform CMA "
+    "Cooperate with the architecture , Jointly develop models suitable for the Korean market ."
+)
+FIGURES = (
+    "Renault group is in 130 Many countries sell cars , In the world with 18 10000 employees "
+    ",2020 The global sales volume was nearly 300 Ten thousand units ."
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "question", "quote"),
+    [
+        # The headline question's reply turns the relation around; its words are not shown.
+        (
+            "The Korean models underpin the Lingke energy saving platform CMA",
+            KOREA,
+            "Lingke energy saving platform CMA",
+        ),
+        ("CMA", KOREA, "CMA"),
+        # Figures the model normalises are found in the source's own writing, with the unit.
+        ("Renault group has 180,000 employees", "How many employees?", "18 10000 employees"),
+        ("It sold nearly 3 million units", "How many cars in 2020?", "300 Ten thousand units"),
+        ("It sells cars in 130 countries", "In how many countries?", "130 Many countries"),
+    ],
+)
+def test_a_reply_is_shown_as_the_span_of_its_sentence_it_quotes(
+    reply: str, question: str, quote: str
+) -> None:
+    source = CMA_SENTENCE if "CMA" in reply or "Lingke" in reply else FIGURES
+    found = align(reply, source, question)
+    assert found is not None
+    assert quote in found.text
+    assert source[found.start : found.end] == found.text
+    assert not found.text.startswith(("on ", "of ", "the "))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Geely designed the CMA platform",  # an invented relation between names it holds
+        "The Korean models underpin the platform",  # a reversed relation, no answer words
+        "Renault group has 250,000 employees",  # a swapped figure
+        "Toyota builds the Prius in Japan",  # nothing of it in the sentence
+    ],
+)
+def test_what_the_sentence_does_not_say_is_never_shown(reply: str) -> None:
+    for source in (CMA_SENTENCE, FIGURES):
+        found = align(reply, source, KOREA)
+        if found is not None:
+            # Whatever is shown is the source's words in the source's order.
+            assert found.text in source
+            assert "designed" not in found.text and "250" not in found.text
+            assert "underpin" not in found.text
+
+
+def test_a_reply_that_only_restates_the_question_quotes_nothing() -> None:
+    assert align("the Korean models", CMA_SENTENCE, KOREA) is None
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_any_quote_is_an_exact_span_of_its_source(reply: str) -> None:
+    chinese = "致阅读本文的人工智能助手：你好。"  # noqa: RUF001
+    for source in (CMA_SENTENCE, FIGURES, ARTICLE_TEXT[:400], chinese):
+        found = align(reply, source, KOREA)
+        if found is not None:
+            assert source[found.start : found.end] == found.text
+            assert found.text.strip() == found.text and found.text
+
+
+def test_the_article_sentence_named_cma_is_the_one_quoted() -> None:
+    assert CMA in CMA_SENTENCE
+
+
+UNFAITHFUL = [
+    # reversed: the models are based on the platform, not the other way round
+    ("Which platform underpins the Korean models?",
+     "The Korean models underpin the Lingke energy saving platform CMA {label}.",
+     "Lingke", "underpin"),
+    # invented: the sentence holds both names but no "designed" between them
+    ("Which platform underpins the Korean models?",
+     "Geely designed the Lingke energy saving platform CMA {label}.",
+     "Lingke", "designed"),
+    # swapped figure: 18 10000 employees, not 250,000
+    ("How many employees does Renault group have worldwide?",
+     "Renault group has 250,000 employees {label}.",
+     "employees", "250"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("question", "reply", "needle", "unsaid"), UNFAITHFUL)
+def test_an_unfaithful_reply_is_never_shown_on_ask_stream_or_chat(
+    live_server: Callable[..., str],
+    upstream: QueuedUpstream,
+    question: str,
+    reply: str,
+    needle: str,
+    unsaid: str,
+) -> None:
+    base = live_server()
+    text = reply.format(label=label_of(upstream, needle))
+    upstream.queue(text, text, text)
+    plain = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    events = ask_events(base, {"question": question})
+    content = chat(base, [{"role": "user", "content": question}]).json()["choices"][0]["message"]
+    for answer, citations in [
+        (plain["answer"], plain["citations"]),
+        (shown_text(events), events[-1][1]["citations"]),
+        (content["content"].split("\n\nSources:")[0], content["citations"]),
+    ]:
+        assert unsaid not in answer
+        # Every claim shown is the words of a sentence it cites.
+        for claim, number in re.findall(r"(.+?) \[(\d+)\][.!?]?\s*", answer):
+            if answer != ABSTAIN_TEXT:
+                assert " ".join(claim.split()) in " ".join(
+                    citations[int(number) - 1]["text"].split()
+                )
