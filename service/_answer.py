@@ -185,7 +185,7 @@ class Answerer:
         if self.llm is None:
             return
         index = self.index
-        judged = 0
+        judged = orders_found = 0
         for doc_id in list(index.documents):
             if document_instructions(index, doc_id) is not None:
                 continue
@@ -199,9 +199,10 @@ class Answerer:
                 if p is None or p >= INSTRUCTION_MIN:
                     orders.append(k)
             judged_instructions(index, doc_id, orders)
+            orders_found += len(orders)
         if judged:
             self.grounder.refresh()
-            log.info("screened %d suspect sentences for instructions", judged)
+            log.info("screened %d suspect sentences: %d give orders", judged, orders_found)
 
     async def _instruction(self, llm: ChatModel, retrieval: Retrieval, deadline: float,
                            timings: dict[str, float]) -> bool:  # fmt: skip

@@ -130,6 +130,22 @@ def _closing(source: str, end: int) -> int:
     return end
 
 
+def _opening(source: str, start: int, end: int) -> int:
+    """Extend a span back over the opening bracket or quote its closing one needs."""
+    if start == 0:
+        return start
+    before, text = source[start - 1], source[start:end]
+    pairs = {"(": ")", "[": "]", "\u201c": "\u201d", "\u2018": "\u2019", '"': '"'}
+    closer = pairs.get(before)
+    if closer is None:
+        return start
+    if closer == before:  # a straight quote: the span holds an odd number of them
+        needed = text.count(closer) % 2 == 1
+    else:
+        needed = text.count(closer) > text.count(before)
+    return start - 1 if needed else start
+
+
 def align(reply: str, source: str, question: str = "") -> Quote | None:
     """The span of ``source`` that best matches ``reply``; None if none holds enough of it.
 
@@ -164,16 +180,20 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     if best is None:
         return None
     _, i, j, recall = best
-    # A quote neither starts nor ends on a function word ("on Lingke …", "… market of").
-    while i < j and words[i][0] in _FUNCTION:
+    # A quote neither starts nor ends on a function word ("on Lingke …"), nor starts on
+    # words that only repeat the question ("share resources …" to "What will they share?";
+    # at its end they finish a phrase: "spirit of open cooperation").
+    while i < j and _weight(words[i][0], asked) < 1.0:
         i += 1
     while j > i and words[j][0] in _FUNCTION:
         j -= 1
-    if words[j][0][0] == "#" and j + 1 < len(words) and words[j + 1][0].isalpha():
+    unit = words[j + 1][0] if j + 1 < len(words) else ""
+    if words[j][0][0] == "#" and unit.isalpha() and unit not in _FUNCTION:
         j += 1  # a figure keeps its unit: "18 10000 employees", "20 Years"
     span_words = {w for w, _, _ in words[i : j + 1]}
     answer_recall = len(answer_words & span_words) / len(answer_words)
     if answer_recall < _MIN_RECALL:
         return None
     start, end = words[i][1], _closing(source, words[j][2])
+    start = _opening(source, start, end)
     return Quote(source[start:end], start, end, round(recall, 4))

@@ -81,6 +81,28 @@ def test_what_the_sentence_does_not_say_is_never_shown(reply: str) -> None:
             assert "underpin" not in found.text
 
 
+@pytest.mark.parametrize(
+    ("reply", "source", "quote"),
+    [
+        ('The fire was later known as the "Great Fire of 1901"',
+         'The fire was later known as the "Great Fire of 1901", it destroyed the city.',
+         '"Great Fire of 1901"'),
+        ("They signed a memorandum of understanding MoU",
+         "The two sides have signed a memorandum of understanding (MoU), Build partnerships .",
+         "memorandum of understanding (MoU)"),
+        ("The two sides will share resources and technologies",
+         "Share resources and technologies , And carry out cooperation with China .",
+         "resources and technologies"),
+    ],
+)  # fmt: skip
+def test_a_quote_keeps_its_brackets_and_drops_the_questions_words(
+    reply: str, source: str, quote: str
+) -> None:
+    asked = "What was the fire later known as? What did the two sides share or sign?"
+    found = align(reply, source, asked)
+    assert found is not None and found.text == quote
+
+
 def test_a_reply_that_only_restates_the_question_quotes_nothing() -> None:
     assert align("the Korean models", CMA_SENTENCE, KOREA) is None
 
