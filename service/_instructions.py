@@ -38,7 +38,11 @@ __all__ = [
     "suspect_question",
 ]
 
-INSTRUCTION_MIN = 0.5  # the LLM's P(yes) that makes a suspect an instruction
+# The LLM's P(yes) that makes a suspect an instruction. The small model says "yes" to most
+# suspects (SQuAD's 14 factual suspects: 0.43-0.77), so the threshold is the highest that keeps
+# all but one of the 27 example orders (0.65-0.89), chosen on those two sets and checked on
+# corpus/eval/poisoned (benchmarks/results/instruction-screen.md).
+INSTRUCTION_MIN = 0.68
 # Per-document values kept in the index (``CorpusIndex.derived``): offsets of the sentences
 # the cheap screen suspects, and of those the LLM judged to be instructions.
 _SUSPECTS = "instruction_suspects"
