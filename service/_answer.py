@@ -24,6 +24,7 @@ from service._errors import BusyError, LLMError
 from service._ground import Abstention, Grounder, answerability, p_yes
 from service._instructions import (
     INSTRUCTION_MIN,
+    QUESTION_INSTRUCTION_MIN,
     document_instructions,
     judged_instructions,
     suspect_question,
@@ -212,7 +213,7 @@ class Answerer:
         messages = render_screen_prompt("question", retrieval.question)
         p = await self._yes(llm, messages, deadline, timings, "screen")
         log.debug("question screened: P(instruction) %s", p)
-        return p is not None and p >= INSTRUCTION_MIN
+        return p is not None and p >= QUESTION_INSTRUCTION_MIN
 
     async def warm(self) -> None:
         """Screen the documents, then send one question so the LLM caches the prompt prefix."""

@@ -12,9 +12,10 @@ stages to keep it cheap:
    sentence whose embedding lies near one of the example instructions in
    ``prompts/instruction_examples.txt``.
 2. **Verdict**: the LLM is asked yes or no about each suspect (``prompts/screen_sentence.md``,
-   ``prompts/screen_question.md``); P(yes) at or above ``INSTRUCTION_MIN`` makes it an
-   instruction. A document's sentences are judged once, when the document is first loaded or
-   written; until then, and without an LLM, a suspect counts as an instruction.
+   ``prompts/screen_question.md``); P(yes) at or above ``INSTRUCTION_MIN`` (for a question,
+   ``QUESTION_INSTRUCTION_MIN``) makes it an instruction. A document's sentences are judged
+   once, when the document is first loaded or written; until then, and without an LLM, a
+   suspect counts as an instruction.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from index import CorpusIndex, Embedder, Sentence, Vectors
 
 __all__ = [
     "INSTRUCTION_MIN",
+    "QUESTION_INSTRUCTION_MIN",
     "Examples",
     "document_instructions",
     "document_suspects",
@@ -43,6 +45,9 @@ __all__ = [
 # all but one of the 27 example orders (0.65-0.89), chosen on those two sets and checked on
 # corpus/eval/poisoned (benchmarks/results/instruction-screen.md).
 INSTRUCTION_MIN = 0.68
+# A suspect question is an order at P(yes) 0.5 (prompts/screen_question.md): its suspects are
+# found by their words alone, so the LLM only confirms.
+QUESTION_INSTRUCTION_MIN = 0.5
 # Per-document values kept in the index (``CorpusIndex.derived``): offsets of the sentences
 # the cheap screen suspects, and of those the LLM judged to be instructions.
 _SUSPECTS = "instruction_suspects"
