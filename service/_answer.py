@@ -180,8 +180,9 @@ class Answerer:
     async def screen(self) -> None:
         """Have the LLM judge, once per document, which suspect sentences give orders.
 
-        Documents judged before (the index keeps verdicts across writes) cost nothing.
-        A suspect whose judgement fails stays an instruction.
+        Documents judged before (the index keeps verdicts across writes) cost nothing. When
+        a judgement fails (or the server sends no logprobs), screening stops: the documents
+        left unjudged keep their suspects out, and the next warm-up tries them again.
         """
         if self.llm is None:
             return
@@ -196,8 +197,12 @@ class Answerer:
                 messages = render_screen_prompt("sentence", sentences[k].text)
                 deadline = time.monotonic() + self.settings.llm_deadline_s
                 p = await self._yes(self.llm, messages, deadline, {}, "screen")
+                if p is None:
+                    log.warning("instruction screen stopped: no judgement for a suspect")
+                    self.grounder.refresh()
+                    return
                 judged += 1
-                if p is None or p >= INSTRUCTION_MIN:
+                if p >= INSTRUCTION_MIN:
                     orders.append(k)
             judged_instructions(index, doc_id, orders)
             orders_found += len(orders)
@@ -384,7 +389,7 @@ class Answerer:
         timings["llm"] = _ms(llm_started)
         if failure is None and not unsure:
             verify_started = time.perf_counter()
-            log.debug("LLM reply: %r", parser.raw)
+            log.debug("LLM reply of %d characters", len(parser.raw))
             events = await anyio.to_thread.run_sync(
                 self._settle, retrieval, parser.finish(), context, composition, not hold
             )
@@ -435,11 +440,6 @@ class Answerer:
             self._held_back_because, retrieval, parser, composition
         )
         judged_on = self._judged_sentences(retrieval, parser, composition)
-        if because is None or (because is Abstention.OFF_POINT and composition.parts):
-            given = composition
-        else:
-            given = Composition(self.index.sentences)
-            given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
         support: float | None = None
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
@@ -452,6 +452,11 @@ class Answerer:
         if verdict is not None:
             response = self._abstain("llm", passages, timings, verdict)
         else:
+            if because is None or (because is Abstention.OFF_POINT and composition.parts):
+                given = composition
+            else:
+                given = Composition(self.index.sentences)
+                given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
             timings.setdefault("first_text", _ms(started))
             response = _composed(given, passages, "llm", timings, degraded=False)
         return msgspec.structs.replace(response, support=support)
