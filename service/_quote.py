@@ -124,7 +124,7 @@ def _weight(word: str, asked: frozenset[str]) -> float:
 
 
 def _closing(source: str, end: int) -> int:
-    """Extend a span over a closing bracket or quote, or a unit, right after it."""
+    """Extend a span over the closing brackets, quote marks or percent sign right after it."""
     while end < len(source) and source[end] in _CLOSERS:
         end += 1
     return end
@@ -151,7 +151,7 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
 
     The span starts and ends on words of the reply, and is chosen by F1 between the
     reply's weighted words and the span's words. None when the best span holds less
-    than half of the reply's words that do not repeat the question, or none of them.
+    than a third of the reply's words that do not repeat the question, or none of them.
     """
     asked = frozenset(w for w, _, _ in _reply_figures(_words(question)))
     wanted: dict[str, float] = {}
@@ -163,6 +163,9 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     if not answer_words or not hits:
         return None
     total = sum(wanted.values())
+    upto = [0.0]  # upto[k]: the weight of the source's first k words
+    for w, _, _ in words:
+        upto.append(upto[-1] + _weight(w, asked))
     best: tuple[float, int, int, float] | None = None
     for a, i in enumerate(hits):
         held: set[str] = set()
@@ -170,7 +173,7 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
             held.add(words[j][0])
             if not held & answer_words:
                 continue
-            span_weight = sum(_weight(w, asked) for w, _, _ in words[i : j + 1])
+            span_weight = upto[j + 1] - upto[i]
             got = sum(wanted[w] for w in held)
             recall = got / total
             precision = got / span_weight
