@@ -14,7 +14,7 @@ from index._build import (
 from index._chunk import Chunk, chunk_sentences
 from index._documents import Document, corpus_checksum, markdown_title, read_documents
 from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
-from index._lexical import tokenize
+from index._lexical import stem_words, tokenize
 from index._segments import Bm25, FanOutStore, Segment
 from index._sentences import Sentence, segment, split_spans
 from index._stages import EmbedBatch, assemble, split_batch
@@ -51,5 +51,6 @@ __all__ = [
     "segment",
     "split_batch",
     "split_spans",
+    "stem_words",
     "tokenize",
 ]

@@ -199,9 +199,9 @@ class CorpusIndex:
             cache[name] = compute(self.sentences_of(doc_id))
         return cast(_T, cache[name])
 
-    def has_derived(self, doc_id: str, name: str) -> bool:
-        """Whether :meth:`derived` already holds ``name`` for the document."""
-        return name in self._derived.get(doc_id, {})
+    def derived_if_known(self, doc_id: str, name: str) -> Any | None:
+        """What :meth:`derived` holds as ``name`` for the document; None if nothing yet."""
+        return self._derived.get(doc_id, {}).get(name)
 
     def derived_total(
         self, name: str, compute: Callable[[list[Sentence]], Counter[str]]

@@ -130,18 +130,13 @@ def document_suspects(
 
 def document_instructions(index: CorpusIndex, doc_id: str) -> list[int] | None:
     """Offsets of the document's sentences the LLM judged to give orders; None if unjudged."""
-    if not index.has_derived(doc_id, _INSTRUCTIONS):
-        return None
-    return index.derived(doc_id, _INSTRUCTIONS, _unjudged)
+    found: list[int] | None = index.derived_if_known(doc_id, _INSTRUCTIONS)
+    return found
 
 
 def judged_instructions(index: CorpusIndex, doc_id: str, found: list[int]) -> None:
     """Keep the LLM's verdict on a document: the offsets of its sentences that give orders."""
     index.derived(doc_id, _INSTRUCTIONS, lambda _: found)
-
-
-def _unjudged(_: list[Sentence]) -> list[int]:
-    raise AssertionError("document_instructions reads only judged documents")  # pragma: no cover
 
 
 def suspect(texts: list[str], vectors: Vectors, examples: Examples, nearness: float) -> list[int]:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-import Stemmer
-
+from index import stem_words
 from service._verify import number_value
 
 __all__ = ["Quote", "align"]
@@ -54,15 +52,10 @@ class Quote:
     recall: float  # weighted share of the reply's words the span holds
 
 
-@lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
-
-
 def _words(text: str) -> list[tuple[str, int, int]]:
     """Each word's matching key and its ``[start, end)`` in ``text``."""
     found = [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
-    stems = _stemmer().stemWords([w for w, _, _ in found])
+    stems = stem_words([w for w, _, _ in found])
     return [(stem, s, e) for stem, (_, s, e) in zip(stems, found, strict=True)]
 
 
