@@ -180,9 +180,11 @@ class Answerer:
     async def screen(self) -> None:
         """Have the LLM judge, once per document, which suspect sentences give orders.
 
-        Documents judged before (the index keeps verdicts across writes) cost nothing. When
-        a judgement fails (or the server sends no logprobs), screening stops: the documents
-        left unjudged keep their suspects out, and the next warm-up tries them again.
+        Documents judged before (the index keeps verdicts across writes) cost nothing. Each
+        call waits until the LLM is idle, so that screening a large upload never holds up a
+        question. When a judgement fails (or the server sends no logprobs), screening stops:
+        the documents left unjudged keep their suspects out, and the next warm-up tries them
+        again.
         """
         if self.llm is None:
             return
@@ -194,6 +196,9 @@ class Answerer:
             sentences = index.sentences_of(doc_id)
             orders = []
             for k in self.grounder.suspects(doc_id):
+                # Questions go first: a new document's suspects wait out of the prompt.
+                while isinstance(self.llm, QueuedChatModel) and not self.llm.idle:
+                    await anyio.sleep(0.1)
                 messages = render_screen_prompt("sentence", sentences[k].text)
                 deadline = time.monotonic() + self.settings.llm_deadline_s
                 p = await self._yes(self.llm, messages, deadline, {}, "screen")
