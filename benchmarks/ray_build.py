@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from index import CorpusIndex, SentenceTransformerEmbedder, read_documents
-from index._ray import build_on_ray
+from index.ray import build_on_ray
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 

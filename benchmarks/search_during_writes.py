@@ -28,10 +28,10 @@ import anyio.to_thread
 from write_cost import SQUAD_DOCS, FixedEmbedder  # beside this script
 
 from index import CorpusIndex, Document, SentenceTransformerEmbedder, read_documents
-from service._answer import Answerer
-from service._ingest import delete_document, upsert_documents
-from service._runtime import Runtime
-from service._settings import Settings
+from service.answering.pipeline import Answerer
+from service.writes import delete_document, upsert_documents
+from service.runtime import Runtime
+from service.settings import Settings
 
 QUESTIONS = SQUAD_DOCS.parent / "questions.jsonl"
 

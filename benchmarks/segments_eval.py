@@ -22,10 +22,10 @@ import numpy as np
 from write_cost import SQUAD_DOCS  # beside this script
 
 from index import CorpusIndex, Document, SentenceTransformerEmbedder, Vectors, read_documents
-from service._answer import Answerer
-from service._eval import evaluate, read_questions
-from service._schemas import AnswerMode
-from service._settings import Settings
+from service.answering.pipeline import Answerer
+from service.eval import evaluate, read_questions
+from service.schemas import AnswerMode
+from service.settings import Settings
 
 KEYS = ("answer_accuracy", "gold_cited_rate", "recall@1", "recall@5", "recall@10",
         "abstention_recall", "false_abstention_rate", "verbatim_citation_rate")  # fmt: skip

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from index import corpus_checksum, read_documents
-from service._ground import p_yes
-from service._prompts import render_judge_prompt
-from service._retrieve import Retriever
-from service._runtime import load_runtime
-from service._settings import Settings
+from service.answering.ground import p_yes
+from service.answering.prompts import render_judge_prompt
+from service.answering.retrieve import Retriever
+from service.runtime import load_runtime
+from service.settings import Settings
 
 
 async def main_async(args: argparse.Namespace) -> None:

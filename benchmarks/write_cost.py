@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from index import CorpusIndex, Document, Vectors, read_documents
-from service._answer import Answerer
-from service._settings import Settings
+from service.answering.pipeline import Answerer
+from service.settings import Settings
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 

@@ -1,6 +1,6 @@
 """Corpus text to a searchable index: segment, chunk, embed, store."""
 
-from index._build import (
+from index.corpus import (
     FORMAT_VERSION,
     MAX_SEGMENTS,
     CorpusIndex,
@@ -11,14 +11,14 @@ from index._build import (
     load_or_build,
     release_snapshots,
 )
-from index._chunk import Chunk, chunk_sentences
-from index._documents import Document, corpus_checksum, markdown_title, read_documents
-from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
-from index._lexical import stem_words, tokenize
-from index._segments import Bm25, FanOutStore, Segment
-from index._sentences import Sentence, segment, split_spans
-from index._stages import EmbedBatch, assemble, split_batch
-from index._store import HNSW_THRESHOLD, FaissStore, VectorStore
+from index.chunk import Chunk, chunk_sentences
+from index.documents import Document, corpus_checksum, markdown_title, read_documents
+from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
+from index.lexical import stem_words, tokenize
+from index.segment import Bm25, FanOutStore, Segment
+from index.split import Sentence, segment, split_spans
+from index.stages import EmbedBatch, assemble, split_batch
+from index.search import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",

@@ -1,10 +1,10 @@
 """Cited question answering over an index: retrieve, answer, verify, serve."""
 
-from service._answer import Answerer, Candidate
-from service._app import Loader, create_app
-from service._compose import ABSTAIN_TEXT
-from service._embedded import EmbeddedServer, assemble_model
-from service._errors import (
+from service.answering.pipeline import Answerer, Candidate
+from service.http.app import Loader, create_app
+from service.answering.compose import ABSTAIN_TEXT
+from service.llm.embedded import EmbeddedServer, assemble_model
+from service.errors import (
     CiteQAError,
     IndexLoadError,
     InvalidRequestError,
@@ -14,10 +14,10 @@ from service._errors import (
     NotFoundError,
     NotReadyError,
 )
-from service._llm import ChatModel, OpenAIChatModel
-from service._runtime import Runtime, load_runtime
-from service._schemas import AskRequest, AskResponse, Citation, Passage, SearchRequest
-from service._settings import Settings, bundled_corpus
+from service.llm.client import ChatModel, OpenAIChatModel
+from service.runtime import Runtime, load_runtime
+from service.schemas import AskRequest, AskResponse, Citation, Passage, SearchRequest
+from service.settings import Settings, bundled_corpus
 
 __all__ = [
     "ABSTAIN_TEXT",

@@ -21,8 +21,8 @@ from litestar.testing import TestClient
 
 from index import CorpusIndex, SentenceTransformerEmbedder, Vectors
 from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
-from service._runtime import open_index
-from service._verify import terms
+from service.runtime import open_index
+from service.answering.measures import terms
 from tests.loopback_upstream import LoopbackUpstream, run_in_thread
 from tests.loopback_upstream import serve as serve_loopback
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from service._embedded import EmbeddedServer, assemble_model
-from service._settings import Settings
+from service.llm.embedded import EmbeddedServer, assemble_model
+from service.settings import Settings
 
 if __name__ == "__main__":
     settings = Settings()

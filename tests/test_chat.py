@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from service import Settings
-from service._chat import history, is_frontend_task, looks_dependent, resolve_positions
-from service._openai import ChatMessage
+from service.answering.conversation import history, is_frontend_task, looks_dependent, resolve_positions
+from service.http.openai import ChatMessage
 from tests.conftest import CMA, QueuedUpstream, chat, cma_reply, label_of
 
 Server = Callable[..., str]
@@ -175,7 +175,7 @@ def test_a_standalone_last_message_is_not_rewritten(
 def test_a_follow_up_is_rewritten_from_the_turns_without_their_sources(
     live_server: Server, upstream: QueuedUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="service._chat")
+    caplog.set_level(logging.DEBUG, logger="service.answering.conversation")
     base = live_server()
     rewritten = "How many employees does Renault group have?"
     employees = label_of(upstream, "employees")

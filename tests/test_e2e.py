@@ -41,7 +41,7 @@ def _serve(workdir: Path, extra_env: dict[str, str]) -> Iterator[httpx.Client]:
     }
     log = (workdir / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service._cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

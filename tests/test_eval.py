@@ -10,7 +10,7 @@ import pytest
 
 from index import load_or_build, read_documents
 from service import Answerer, Settings
-from service._eval import (
+from service.eval import (
     Question,
     _correct,
     _f1,

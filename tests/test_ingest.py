@@ -261,7 +261,7 @@ CRASH_MID_WRITE = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from index import Document, _build, load_or_build, read_documents
+    from index import Document, load_or_build, read_documents
     from tests.conftest import ARTICLE, HashingEmbedder
 
     directory = Path(sys.argv[1])
@@ -273,7 +273,7 @@ CRASH_MID_WRITE = textwrap.dedent(
         print("switching", flush=True)
         time.sleep(60)
 
-    _build.os.replace = hang
+    os.replace = hang  # only the switch of CURRENT renames with os.replace
     new.save(directory)
     """
 )

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import LLMError, LLMUnavailableError, ModelUnavailableError, OpenAIChatModel, _embedded
+from service import LLMError, LLMUnavailableError, ModelUnavailableError, OpenAIChatModel
+from service.llm import embedded as _embedded
 
 pytestmark = pytest.mark.anyio
 

@@ -24,16 +24,16 @@ import msgspec
 from msgspec import Meta
 
 from index import Document, markdown_title
-from service._answer import Answerer
-from service._errors import (
+from service.answering.pipeline import Answerer
+from service.errors import (
     IndexWriteError,
     InsufficientStorageError,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
 )
-from service._runtime import PendingWrite, Runtime
-from service._settings import Settings
+from service.runtime import PendingWrite, Runtime
+from service.settings import Settings
 
 __all__ = [
     "DocumentIn",

@@ -26,11 +26,11 @@ from index import (
     read_documents,
     release_snapshots,
 )
-from service._answer import Answerer
-from service._embedded import EmbeddedServer, assemble_model
-from service._errors import IndexLoadError
-from service._llm import OpenAIChatModel, QueuedChatModel
-from service._settings import Settings
+from service.answering.pipeline import Answerer
+from service.llm.embedded import EmbeddedServer, assemble_model
+from service.errors import IndexLoadError
+from service.llm.client import OpenAIChatModel, QueuedChatModel
+from service.settings import Settings
 
 __all__ = ["PendingWrite", "Runtime", "load_runtime", "open_index"]
 

@@ -19,23 +19,23 @@ import anyio.to_thread
 import msgspec
 
 from index import CorpusIndex, Embedder
-from service._compose import ABSTAIN_TEXT, Composition, VerifiedClaim
-from service._errors import BusyError, LLMError
-from service._ground import Abstention, Grounder, answerability, p_yes
-from service._instructions import (
+from service.answering.compose import ABSTAIN_TEXT, Composition, VerifiedClaim
+from service.errors import BusyError, LLMError
+from service.answering.ground import Abstention, Grounder, answerability, p_yes
+from service.answering.instructions import (
     INSTRUCTION_MIN,
     QUESTION_INSTRUCTION_MIN,
     document_instructions,
     judged_instructions,
     suspect_question,
 )
-from service._llm import ChatModel, QueuedChatModel, Token
-from service._observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
-from service._prompts import render_answer_prompt, render_judge_prompt, render_screen_prompt
-from service._reply import Claim, ReplyParser, claims_of
-from service._retrieve import Candidate, Retrieval, Retriever
-from service._schemas import AnswerMode, AskResponse, Citation, Passage
-from service._settings import Settings
+from service.llm.client import ChatModel, QueuedChatModel, Token
+from service.observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
+from service.answering.prompts import render_answer_prompt, render_judge_prompt, render_screen_prompt
+from service.answering.reply import Claim, ReplyParser, claims_of
+from service.answering.retrieve import Candidate, Retrieval, Retriever
+from service.schemas import AnswerMode, AskResponse, Citation, Passage
+from service.settings import Settings
 
 __all__ = [
     "AnswerDelta",

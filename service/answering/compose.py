@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from index import Sentence
-from service._schemas import Citation
+from service.schemas import Citation
 
 __all__ = ["ABSTAIN_TEXT", "Composition", "VerifiedClaim", "cite"]
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index._documents import Document
-from index._embed import Embedder, SentenceTransformerEmbedder
-from index._lexical import tokenize
-from index._sentences import Sentence, segment
+from index.documents import Document
+from index.embed import Embedder, SentenceTransformerEmbedder
+from index.lexical import tokenize
+from index.split import Sentence, segment
 
 if TYPE_CHECKING:
     pass
@@ -76,7 +76,7 @@ def assemble(documents: Sequence[Document], rows: Batch, embedder: Embedder, **b
 
     ``embedder`` only names the model and its size here; every vector comes from the rows.
     """
-    from index._build import CorpusIndex
+    from index.corpus import CorpusIndex
 
     grouped = sentences_of_rows(rows)
     vectors = {

@@ -28,11 +28,11 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from index._chunk import Chunk
-from index._documents import Document
-from index._lexical import tokenize
-from index._sentences import Sentence
-from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore
+from index.chunk import Chunk
+from index.documents import Document
+from index.lexical import tokenize
+from index.split import Sentence
+from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore
 
 __all__ = [
     "Bm25",

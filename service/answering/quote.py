@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from index import stem_words
-from service._verify import number_value
+from service.answering.measures import number_value
 
 __all__ = ["Quote", "align"]
 

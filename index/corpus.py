@@ -1,6 +1,6 @@
 """Building, updating, persisting and loading the corpus index.
 
-The index is a list of immutable segments (``index/_segments.py``) plus tombstones: a
+The index is a list of immutable segments (``index/segment.py``) plus tombstones: a
 write adds a segment of its own documents and tombstones the replaced ones, a merge folds
 small adjacent segments together, and every change produces a new snapshot. A reader holds
 one ``CorpusIndex`` for as long as it likes. Layout of an index directory::
@@ -33,11 +33,11 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from index._chunk import Chunk, chunk_sentences
-from index._documents import Document, corpus_checksum
-from index._embed import Embedder
-from index._lexical import tokenize
-from index._segments import (
+from index.chunk import Chunk, chunk_sentences
+from index.documents import Document, corpus_checksum
+from index.embed import Embedder
+from index.lexical import tokenize
+from index.segment import (
     Bm25,
     FanOutStore,
     Segment,
@@ -46,9 +46,9 @@ from index._segments import (
     new_name,
     read_documents_jsonl,
 )
-from index._sentences import SEGMENTER, Sentence
-from index._stages import sentences_of_rows, split_batch
-from index._store import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
+from index.split import SEGMENTER, Sentence
+from index.stages import sentences_of_rows, split_batch
+from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -112,7 +112,7 @@ class Manifest(msgspec.Struct, frozen=True):
     chunks: int
     vector_index: str  # how the segments are searched: "flat", "hnsw", "ivfpq" or a mix
     built_at: float
-    segmenter: str = SEGMENTER  # what split the sentences (index/_sentences.py)
+    segmenter: str = SEGMENTER  # what split the sentences (index/split.py)
     segments: list[SegmentEntry] = msgspec.field(default_factory=list)
 
 
@@ -260,7 +260,7 @@ class CorpusIndex:
         """An index of ``docs`` in one segment.
 
         Vectors in ``reuse`` (by sentence id) are not embedded again. ``split`` holds
-        sentences and tokens already made by the split stage (``index/_stages.py``); the
+        sentences and tokens already made by the split stage (``index/stages.py``); the
         other documents go through that stage here.
         """
         segment, derived = _segment_of(
@@ -668,7 +668,7 @@ def load_or_build(
     """Load the index in ``directory``, seeding it from ``seed`` when needed.
 
     No index yet: build one from ``seed``; a build of ``compress_threshold`` sentences or
-    more keeps compressed codes in memory (``index/_store.py``). With ``sync_seed``, a
+    more keeps compressed codes in memory (``index/search.py``). With ``sync_seed``, a
     seed that changed since the index was seeded has its documents added or replaced, and
     documents added through the API stay. The embedding model changed: everything is
     embedded again.

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     lexical_weight: float = 1.0
     rrf_k: int = 60
 
-    # Evidence thresholds (see service/_verify.py for what they measure). Below min_evidence
+    # Evidence thresholds (see service/answering/measures.py for what they measure). Below min_evidence
     # the cited sentences do not bear on the question; with the judge off, a question whose
     # best sentence is below it is not put to the LLM.
     min_evidence: float = 0.3

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from service._answer import AnswerDelta, AnswerDone, AskEvent
-from service._schemas import AskResponse, Citation, TopK
+from service.answering.pipeline import AnswerDelta, AnswerDone, AskEvent
+from service.schemas import AskResponse, Citation, TopK
 
 __all__ = [
     "ChatCompletion",

@@ -1,4 +1,4 @@
-"""The index build on Ray Data: the stages of ``index/_stages.py`` as ``map_batches`` steps.
+"""The index build on Ray Data: the stages of ``index/stages.py`` as ``map_batches`` steps.
 
 Optional: ``pip install 'citeqa[ray]'``. Without an address a local Ray starts (and stops);
 with one (``ray start --head`` prints it) the build runs on that cluster, whose workers
@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from index._build import CorpusIndex
-from index._documents import Document
-from index._embed import Embedder, SentenceTransformerEmbedder, Vectors
-from index._stages import EmbedBatch, assemble, split_batch
+from index.corpus import CorpusIndex
+from index.documents import Document
+from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
+from index.stages import EmbedBatch, assemble, split_batch
 
 __all__ = ["build_on_ray"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from service._errors import ModelUnavailableError
+from service.errors import ModelUnavailableError
 
 __all__ = ["EmbeddedServer", "assemble_model"]
 

@@ -18,11 +18,11 @@ from index import (
     corpus_checksum,
     read_documents,
 )
-from service._eval import evaluate, evaluate_conversations, read_conversations, read_questions
-from service._observe import configure_logging
-from service._runtime import load_runtime, open_index
-from service._schemas import AnswerMode
-from service._settings import Settings, bundled_corpus, bundled_eval
+from service.eval import evaluate, evaluate_conversations, read_conversations, read_questions
+from service.observe import configure_logging
+from service.runtime import load_runtime, open_index
+from service.schemas import AnswerMode
+from service.settings import Settings, bundled_corpus, bundled_eval
 
 __all__ = ["main"]
 
@@ -58,7 +58,7 @@ def serve(
     """Serve the HTTP API; the index is built first if missing or stale (unless --read-only)."""
     import uvicorn
 
-    from service._app import create_app
+    from service.http.app import create_app
 
     settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
     # JSON unless console text was asked for, at the level the group option set.
@@ -76,7 +76,7 @@ def serve(
 @main.command()
 def prepare() -> None:
     """Assemble and verify the embedded model, and build the default index, ahead of serving."""
-    from service._embedded import assemble_model
+    from service.llm.embedded import assemble_model
 
     settings = Settings()
     click.echo(f"model: {assemble_model(settings.model_cache_dir)}")
@@ -157,7 +157,7 @@ def build(
         raise click.ClickException(str(exc)) from exc
     if engine == "ray":
         try:
-            from index._ray import build_on_ray
+            from index.ray import build_on_ray
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise click.ClickException("--engine ray needs: pip install 'citeqa[ray]'") from exc
         index = build_on_ray(docs, address=address, actors=actors)

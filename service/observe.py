@@ -22,7 +22,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
-from service._schemas import AskResponse
+from service.schemas import AskResponse
 
 __all__ = [
     "INDEX_DOCUMENTS",

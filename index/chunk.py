@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from index._sentences import Sentence
+from index.split import Sentence
 
 __all__ = ["Chunk", "chunk_sentences"]
 

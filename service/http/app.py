@@ -39,10 +39,10 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from service._answer import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
-from service._apidoc import CompletedJson, errors
-from service._chat import is_frontend_task, run_task, standalone_question
-from service._errors import (
+from service.answering.pipeline import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
+from service.http.apidoc import CompletedJson, errors
+from service.answering.conversation import is_frontend_task, run_task, standalone_question
+from service.errors import (
     BodyTimeoutError,
     BusyError,
     CiteQAError,
@@ -52,15 +52,15 @@ from service._errors import (
     NotFoundError,
     NotReadyError,
 )
-from service._ingest import (
+from service.writes import (
     IngestResult,
     delete_document,
     parse_documents,
     parse_uploads,
     upsert_documents,
 )
-from service._observe import RequestLog
-from service._openai import (
+from service.observe import RequestLog
+from service.http.openai import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -72,8 +72,8 @@ from service._openai import (
     task_chunks,
     task_completion,
 )
-from service._runtime import Runtime, load_runtime
-from service._schemas import (
+from service.runtime import Runtime, load_runtime
+from service.schemas import (
     AskRequest,
     AskResponse,
     DocumentDetail,
@@ -83,7 +83,7 @@ from service._schemas import (
     SearchResponse,
     SentenceSpan,
 )
-from service._settings import Settings
+from service.settings import Settings
 
 __all__ = ["Loader", "create_app"]
 
@@ -632,5 +632,5 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
             render_plugins=[ScalarRenderPlugin(), CompletedJson()],
         ),
         request_max_body_size=settings.max_body_bytes,
-        logging_config=None,  # logging is the CLI's (service/_observe.py), not Litestar's
+        logging_config=None,  # logging is the CLI's (service/observe.py), not Litestar's
     )

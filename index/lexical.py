@@ -1,4 +1,4 @@
-"""The one tokenizer of the lexical side: BM25 postings (``index/_segments.py``) and evidence."""
+"""The one tokenizer of the lexical side: BM25 postings (``index/segment.py``) and evidence."""
 
 from __future__ import annotations
 

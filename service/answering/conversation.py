@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 import anyio
 
-from service._compose import ABSTAIN_TEXT
-from service._errors import BusyError, InvalidRequestError, LLMError
-from service._llm import ChatModel
-from service._openai import ChatMessage
-from service._prompts import render_condense_prompt
-from service._settings import Settings
-from service._verify import name_lists, terms
+from service.answering.compose import ABSTAIN_TEXT
+from service.errors import BusyError, InvalidRequestError, LLMError
+from service.llm.client import ChatModel
+from service.http.openai import ChatMessage
+from service.answering.prompts import render_condense_prompt
+from service.settings import Settings
+from service.answering.measures import name_lists, terms
 
 __all__ = [
     "history",

@@ -14,13 +14,13 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
-from service._compose import VerifiedClaim
-from service._instructions import document_instructions, document_suspects, examples_for
-from service._quote import align
-from service._reply import Claim
-from service._retrieve import Retrieval, Retriever
-from service._settings import Settings
-from service._verify import (
+from service.answering.compose import VerifiedClaim
+from service.answering.instructions import document_instructions, document_suspects, examples_for
+from service.answering.quote import align
+from service.answering.reply import Claim
+from service.answering.retrieve import Retrieval, Retriever
+from service.settings import Settings
+from service.answering.measures import (
     coverage,
     entities_supported,
     name_lists,

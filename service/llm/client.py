@@ -20,8 +20,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from service._errors import BusyError, LLMError, LLMUnavailableError
-from service._observe import LLM_CALL_SECONDS, LLM_RUNNING, LLM_TOKENS, LLM_WAITING
+from service.errors import BusyError, LLMError, LLMUnavailableError
+from service.observe import LLM_CALL_SECONDS, LLM_RUNNING, LLM_TOKENS, LLM_WAITING
 
 __all__ = ["ChatModel", "OpenAIChatModel", "QueuedChatModel", "Token"]
 

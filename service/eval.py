@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from service._answer import Answerer
-from service._chat import standalone_question
-from service._openai import ChatMessage, chat_completion
-from service._schemas import AnswerMode, AskResponse
-from service._settings import Settings
+from service.answering.pipeline import Answerer
+from service.answering.conversation import standalone_question
+from service.http.openai import ChatMessage, chat_completion
+from service.schemas import AnswerMode, AskResponse
+from service.settings import Settings
 
 __all__ = [
     "Conversation",

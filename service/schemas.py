@@ -87,7 +87,7 @@ class AskResponse(msgspec.Struct):
     mode: AnswerMode
     degraded: bool
     timings_ms: dict[str, float]
-    # Why the answer was withheld (see service/_ground.py), or None when answered.
+    # Why the answer was withheld (see service/answering/ground.py), or None when answered.
     abstained_because: str | None = None
     # The LLM's own probability that the sources answer, from its first token's logprobs;
     # None without an LLM reply or when the LLM server sends no logprobs.
