@@ -15,9 +15,8 @@ import argparse
 from pathlib import Path
 
 from index import SentenceTransformerEmbedder, corpus_checksum, load_or_build, read_documents
-from service import Answerer, Settings
-from service.eval import read_questions
-from service.answering.measures import coverage, terms
+from service import Answerer, Settings, read_questions
+from service.answering import coverage, terms
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad"
 
@@ -34,7 +33,7 @@ def main() -> None:
     docs = read_documents([args.docs])
     embedder = SentenceTransformerEmbedder()
     index_dir = Path("var") / f"eval-{corpus_checksum(docs)[:12]}"
-    answerer = Answerer(load_or_build(index_dir, docs, embedder), embedder, None, Settings())
+    answerer = Answerer.over(load_or_build(index_dir, docs, embedder), embedder, None, Settings())
     rows = []
     for q in read_questions(args.questions):
         retriever = answerer.retriever

@@ -25,7 +25,7 @@ from index import (
     load_or_build,
     read_documents,
 )
-from service.eval import read_questions
+from service import read_questions
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad"
 

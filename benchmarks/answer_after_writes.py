@@ -20,9 +20,7 @@ import time
 from pathlib import Path
 
 from index import Document
-from service import Settings, load_runtime
-from service.writes import delete_document, upsert_documents
-from service.runtime import Runtime
+from service import Runtime, Settings, delete_document, load_runtime, upsert_documents
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 

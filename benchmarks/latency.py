@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from service import Settings, load_runtime
-from service.answering.pipeline import AnswerDelta
-from service.answering.prompts import render_answer_prompt
+from service.answering import AnswerDelta, render_answer_prompt
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 FALLBACK = [

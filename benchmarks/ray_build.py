@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import CorpusIndex, SentenceTransformerEmbedder, read_documents
-from index.ray import build_on_ray
+from index import CorpusIndex, SentenceTransformerEmbedder, build_on_ray, read_documents
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 

@@ -28,10 +28,8 @@ import anyio.to_thread
 from write_cost import SQUAD_DOCS, FixedEmbedder  # beside this script
 
 from index import CorpusIndex, Document, SentenceTransformerEmbedder, read_documents
-from service.answering.pipeline import Answerer
-from service.writes import delete_document, upsert_documents
-from service.runtime import Runtime
-from service.settings import Settings
+from service import Runtime, Settings, delete_document, upsert_documents
+from service.answering import Answerer
 
 QUESTIONS = SQUAD_DOCS.parent / "questions.jsonl"
 
@@ -85,7 +83,7 @@ async def run(
         settings = Settings(index_dir=Path(out))
         index = CorpusIndex.build(docs, stand_in)
         index.save(settings.index_dir)
-        runtime = Runtime(answerer=Answerer(index, embedder, None, settings), llm=None)
+        runtime = Runtime(answerer=Answerer.over(index, embedder, None, settings))
         idle = await _searches(runtime, questions, seconds)
         stop = asyncio.Event()
         writer = asyncio.create_task(_writes(runtime, stop, rate))

@@ -22,10 +22,8 @@ import numpy as np
 from write_cost import SQUAD_DOCS  # beside this script
 
 from index import CorpusIndex, Document, SentenceTransformerEmbedder, Vectors, read_documents
-from service.answering.pipeline import Answerer
-from service.eval import evaluate, read_questions
-from service.schemas import AnswerMode
-from service.settings import Settings
+from service import AnswerMode, Settings, evaluate, read_questions
+from service.answering import Answerer
 
 KEYS = ("answer_accuracy", "gold_cited_rate", "recall@1", "recall@5", "recall@10",
         "abstention_recall", "false_abstention_rate", "verbatim_citation_rate")  # fmt: skip
@@ -78,7 +76,7 @@ async def main_async(args: argparse.Namespace) -> None:
     mode: AnswerMode = args.mode
     results: dict[str, dict[str, Any]] = {}
     for name, index in builds.items():
-        answerer = Answerer(index, embedder, None, Settings())
+        answerer = Answerer.over(index, embedder, None, Settings())
         results[name] = await evaluate(answerer, questions, mode)
     print(f"| index | segments | tombstones | {' | '.join(KEYS)} |")
     print("| --- " * (len(KEYS) + 3) + "|")

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 
 from index import segment
-from service.llm.embedded import EmbeddedServer, assemble_model
-from service.answering.prompts import render_answer_prompt
-from service.settings import Settings, bundled_corpus
+from service import Settings, bundled_corpus
+from service.answering import render_answer_prompt
+from service.llm import EmbeddedServer, assemble_model
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 # (llama.cpp speculative type, n-gram looked up, tokens drafted); None: no speculation.

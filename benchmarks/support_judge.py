@@ -25,11 +25,8 @@ import time
 from pathlib import Path
 
 from index import corpus_checksum, read_documents
-from service.answering.ground import p_yes
-from service.answering.prompts import render_judge_prompt
-from service.answering.retrieve import Retriever
-from service.runtime import load_runtime
-from service.settings import Settings
+from service import Settings, load_runtime
+from service.answering import Retriever, p_yes, render_judge_prompt
 
 
 async def main_async(args: argparse.Namespace) -> None:

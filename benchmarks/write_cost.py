@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from index import CorpusIndex, Document, Vectors, read_documents
-from service.answering.pipeline import Answerer
-from service.settings import Settings
+from service import Settings
+from service.answering import Answerer
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 
@@ -66,7 +66,7 @@ def _timed_write(
     updated = time.perf_counter()
     new.save(directory)
     saved = time.perf_counter()
-    Answerer(new, embedder, None, Settings())
+    Answerer.over(new, embedder, None, Settings())
     done = time.perf_counter()
     return new, {
         "update": updated - started,

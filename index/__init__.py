@@ -1,5 +1,6 @@
 """Corpus text to a searchable index: segment, chunk, embed, store."""
 
+from index.chunk import Chunk, chunk_sentences
 from index.corpus import (
     FORMAT_VERSION,
     MAX_SEGMENTS,
@@ -11,14 +12,14 @@ from index.corpus import (
     load_or_build,
     release_snapshots,
 )
-from index.chunk import Chunk, chunk_sentences
 from index.documents import Document, corpus_checksum, markdown_title, read_documents
 from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
 from index.lexical import stem_words, tokenize
+from index.ray import build_on_ray
+from index.search import HNSW_THRESHOLD, FaissStore, VectorStore
 from index.segment import Bm25, FanOutStore, Segment
 from index.split import Sentence, segment, split_spans
 from index.stages import EmbedBatch, assemble, split_batch
-from index.search import HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -41,6 +42,7 @@ __all__ = [
     "VectorStore",
     "Vectors",
     "assemble",
+    "build_on_ray",
     "chunk_sentences",
     "corpus_checksum",
     "hold_snapshots",

@@ -37,6 +37,7 @@ from index.chunk import Chunk, chunk_sentences
 from index.documents import Document, corpus_checksum
 from index.embed import Embedder
 from index.lexical import tokenize
+from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
 from index.segment import (
     Bm25,
     FanOutStore,
@@ -48,7 +49,6 @@ from index.segment import (
 )
 from index.split import SEGMENTER, Sentence
 from index.stages import sentences_of_rows, split_batch
-from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore, VectorStore
 
 __all__ = [
     "FORMAT_VERSION",

@@ -19,7 +19,9 @@ class Embedder(Protocol):
     model_id: str
     dim: int
 
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors: ...
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        """Unit vectors of ``texts``, one row each."""
+        ...
 
 
 class SentenceTransformerEmbedder:

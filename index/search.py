@@ -15,13 +15,17 @@ class VectorStore(Protocol):
     """Nearest neighbours by inner product over unit vectors."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """The FAISS index kind, as ``/readyz`` reports it."""
+        ...
 
     def __len__(self) -> int: ...
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Scores and corpus positions of the ``k`` nearest rows to each query."""
+        ...
 
 
 HNSW_THRESHOLD = 20_000

@@ -31,8 +31,8 @@ import scipy.sparse
 from index.chunk import Chunk
 from index.documents import Document
 from index.lexical import tokenize
-from index.split import Sentence
 from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD, FaissStore
+from index.split import Sentence
 
 __all__ = [
     "Bm25",

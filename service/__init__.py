@@ -1,9 +1,16 @@
-"""Cited question answering over an index: retrieve, answer, verify, serve."""
+"""Cited question answering over an index: retrieve, answer, verify, serve.
 
-from service.answering.pipeline import Answerer, Candidate
-from service.http.app import Loader, create_app
-from service.answering.compose import ABSTAIN_TEXT
-from service.llm.embedded import EmbeddedServer, assemble_model
+Packages: ``answering`` (the pipeline), ``llm`` (the model seam and its implementations),
+``http`` (the Litestar app). At the top: ``settings``, ``errors``, ``observe`` (metrics
+and logs), ``schemas`` (the API's request and response types), ``runtime`` (loading what
+the service runs on), ``writes`` (document writes), ``eval`` and ``cli``.
+
+Tests, benchmarks and other programs import what this package and its subpackages
+export (``__all__``), never a module.
+"""
+
+from service.answering import ABSTAIN_TEXT, Answerer
+from service.cli import main
 from service.errors import (
     CiteQAError,
     IndexLoadError,
@@ -14,17 +21,38 @@ from service.errors import (
     NotFoundError,
     NotReadyError,
 )
-from service.llm.client import ChatModel, OpenAIChatModel
-from service.runtime import Runtime, load_runtime
-from service.schemas import AskRequest, AskResponse, Citation, Passage, SearchRequest
-from service.settings import Settings, bundled_corpus
+from service.eval import (
+    Question,
+    evaluate,
+    evaluate_conversations,
+    is_correct,
+    is_gold,
+    read_conversations,
+    read_questions,
+    summary_figures,
+    token_f1,
+)
+from service.http import Loader, create_app
+from service.llm import ChatModel, EmbeddedServer, OpenAIChatModel, assemble_model
+from service.observe import configure_logging
+from service.runtime import Runtime, load_runtime, open_index
+from service.schemas import (
+    AnswerMode,
+    AskRequest,
+    AskResponse,
+    Citation,
+    Passage,
+    SearchRequest,
+)
+from service.settings import Settings, bundled_corpus, bundled_eval
+from service.writes import delete_document, upsert_documents
 
 __all__ = [
     "ABSTAIN_TEXT",
+    "AnswerMode",
     "Answerer",
     "AskRequest",
     "AskResponse",
-    "Candidate",
     "ChatModel",
     "Citation",
     "CiteQAError",
@@ -39,11 +67,26 @@ __all__ = [
     "NotReadyError",
     "OpenAIChatModel",
     "Passage",
+    "Question",
     "Runtime",
     "SearchRequest",
     "Settings",
     "assemble_model",
     "bundled_corpus",
+    "bundled_eval",
+    "configure_logging",
     "create_app",
+    "delete_document",
+    "evaluate",
+    "evaluate_conversations",
+    "is_correct",
+    "is_gold",
     "load_runtime",
+    "main",
+    "open_index",
+    "read_conversations",
+    "read_questions",
+    "summary_figures",
+    "token_f1",
+    "upsert_documents",
 ]

@@ -76,7 +76,7 @@ def serve(
 @main.command()
 def prepare() -> None:
     """Assemble and verify the embedded model, and build the default index, ahead of serving."""
-    from service.llm.embedded import assemble_model
+    from service.llm import assemble_model
 
     settings = Settings()
     click.echo(f"model: {assemble_model(settings.model_cache_dir)}")

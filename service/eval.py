@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from service.answering.pipeline import Answerer
 from service.answering.conversation import standalone_question
-from service.http.openai import ChatMessage, chat_completion
+from service.answering.pipeline import Answerer
+from service.http.wire import ChatMessage, chat_completion
 from service.schemas import AnswerMode, AskResponse
 from service.settings import Settings
 
@@ -24,8 +24,12 @@ __all__ = [
     "Question",
     "evaluate",
     "evaluate_conversations",
+    "is_correct",
+    "is_gold",
     "read_conversations",
     "read_questions",
+    "summary_figures",
+    "token_f1",
 ]
 
 
@@ -116,7 +120,8 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def _f1(prediction: str, gold: str) -> float:
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD's token F1 between an answer and a gold answer, both normalised."""
     pred, truth = _normalise(prediction).split(), _normalise(gold).split()
     common = sum((Counter(pred) & Counter(truth)).values())
     if not common:
@@ -125,7 +130,8 @@ def _f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _correct(q: Question, answer: str) -> bool:
+def is_correct(q: Question, answer: str) -> bool:
+    """Whether ``answer`` holds one accepted alternative whole (or a gold answer)."""
     lowered = answer.lower()
     if q.accept:
         return any(all(word.lower() in lowered for word in alt) for alt in q.accept)
@@ -133,7 +139,8 @@ def _correct(q: Question, answer: str) -> bool:
     return any(_normalise(a) and _normalise(a) in normalised for a in q.answers)
 
 
-def _is_gold(q: Question, doc_id: str, start: int, end: int, text: str) -> bool:
+def is_gold(q: Question, doc_id: str, start: int, end: int, text: str) -> bool:
+    """Whether a cited span is, or overlaps, one of the question's gold sentences."""
     if any(g in text for g in q.gold):
         return True
     if q.doc_id is not None and doc_id != q.doc_id:
@@ -145,14 +152,14 @@ def _is_gold(q: Question, doc_id: str, start: int, end: int, text: str) -> bool:
 
 
 def _gold_cited(q: Question, response: AskResponse) -> bool:
-    return any(_is_gold(q, c.doc_id, c.start, c.end, c.text) for c in response.citations)
+    return any(is_gold(q, c.doc_id, c.start, c.end, c.text) for c in response.citations)
 
 
 def _gold_rank(q: Question, answerer: Answerer) -> int | None:
     """1-based rank of the first retrieved sentence that is a gold sentence."""
     for rank, c in enumerate(answerer.retriever.retrieve(q.question).candidates[:10], 1):
         s = answerer.index.sentences[c.index]
-        if _is_gold(q, s.doc_id, s.start, s.end, s.text):
+        if is_gold(q, s.doc_id, s.start, s.end, s.text):
             return rank
     return None
 
@@ -176,8 +183,8 @@ def _row(
         "answerable": q.answerable,
         "abstained": not response.answerable,
         "answer": response.answer,
-        "correct": q.answerable and response.answerable and _correct(q, answer),
-        "f1": max((_f1(answer, a) for a in q.answers), default=0.0),
+        "correct": q.answerable and response.answerable and is_correct(q, answer),
+        "f1": max((token_f1(answer, a) for a in q.answers), default=0.0),
         "gold_cited": q.answerable and _gold_cited(q, response),
         "citations": len(verbatim),
         "verbatim": sum(verbatim),
@@ -200,7 +207,7 @@ async def evaluate(
         started = time.perf_counter()
         response = await answerer.ask(q.question, top_k, mode)
         rows.append(_row(q, answerer, response, (time.perf_counter() - started) * 1000))
-    return {"figures": _figures(rows, questions, mode, answerer.settings), "rows": rows}
+    return {"figures": summary_figures(rows, questions, mode, answerer.settings), "rows": rows}
 
 
 async def evaluate_conversations(
@@ -237,12 +244,13 @@ async def evaluate_conversations(
         transcript = [{"role": m.role, "content": m.text} for m in messages]
         rows.append({**_row(scored, answerer, response, latency_ms), "transcript": transcript})
     last_turns = [c.last for c in conversations]
-    return {"figures": _figures(rows, last_turns, "llm", settings), "rows": rows}
+    return {"figures": summary_figures(rows, last_turns, "llm", settings), "rows": rows}
 
 
-def _figures(
+def summary_figures(
     rows: list[dict[str, Any]], questions: Sequence[Question], mode: AnswerMode, settings: Settings
 ) -> dict[str, Any]:
+    """The run's figures: accuracy, gold cited, abstention, latency, over its rows."""
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     abstained = [r for r in rows if r["abstained"]]

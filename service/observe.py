@@ -1,25 +1,21 @@
-"""What an operator sees: Prometheus metrics and one structured log event per request.
+"""What an operator sees: Prometheus metrics, logging, and what a request's log event holds.
 
-Every request gets an id (the client's ``X-Request-ID`` when it is sane, else a new one),
-returned in the ``X-Request-ID`` header and logged with the route, status and latency. The
-answering pipeline adds what it knows through :func:`note` (LLM time, abstained,
-degraded). Keys, questions and document text are never logged.
+The HTTP layer logs one event per request (``service/http/middleware.py``); the answering
+pipeline adds what it knows through :func:`note` (LLM time, abstained, degraded). Keys,
+questions and document text are never logged.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
 from service.schemas import AskResponse
@@ -32,8 +28,9 @@ __all__ = [
     "LLM_RUNNING",
     "LLM_TOKENS",
     "LLM_WAITING",
-    "RequestLog",
+    "collecting",
     "configure_logging",
+    "elapsed_ms",
     "note",
     "record_answer",
 ]
@@ -59,11 +56,6 @@ INDEX_SENTENCES = Gauge("citeqa_index_sentences", "Sentences in the served index
 INDEX_SEGMENTS = Gauge("citeqa_index_segments", "Segments of the served index")
 
 _REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("citeqa_request", default=None)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Probes are logged at DEBUG, so that a scraper or an orchestrator does not fill the log.
-_QUIET = ("/healthz", "/readyz", "/metrics")
-
-log = structlog.get_logger("citeqa.request")
 
 
 def note(**fields: Any) -> None:
@@ -98,55 +90,20 @@ def record_answer(response: AskResponse) -> None:
     )
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            given = value.decode("latin-1")
-            if _SANE_ID.match(given):
-                return given
-    return uuid.uuid4().hex
+@contextmanager
+def collecting() -> Iterator[dict[str, Any]]:
+    """Collect what :func:`note` adds, for one request's log event."""
+    summary: dict[str, Any] = {}
+    token = _REQUEST.set(summary)
+    try:
+        yield summary
+    finally:
+        _REQUEST.reset(token)
 
 
-class RequestLog(ASGIMiddleware):
-    """Give each request an id and log one event when its response has been sent."""
-
-    scopes = (ScopeType.HTTP,)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Run the request with its id bound, and log its summary."""
-        request_id = _request_id(scope)
-        summary: dict[str, Any] = {}
-        token = _REQUEST.set(summary)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers") or [])
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await next_app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("path_template") or scope["path"]
-            level = logging.DEBUG if route in _QUIET and status < 400 else logging.INFO
-            log.log(
-                level,
-                "request",
-                request_id=request_id,
-                method=cast("HTTPScope", scope)["method"],
-                route=route,
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                **{k: v for k, v in summary.items() if v is not None},
-            )
-            structlog.contextvars.unbind_contextvars("request_id")
-            _REQUEST.reset(token)
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since ``since`` (a ``time.perf_counter()`` reading), to 0.1 ms."""
+    return round((time.perf_counter() - since) * 1000, 1)
 
 
 def configure_logging(*, level: int = logging.INFO, json: bool = True) -> None:

@@ -26,10 +26,10 @@ from index import (
     read_documents,
     release_snapshots,
 )
-from service.answering.pipeline import Answerer
-from service.llm.embedded import EmbeddedServer, assemble_model
+from service.answering import Answerer, Reading
 from service.errors import IndexLoadError
-from service.llm.client import OpenAIChatModel, QueuedChatModel
+from service.llm import ChatModel, EmbeddedServer, OpenAIChatModel, QueuedChatModel, assemble_model
+from service.observe import elapsed_ms
 from service.settings import Settings
 
 __all__ = ["PendingWrite", "Runtime", "load_runtime", "open_index"]
@@ -38,15 +38,14 @@ log = logging.getLogger(__name__)
 
 
 # A write waiting for the lock: its upserts, its deletes, and where its result goes.
-PendingWrite = tuple[list[Document], list[str], "asyncio.Future[Answerer]"]
+PendingWrite = tuple[list[Document], list[str], "asyncio.Future[Reading]"]
 
 
 @dataclass
 class Runtime:
     """A loaded pipeline and what it took to load it."""
 
-    answerer: Answerer  # replaced whole on every write; readers keep the one they took
-    llm: OpenAIChatModel | None
+    answerer: Answerer  # lives as long as the process; a write swaps its reading
     embedded: EmbeddedServer | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -57,6 +56,11 @@ class Runtime:
     _rewarm_wanted: bool = False
     _rewarming: asyncio.Task[None] | None = None
     _lease: tuple[Path, str] | None = None  # a read replica's hold on the snapshots it uses
+
+    @property
+    def llm(self) -> ChatModel | None:
+        """The one LLM the service talks to (behind its queue)."""
+        return self.answerer.llm
 
     def rewarm(self, settle_s: float = 1.0) -> None:
         """Re-warm the LLM's prompt cache for the current answerer, once per burst of writes.
@@ -110,20 +114,19 @@ class Runtime:
                 if name is None or name == serving:
                     continue
                 hold(serving, name)
-                old = self.answerer
+                answerer = self.answerer
                 try:
                     index = await anyio.to_thread.run_sync(
-                        functools.partial(CorpusIndex.load, directory, previous=old.index)
+                        functools.partial(CorpusIndex.load, directory, previous=answerer.index)
                     )  # only the segments it does not hold yet are read
-                    new = await anyio.to_thread.run_sync(
-                        Answerer, index, old.embedder, old.llm, old.settings
-                    )
+                    reading = await anyio.to_thread.run_sync(answerer.read, index)
                 except (IndexFormatError, OSError) as exc:
                     log.warning("snapshot %s not loaded yet: %s", name, exc)
                     continue
-                self.answerer, serving = new, name
+                answerer.swap(reading)
+                serving = name
                 log.info("now serving snapshot %s", name)
-                if new.llm is not None:
+                if answerer.llm is not None:
                     self.rewarm()
 
         self.background(asyncio.create_task(loop()))
@@ -140,7 +143,7 @@ class Runtime:
                 release_snapshots(*self._lease)
         for task in list(self._tasks):
             task.cancel()
-        if self.llm is not None:
+        if isinstance(self.llm, QueuedChatModel):
             await self.llm.aclose()
         if self.embedded is not None:
             self.embedded.stop()
@@ -181,19 +184,26 @@ def _current(directory: Path) -> str | None:
         return None
 
 
-def _elapsed(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 1)
-
-
 async def load_runtime(
-    settings: Settings, *, with_llm: bool = True, progress: bool = False
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    llm: ChatModel | None = None,
+    with_llm: bool = True,
+    warm: bool = True,
+    progress: bool = False,
 ) -> Runtime:
-    """Load the embedder and index, start or connect the LLM, and warm its prompt cache."""
+    """Load the embedder and index, start or connect the LLM, and warm its prompt cache.
+
+    ``embedder`` and ``llm`` replace the ones the settings name (tests fill these seams);
+    without ``warm``, the documents are not screened and the prompt cache is left cold.
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    log.info("loading the embedder")
-    embedder = SentenceTransformerEmbedder()
-    timings["embedder"] = _elapsed(started)
+    if embedder is None:
+        log.info("loading the embedder")
+        embedder = SentenceTransformerEmbedder()
+    timings["embedder"] = elapsed_ms(started)
     step = time.perf_counter()
     if settings.read_only:
         while _current(settings.index_dir) is None:  # the writer has not built it yet
@@ -201,10 +211,9 @@ async def load_runtime(
             await asyncio.sleep(settings.follow_interval_s)
     log.info("loading the index")
     index = open_index(settings, embedder, progress=progress)
-    timings["index"] = _elapsed(step)
-    llm: OpenAIChatModel | None = None
+    timings["index"] = elapsed_ms(step)
     embedded: EmbeddedServer | None = None
-    if with_llm:
+    if with_llm and llm is None:
         step = time.perf_counter()
         base_url = settings.llm_base_url
         if base_url is None:
@@ -225,13 +234,18 @@ async def load_runtime(
             timeout_s=settings.llm_timeout_s,
             retries=settings.llm_retries,
         )
-        timings["llm"] = _elapsed(step)
-    answerer = Answerer(index, embedder, llm, settings)
+        timings["llm"] = elapsed_ms(step)
     if llm is not None:
+        llm = QueuedChatModel(
+            llm, running=settings.llm_running, max_waiting=settings.llm_max_waiting
+        )
+    answerer = Answerer.over(index, embedder, llm, settings)
+    answerer.swap(answerer.reading)  # the metrics show the index served
+    if llm is not None and warm:
         step = time.perf_counter()
         log.info("warming the LLM's prompt cache")
         await answerer.warm()
-        timings["warm"] = _elapsed(step)
-    timings["total"] = _elapsed(started)
+        timings["warm"] = elapsed_ms(step)
+    timings["total"] = elapsed_ms(started)
     log.info("ready: %s", timings)
-    return Runtime(answerer, llm, embedded, timings)
+    return Runtime(answerer, embedded, timings)

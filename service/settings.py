@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     lexical_weight: float = 1.0
     rrf_k: int = 60
 
-    # Evidence thresholds (see service/answering/measures.py for what they measure). Below min_evidence
-    # the cited sentences do not bear on the question; with the judge off, a question whose
-    # best sentence is below it is not put to the LLM.
+    # Evidence thresholds (see service/answering/measures.py for what they measure).
+    # Below min_evidence the cited sentences do not bear on the question; with the judge
+    # off, a question whose best sentence is below it is not put to the LLM.
     min_evidence: float = 0.3
     min_claim_support: float = 0.5
     # Share of the question's terms the cited sentences must hold.

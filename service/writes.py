@@ -1,9 +1,9 @@
 """Adding, replacing and deleting documents while the service runs.
 
 Writes are serialised by one lock and run in a worker thread: segment, embed only the
-new sentences, write a new snapshot, then swap the live ``Answerer``. Readers hold
-whichever ``Answerer`` they started with, so they never wait and never see half a
-change. A write is acknowledged only after its snapshot is durable.
+new sentences, write a new snapshot, then swap the answerer's ``Reading``. A question
+keeps the reading it started with, so it never waits and never sees half a change.
+A write is acknowledged only after its snapshot is durable.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import msgspec
 from msgspec import Meta
 
 from index import Document, markdown_title
-from service.answering.pipeline import Answerer
+from service.answering import Answerer, Reading
 from service.errors import (
     IndexWriteError,
     InsufficientStorageError,
@@ -180,28 +180,28 @@ def _convert(raw: Any, kind: type[_T]) -> _T:
         raise InvalidRequestError(str(exc)) from exc
 
 
-def _apply(answerer: Answerer, upserts: Sequence[Document], deletes: Sequence[str]) -> Answerer:
+def _apply(answerer: Answerer, upserts: Sequence[Document], deletes: Sequence[str]) -> Reading:
     index = answerer.index.updated(answerer.embedder, upserts=upserts, deletes=deletes)
     index.save(answerer.settings.index_dir)  # durable before the swap, and before the reply
-    return Answerer(index, answerer.embedder, answerer.llm, answerer.settings)
+    return answerer.read(index)
 
 
 async def _write(
     runtime: Runtime, *, upserts: Sequence[Document] = (), deletes: Sequence[str] = ()
-) -> Answerer:
+) -> Reading:
     """Apply a change once it is durable; writes that queue meanwhile go in one batch.
 
     The first writer to get the lock takes every change waiting for it and makes them one
     index update and one snapshot: ten writes at once cost about one.
     """
-    done: asyncio.Future[Answerer] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[Reading] = asyncio.get_running_loop().create_future()
     runtime.pending_writes.append((list(upserts), list(deletes), done))
     async with runtime.write_lock:
         if not done.done():
             batch, runtime.pending_writes = runtime.pending_writes, []
             await _apply_batch(runtime, batch)
     new = done.result()  # raises the batch's error, if it failed
-    if new.llm is not None:
+    if runtime.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
         runtime.rewarm()
     if (runtime.merging is None or runtime.merging.done()) and new.index.merge_plan():
@@ -227,13 +227,11 @@ async def merge_segments(runtime: Runtime) -> None:
             )
             merged = await anyio.to_thread.run_sync(merge)
             async with runtime.write_lock:
-                current = runtime.answerer
-                index = current.index.with_merged(merged, plan)
+                answerer = runtime.answerer
+                index = answerer.index.with_merged(merged, plan)
                 if index is not None:
-                    await anyio.to_thread.run_sync(index.save, current.settings.index_dir)
-                    runtime.answerer = Answerer(
-                        index, current.embedder, current.llm, current.settings
-                    )
+                    await anyio.to_thread.run_sync(index.save, answerer.settings.index_dir)
+                    answerer.swap(await anyio.to_thread.run_sync(answerer.read, index))
                     log.info("merged %d segments into one", len(plan))
     except Exception:
         log.exception("segment merge failed; the index is unchanged")
@@ -269,7 +267,7 @@ async def _apply_batch(runtime: Runtime, batch: list[PendingWrite]) -> None:
             if not done.done():
                 done.set_exception(exc)
         raise
-    runtime.answerer = new
+    runtime.answerer.swap(new)
     for _, _, done in batch:
         done.set_result(new)
 

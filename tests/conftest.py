@@ -20,9 +20,15 @@ from httpx_sse import connect_sse
 from litestar.testing import TestClient
 
 from index import CorpusIndex, SentenceTransformerEmbedder, Vectors
-from service import Answerer, OpenAIChatModel, Runtime, Settings, bundled_corpus, create_app
-from service.runtime import open_index
-from service.answering.measures import terms
+from service import (
+    OpenAIChatModel,
+    Runtime,
+    Settings,
+    bundled_corpus,
+    create_app,
+    load_runtime,
+)
+from service.answering import terms
 from tests.loopback_upstream import LoopbackUpstream, run_in_thread
 from tests.loopback_upstream import serve as serve_loopback
 
@@ -308,14 +314,10 @@ def fake_app(
     app_settings = settings.model_copy(update=overrides)
 
     async def loader(s: Settings) -> Runtime:
-        index = open_index(s, embedder)  # seeds it, or only loads it when read-only
         if s.llm_base_url:
             llm = OpenAIChatModel(s.llm_base_url, model="fake", retries=s.llm_retries)
-            return Runtime(Answerer(index, embedder, llm, s), llm)
-        llm = upstream.model()
-        answerer = Answerer(index, embedder, llm, s)
-        await answerer.warm()
-        return Runtime(answerer, llm)
+            return await load_runtime(s, embedder=embedder, llm=llm, warm=False)
+        return await load_runtime(s, embedder=embedder, llm=upstream.model())
 
     return create_app(app_settings, loader=loader)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from service.llm.embedded import EmbeddedServer, assemble_model
-from service.settings import Settings
+from service import Settings
+from service.llm import EmbeddedServer, assemble_model
 
 if __name__ == "__main__":
     settings = Settings()

@@ -9,7 +9,7 @@ import httpx
 from litestar.testing import TestClient
 
 from service import ABSTAIN_TEXT
-from service.answering.prompts import render_answer_prompt
+from service.answering import render_answer_prompt
 from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, label_of
 
 Client = Callable[..., TestClient[Any]]

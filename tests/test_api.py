@@ -143,7 +143,7 @@ def test_readyz_names_a_failed_index_by_its_setting_not_its_path(
     settings: Settings, tmp_path: Path
 ) -> None:
     async def loader(s: Settings) -> Runtime:
-        from service.errors import IndexLoadError
+        from service import IndexLoadError
 
         raise IndexLoadError(f"{s.index_dir.resolve()}: vectors.faiss is corrupt")
 

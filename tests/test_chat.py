@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from service import Settings
-from service.answering.conversation import history, is_frontend_task, looks_dependent, resolve_positions
-from service.http.openai import ChatMessage
+from service.answering import history, is_frontend_task, looks_dependent, resolve_positions
+from service.http import ChatMessage
 from tests.conftest import CMA, QueuedUpstream, chat, cma_reply, label_of
 
 Server = Callable[..., str]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from index import CorpusIndex, Document, read_documents
-from service.cli import main
+from service import main
 from tests.conftest import ARTICLE, HashingEmbedder
 
 

@@ -9,16 +9,17 @@ from typing import Any
 import pytest
 
 from index import load_or_build, read_documents
-from service import Answerer, Settings
-from service.eval import (
+from service import (
+    Answerer,
     Question,
-    _correct,
-    _f1,
-    _figures,
-    _is_gold,
+    Settings,
     evaluate_conversations,
+    is_correct,
+    is_gold,
     read_conversations,
     read_questions,
+    summary_figures,
+    token_f1,
 )
 from tests.conftest import HashingEmbedder, QueuedUpstream, label_of
 
@@ -43,7 +44,7 @@ async def test_conversations_are_played_and_their_last_turn_scored(
         )
     )  # fmt: skip
     index = load_or_build(settings.index_dir, read_documents(settings.seed_paths), hashing_embedder)
-    answerer = Answerer(index, hashing_embedder, upstream.model(), settings)
+    answerer = Answerer.over(index, hashing_embedder, upstream.model(), settings)
     await answerer.warm()
     signed = label_of(upstream, "memorandum of understanding")
     employees = label_of(upstream, "employees")
@@ -96,21 +97,21 @@ def test_both_question_formats_are_read(tmp_path: Path) -> None:
 
 def test_an_answer_is_correct_when_one_alternative_is_whole_in_it() -> None:
     q = _question(accept=[["Nissan", "Mitsubishi"], ["alliance"]])
-    assert _correct(q, "Renault is allied with nissan and MITSUBISHI [1].")
-    assert _correct(q, "An alliance [1].")
-    assert not _correct(q, "Nissan only [1].")
+    assert is_correct(q, "Renault is allied with nissan and MITSUBISHI [1].")
+    assert is_correct(q, "An alliance [1].")
+    assert not is_correct(q, "Nissan only [1].")
     squad = _question(answers=["the Eiffel Tower"])
-    assert _correct(squad, "It is the Eiffel tower.") and not _correct(squad, "A tower.")
-    assert _f1("the Eiffel Tower in Paris", "Eiffel Tower") == pytest.approx(2 / 3)
+    assert is_correct(squad, "It is the Eiffel tower.") and not is_correct(squad, "A tower.")
+    assert token_f1("the Eiffel Tower in Paris", "Eiffel Tower") == pytest.approx(2 / 3)
 
 
 def test_a_citation_is_gold_by_substring_or_by_overlapping_the_gold_span() -> None:
     q = _question(gold=["CMA"])
-    assert _is_gold(q, "x", 0, 5, "the CMA platform") and not _is_gold(q, "x", 0, 5, "other")
+    assert is_gold(q, "x", 0, 5, "the CMA platform") and not is_gold(q, "x", 0, 5, "other")
     spans = _question(gold_spans=[(100, 200)], doc_id="d")
-    assert _is_gold(spans, "d", 120, 190, "")  # inside the gold sentence
-    assert not _is_gold(spans, "d", 190, 300, "")  # overlaps too little
-    assert not _is_gold(spans, "other", 100, 200, "")  # another document
+    assert is_gold(spans, "d", 120, 190, "")  # inside the gold sentence
+    assert not is_gold(spans, "d", 190, 300, "")  # overlaps too little
+    assert not is_gold(spans, "other", 100, 200, "")  # another document
 
 
 def test_figures_count_right_answers_and_right_abstentions() -> None:
@@ -125,7 +126,7 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
          "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": None, "latency_ms": 20.0,
          "degraded": True},
     ]  # fmt: skip
-    figures = _figures(rows, [_question()], "llm", Settings())
+    figures = summary_figures(rows, [_question()], "llm", Settings())
     assert figures["score"] == pytest.approx(2 / 3, abs=1e-4)
     assert figures["answer_accuracy"] == 0.5 and figures["false_abstention_rate"] == 0.5
     assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 0.5

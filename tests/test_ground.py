@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service import ABSTAIN_TEXT
-from service.answering.ground import answerability, holds_what_is_asked
+from service.answering import answerability, holds_what_is_asked
 from tests.conftest import (
     ARTICLE,
     CMA,
@@ -182,7 +182,7 @@ BRANDS = "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobiliz
 def test_a_list_question_needs_every_item_its_sentence_lists(
     question: str, answer: str, cut: bool
 ) -> None:
-    from service.answering.ground import cuts_a_list
+    from service.answering import cuts_a_list
 
     assert cuts_a_list(question, answer, [f"Renault group has five brands ―― {BRANDS} ."]) is cut
 

@@ -28,7 +28,7 @@ from index import (
     split_batch,
 )
 from service import Settings
-from service.answering.retrieve import Retriever
+from service.answering import Retriever
 from tests.conftest import ARTICLE, ARTICLE_TEXT, HashingEmbedder
 
 
@@ -424,7 +424,7 @@ def test_a_snapshot_a_reader_holds_survives_writes_until_its_lease_goes_stale(
 
 
 def test_a_build_on_ray_equals_a_local_build(hashing_embedder: HashingEmbedder) -> None:
-    from index.ray import build_on_ray
+    from index import build_on_ray
 
     docs = [
         *read_documents([ARTICLE]),

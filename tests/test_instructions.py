@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from index import SentenceTransformerEmbedder, Vectors, segment
 from service import ABSTAIN_TEXT
-from service.answering.instructions import Examples, suspect, suspect_question
+from service.answering import Examples, suspect, suspect_question
 from tests.conftest import ARTICLE, ARTICLE_TEXT, NO, YES, QueuedUpstream, ask_events, label_of
 
 Server = Callable[..., str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from service import LLMError, LLMUnavailableError, ModelUnavailableError, OpenAIChatModel
-from service.llm import embedded as _embedded
+from service.llm import PackagedModel, assemble_model
 
 pytestmark = pytest.mark.anyio
 
@@ -69,23 +70,20 @@ def test_model_is_assembled_verified_and_never_reassembled(
         part.write_bytes(chunk)
         parts.append(part)
     whole = b"first-second-third"
-    monkeypatch.setattr(_embedded, "_part_paths", lambda: parts)
-    monkeypatch.setattr(_embedded, "MODEL_SHA256", hashlib.sha256(whole).hexdigest())
-    monkeypatch.setattr(_embedded, "MODEL_SIZE", len(whole))
+    packaged = PackagedModel("m.gguf", hashlib.sha256(whole).hexdigest(), len(whole), lambda: parts)
     cache = tmp_path / "cache"
 
-    model = _embedded.assemble_model(cache)
+    model = assemble_model(cache, packaged)
     assert model.read_bytes() == whole
 
-    monkeypatch.setattr(_embedded, "_part_paths", lambda: pytest.fail("re-assembled"))
-    assert _embedded.assemble_model(cache) == model
+    unread = dataclasses.replace(packaged, parts=lambda: pytest.fail("re-assembled"))
+    assert assemble_model(cache, unread) == model
 
     os.utime(model, ns=(1, 1))  # copied into an image: the stamp no longer matches, the
-    assert _embedded.assemble_model(cache) == model  # bytes still do, and no part is needed
+    assert assemble_model(cache, unread) == model  # bytes still do, and no part is needed
 
     model.write_bytes(b"tampered-and-longer")  # size and mtime change: verify again
-    monkeypatch.setattr(_embedded, "_part_paths", lambda: parts)
-    assert _embedded.assemble_model(cache).read_bytes() == whole
+    assert assemble_model(cache, packaged).read_bytes() == whole
 
 
 def test_model_with_wrong_checksum_is_rejected(
@@ -93,9 +91,9 @@ def test_model_with_wrong_checksum_is_rejected(
 ) -> None:
     part = tmp_path / "part"
     part.write_bytes(b"corrupt")
-    monkeypatch.setattr(_embedded, "_part_paths", lambda: [part])
+    packaged = dataclasses.replace(PackagedModel(), parts=lambda: [part])
     with pytest.raises(ModelUnavailableError, match="sha256"):
-        _embedded.assemble_model(tmp_path / "cache")
+        assemble_model(tmp_path / "cache", packaged)
     assert not list((tmp_path / "cache").iterdir())
 
 
@@ -132,4 +130,4 @@ def test_without_the_embedded_extra_the_error_says_what_to_install(
 
     monkeypatch.setattr(importlib, "import_module", without_parts)
     with pytest.raises(ModelUnavailableError, match=r"citeqa\[embedded\].*CITEQA_LLM_BASE_URL"):
-        _embedded.assemble_model(tmp_path / "cache")
+        assemble_model(tmp_path / "cache")

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from service.observe import configure_logging
+from service import configure_logging
 from tests.conftest import QueuedUpstream, cma_reply
 
 Client = Callable[..., TestClient[Any]]

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from service import Citation
-from service.http.openai import sources_block
+from service.http import sources_block
 from tests.conftest import (
     ARTICLE_TEXT,
     CMA,

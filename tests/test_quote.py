@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service import ABSTAIN_TEXT
-from service.answering.quote import align
+from service.answering import align
 from tests.conftest import (
     ARTICLE_TEXT,
     CMA,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.answering.measures import entities_supported, numbers_supported
+from service.answering import entities_supported, numbers_supported
 
 SALES = (
     "Renault group is in 130 Many countries sell cars , In the world with 18 10000 employees ,"
@@ -33,7 +33,7 @@ def test_invented_names_are_unsupported() -> None:
 
 
 def test_long_runs_of_numbers_combine_only_a_few_neighbours() -> None:
-    from service.answering.measures import numbers_in
+    from service.answering import numbers_in
 
     assert 3_000_000 in numbers_in("nearly 300 Ten thousand units")
     run = numbers_in(" ".join(["2"] * 3500))

@@ -1,1 +1,101 @@
-"""TODO"""
+"""The answering pipeline: a question in, a verified, cited answer (or an abstention) out.
+
+Steps, one module each: ``retrieve`` (candidates and evidence), ``reply`` (the LLM's reply
+cut into claims), ``quote`` (a claim aligned back to its sentence), ``ground`` (support,
+whether the cited sentences answer, every reason to abstain), ``judge`` (the LLM's yes/no
+verdicts), ``compose`` (text, markers, citations); ``pipeline`` runs them over one
+question's state. Beside them: ``measures`` (text measures the steps share),
+``instructions`` (which sentences and questions give orders), ``prompts`` (the templates)
+and ``conversation`` (a chat's question, and frontends' background tasks).
+
+Imports ``index``, ``service.llm`` and the top-level ``settings``, ``errors``, ``observe``
+and ``schemas``; never the HTTP layer or its wire types.
+"""
+
+from service.answering.compose import ABSTAIN_TEXT, Composition, VerifiedClaim
+from service.answering.conversation import (
+    Turn,
+    history,
+    is_frontend_task,
+    looks_dependent,
+    resolve_positions,
+    run_task,
+    standalone_question,
+)
+from service.answering.ground import (
+    Abstention,
+    Grounder,
+    answerability,
+    cuts_a_list,
+    holds_what_is_asked,
+    p_yes,
+)
+from service.answering.instructions import Examples, suspect, suspect_question
+from service.answering.measures import (
+    coverage,
+    entities_supported,
+    number_value,
+    numbers_in,
+    numbers_supported,
+    terms,
+)
+from service.answering.pipeline import (
+    AnswerDelta,
+    AnswerDone,
+    Answerer,
+    AskEvent,
+    Asking,
+    CitationFound,
+    Reading,
+    StreamFailed,
+)
+from service.answering.prompts import render_answer_prompt, render_judge_prompt
+from service.answering.quote import Quote, align
+from service.answering.reply import Claim, ReplyParser, claims_of
+from service.answering.retrieve import Candidate, Retrieval, Retriever
+
+__all__ = [
+    "ABSTAIN_TEXT",
+    "Abstention",
+    "AnswerDelta",
+    "AnswerDone",
+    "Answerer",
+    "AskEvent",
+    "Asking",
+    "Candidate",
+    "CitationFound",
+    "Claim",
+    "Composition",
+    "Examples",
+    "Grounder",
+    "Quote",
+    "Reading",
+    "ReplyParser",
+    "Retrieval",
+    "Retriever",
+    "StreamFailed",
+    "Turn",
+    "VerifiedClaim",
+    "align",
+    "answerability",
+    "claims_of",
+    "coverage",
+    "cuts_a_list",
+    "entities_supported",
+    "history",
+    "holds_what_is_asked",
+    "is_frontend_task",
+    "looks_dependent",
+    "number_value",
+    "numbers_in",
+    "numbers_supported",
+    "p_yes",
+    "render_answer_prompt",
+    "render_judge_prompt",
+    "resolve_positions",
+    "run_task",
+    "standalone_question",
+    "suspect",
+    "suspect_question",
+    "terms",
+]

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 import anyio
 
 from service.answering.compose import ABSTAIN_TEXT
-from service.errors import BusyError, InvalidRequestError, LLMError
-from service.llm.client import ChatModel
-from service.http.openai import ChatMessage
-from service.answering.prompts import render_condense_prompt
-from service.settings import Settings
 from service.answering.measures import name_lists, terms
+from service.answering.prompts import render_condense_prompt
+from service.errors import BusyError, InvalidRequestError, LLMError
+from service.llm import ChatModel
+from service.settings import Settings
 
 __all__ = [
+    "Turn",
     "history",
     "is_frontend_task",
     "looks_dependent",
@@ -32,6 +33,21 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class Turn(Protocol):
+    """A chat turn as this module reads it: who spoke, and the text they sent."""
+
+    @property
+    def role(self) -> str:
+        """``user``, ``assistant``, ``system`` or another chat role."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The turn's text, its parts joined."""
+        ...
+
 
 MAX_QUESTION_CHARS = 2000
 
@@ -58,14 +74,14 @@ _POSITIONS = {"first": 0, "former": 0, "second": 1, "third": 2, "fourth": 3, "fi
               "last": -1, "latter": -1}  # fmt: skip
 
 
-def _last_user(messages: Sequence[ChatMessage]) -> int:
+def _last_user(messages: Sequence[Turn]) -> int:
     users = [i for i, m in enumerate(messages) if m.role == "user" and m.text.strip()]
     if not users:
         raise InvalidRequestError("messages must include a user message with text")
     return users[-1]
 
 
-def is_frontend_task(messages: Sequence[ChatMessage]) -> bool:
+def is_frontend_task(messages: Sequence[Turn]) -> bool:
     """Whether the request is a chat frontend's background prompt, not a user's question."""
     # Open WebUI sends the task as the last message, LibreChat sometimes after the chat.
     candidates = [*messages[-1:], *(m for m in reversed(messages) if m.role == "user")][:2]
@@ -80,9 +96,7 @@ def _clip(text: str, limit: int) -> str:
     return f"{text[:half]}\n…\n{text[len(text) - half :]}"
 
 
-async def run_task(
-    llm: ChatModel | None, messages: Sequence[ChatMessage], settings: Settings
-) -> str:
+async def run_task(llm: ChatModel | None, messages: Sequence[Turn], settings: Settings) -> str:
     """The plain LLM's reply to a frontend task, capped in tokens and time; "" if it fails."""
     if llm is None:
         return ""
@@ -105,7 +119,7 @@ async def run_task(
         return ""
 
 
-def history(messages: Sequence[ChatMessage], settings: Settings) -> list[tuple[str, str]]:
+def history(messages: Sequence[Turn], settings: Settings) -> list[tuple[str, str]]:
     """The user and assistant turns before the last question, within the history limits.
 
     Older turns are dropped first; assistant turns lose their ``[n]`` markers and Sources
@@ -156,7 +170,7 @@ def looks_dependent(question: str) -> bool:
 
 
 async def standalone_question(
-    llm: ChatModel | None, messages: Sequence[ChatMessage], settings: Settings
+    llm: ChatModel | None, messages: Sequence[Turn], settings: Settings
 ) -> str:
     """The last user message, rewritten with the earlier turns when it does not stand alone."""
     question = " ".join(messages[_last_user(messages)].text.split())

@@ -16,10 +16,6 @@ from enum import StrEnum
 
 from service.answering.compose import VerifiedClaim
 from service.answering.instructions import document_instructions, document_suspects, examples_for
-from service.answering.quote import align
-from service.answering.reply import Claim
-from service.answering.retrieve import Retrieval, Retriever
-from service.settings import Settings
 from service.answering.measures import (
     coverage,
     entities_supported,
@@ -28,6 +24,10 @@ from service.answering.measures import (
     numbers_supported,
     terms,
 )
+from service.answering.quote import align
+from service.answering.reply import Claim
+from service.answering.retrieve import Retrieval, Retriever
+from service.settings import Settings
 
 __all__ = [
     "Abstention",

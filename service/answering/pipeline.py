@@ -1,9 +1,14 @@
-"""The answering pipeline: retrieve, ask the LLM, ground its claims, compose, stream.
+"""The answering pipeline: retrieve, reply, ground, judge, compose, as a stream of events.
 
-Each step lives in its own module: ``_retrieve`` (candidates and evidence), ``_reply``
-(the LLM's reply cut into claims), ``_ground`` (claim support, whether the cited sentences
-answer, and every reason to abstain), ``_compose`` (answer text, markers, citations).
-This module runs them in order and turns the result into events.
+Each step lives in its own module: ``retrieve`` (candidates and evidence), ``reply`` (the
+LLM's reply cut into claims), ``ground`` (claim support, whether the cited sentences
+answer, and every reason to abstain), ``judge`` (the LLM's yes/no verdicts), ``compose``
+(answer text, markers, citations). This module runs them in order over one
+:class:`Asking`, the state of one question, and turns the result into events.
+
+The :class:`Answerer` lives as long as the process. It reads the current :class:`Reading`
+(an index with its retriever and grounder); a write swaps the reading, and a question
+keeps the reading it started with.
 """
 
 from __future__ import annotations
@@ -14,26 +19,25 @@ from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-import anyio
 import anyio.to_thread
 import msgspec
 
-from index import CorpusIndex, Embedder
+from index import CorpusIndex, Embedder, Sentence
 from service.answering.compose import ABSTAIN_TEXT, Composition, VerifiedClaim
-from service.errors import BusyError, LLMError
-from service.answering.ground import Abstention, Grounder, answerability, p_yes
-from service.answering.instructions import (
-    INSTRUCTION_MIN,
-    QUESTION_INSTRUCTION_MIN,
-    document_instructions,
-    judged_instructions,
-    suspect_question,
-)
-from service.llm.client import ChatModel, QueuedChatModel, Token
-from service.observe import INDEX_DOCUMENTS, INDEX_SEGMENTS, INDEX_SENTENCES, record_answer
-from service.answering.prompts import render_answer_prompt, render_judge_prompt, render_screen_prompt
+from service.answering.ground import Abstention, Grounder, answerability
+from service.answering.judge import gives_orders, screen_documents, supports
+from service.answering.prompts import render_answer_prompt
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
+from service.errors import BusyError, LLMError
+from service.llm import ChatModel, QueuedChatModel, until
+from service.observe import (
+    INDEX_DOCUMENTS,
+    INDEX_SEGMENTS,
+    INDEX_SENTENCES,
+    elapsed_ms,
+    record_answer,
+)
 from service.schemas import AnswerMode, AskResponse, Citation, Passage
 from service.settings import Settings
 
@@ -42,8 +46,9 @@ __all__ = [
     "AnswerDone",
     "Answerer",
     "AskEvent",
-    "Candidate",
+    "Asking",
     "CitationFound",
+    "Reading",
     "StreamFailed",
 ]
 
@@ -84,80 +89,121 @@ class AnswerDone:
 AskEvent = AnswerDelta | CitationFound | StreamFailed | AnswerDone
 
 
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 1)
+@dataclass(frozen=True)
+class Reading:
+    """One version of the index with what questions over it need, built once per version."""
+
+    index: CorpusIndex
+    retriever: Retriever
+    grounder: Grounder
+    corpus_chars: int
+
+    @classmethod
+    def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:
+        """The reading of ``index``: term statistics, and which sentences are untrusted."""
+        retriever = Retriever(index, embedder, settings)
+        return cls(index, retriever, Grounder(retriever, settings),
+                   sum(len(d.text) for d in index.documents.values()))  # fmt: skip
+
+    @property
+    def sentences(self) -> list[Sentence]:
+        """The index's sentences, by position."""
+        return self.index.sentences
+
+
+@dataclass
+class Asking:
+    """The state of one question as it goes through the steps."""
+
+    question: str
+    top_k: int
+    mode: AnswerMode
+    reading: Reading  # the index the question started with, kept to its end
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    retrieval: Retrieval = field(init=False)
+    passages: list[Passage] = field(init=False)
+    deadline: float = field(init=False)  # monotonic; one answer's LLM time ends here
 
 
 @dataclass
 class Answerer:
-    """The question-answering pipeline over one corpus index."""
+    """The question-answering pipeline over the current index."""
 
-    index: CorpusIndex
     embedder: Embedder
     llm: ChatModel | None
     settings: Settings
-    retriever: Retriever = field(init=False, repr=False)
-    grounder: Grounder = field(init=False, repr=False)
-    _corpus_chars: int = field(init=False, repr=False)
+    reading: Reading
 
-    def __post_init__(self) -> None:
-        if self.llm is not None and not isinstance(self.llm, QueuedChatModel):
-            # One queue per model: an answerer rebuilt after a write keeps its predecessor's.
-            self.llm = QueuedChatModel(
-                self.llm,
-                running=self.settings.llm_running,
-                max_waiting=self.settings.llm_max_waiting,
-            )
-        self.retriever = Retriever(self.index, self.embedder, self.settings)
-        self.grounder = Grounder(self.retriever, self.settings)
-        self._corpus_chars = sum(len(d.text) for d in self.index.documents.values())
-        INDEX_DOCUMENTS.set(len(self.index.documents))
-        INDEX_SENTENCES.set(len(self.index.sentences))
-        INDEX_SEGMENTS.set(len(self.index.segments))
+    @classmethod
+    def over(
+        cls, index: CorpusIndex, embedder: Embedder, llm: ChatModel | None, settings: Settings
+    ) -> Answerer:
+        """An answerer reading ``index``."""
+        return cls(embedder, llm, settings, Reading.of(index, embedder, settings))
+
+    @property
+    def index(self) -> CorpusIndex:
+        """The current index."""
+        return self.reading.index
+
+    @property
+    def retriever(self) -> Retriever:
+        """The current index's retriever."""
+        return self.reading.retriever
+
+    @property
+    def grounder(self) -> Grounder:
+        """The current index's grounder."""
+        return self.reading.grounder
+
+    def read(self, index: CorpusIndex) -> Reading:
+        """The reading of a new version of the index (CPU work: run it in a thread)."""
+        return Reading.of(index, self.embedder, self.settings)
+
+    def swap(self, reading: Reading) -> None:
+        """Answer later questions from ``reading``; questions in flight keep theirs."""
+        self.reading = reading
+        INDEX_DOCUMENTS.set(len(reading.index.documents))
+        INDEX_SENTENCES.set(len(reading.index.sentences))
+        INDEX_SEGMENTS.set(len(reading.index.segments))
 
     def check_capacity(self, mode: AnswerMode = "llm") -> None:
         """Refuse at once, with :class:`BusyError`, a question the LLM queue has no room for."""
         if mode == "llm" and isinstance(self.llm, QueuedChatModel) and self.llm.full:
             raise BusyError()
 
-    def _context(self, candidates: list[Candidate]) -> list[int]:
+    def _context(self, reading: Reading, candidates: list[Candidate]) -> list[int]:
         """Sentence indices shown to the LLM, in document order, less untrusted ones.
 
         A small corpus goes in whole, so the prompt prefix is the same for every
         question and the LLM server reuses its cache; a large one is cut to the
         best candidates.
         """
-        untrusted = self.grounder.untrusted
-        if self._corpus_chars <= self.settings.whole_corpus_chars:
-            return [i for i in range(len(self.index.sentences)) if i not in untrusted]
+        untrusted = reading.grounder.untrusted
+        if reading.corpus_chars <= self.settings.whole_corpus_chars:
+            return [i for i in range(len(reading.sentences)) if i not in untrusted]
         trusted = [c.index for c in candidates if c.index not in untrusted]
         return sorted(trusted[: self.settings.context_sentences])
 
-    def _prompt(self, retrieval: Retrieval) -> tuple[list[int], list[dict[str, str]]]:
+    def _prompt(
+        self, reading: Reading, retrieval: Retrieval
+    ) -> tuple[list[int], list[dict[str, str]]]:
         """The context sentences shown to the LLM, and the chat messages that show them."""
-        context = self._context(retrieval.candidates)
-        sources = [self.index.sentences[i].text for i in context]
+        context = self._context(reading, retrieval.candidates)
+        sources = [reading.sentences[i].text for i in context]
         return context, render_answer_prompt(sources, retrieval.question)
 
     def _abstain(
-        self,
-        mode: AnswerMode,
-        passages: list[Passage],
-        timings: dict[str, float],
-        because: Abstention,
-        *,
-        degraded: bool = False,
+        self, q: Asking, because: Abstention, *, mode: AnswerMode = "llm", degraded: bool = False
     ) -> AskResponse:
         log.debug("abstained: %s", because)
-        return AskResponse(
-            ABSTAIN_TEXT, False, [], passages, mode, degraded, timings, abstained_because=because
-        )
+        return AskResponse(ABSTAIN_TEXT, False, [], q.passages, mode, degraded, q.timings,
+                           abstained_because=because)  # fmt: skip
 
     def extractive(
         self,
-        retrieval: Retrieval,
-        passages: list[Passage],
-        timings: dict[str, float],
+        q: Asking,
         *,
         degraded: bool = False,
         because: Abstention = Abstention.WEAK_EVIDENCE,
@@ -167,70 +213,32 @@ class Answerer:
 
         ``tries`` defaults to the best few retrieved candidates.
         """
-        for c in retrieval.candidates[:_EXTRACTIVE_TRIES] if tries is None else tries:
-            sentence = self.index.sentences[c.index]
-            if c.index in self.grounder.untrusted:
+        reading = q.reading
+        for c in q.retrieval.candidates[:_EXTRACTIVE_TRIES] if tries is None else tries:
+            sentence = reading.sentences[c.index]
+            if c.index in reading.grounder.untrusted:
                 continue
-            if self.grounder.shortfall(retrieval, sentence.text, [c.index]) is None:
-                composition = Composition(self.index.sentences)
-                composition.add([self._whole(c)])
-                return _composed(composition, passages, "extractive", timings, degraded=degraded)
-        return self._abstain("extractive", passages, timings, because, degraded=degraded)
+            if reading.grounder.shortfall(q.retrieval, sentence.text, [c.index]) is None:
+                composition = Composition(reading.sentences)
+                composition.add([_whole(reading, c)])
+                return _composed(composition, q, "extractive", degraded=degraded)
+        return self._abstain(q, because, mode="extractive", degraded=degraded)
 
     async def screen(self) -> None:
-        """Have the LLM judge, once per document, which suspect sentences give orders.
-
-        Documents judged before (the index keeps verdicts across writes) cost nothing. Each
-        call waits until the LLM is idle, so that screening a large upload never holds up a
-        question. When a judgement fails (or the server sends no logprobs), screening stops:
-        the documents left unjudged keep their suspects out, and the next warm-up tries them
-        again.
-        """
+        """Have the LLM judge the current documents' suspect sentences (``judge``)."""
         if self.llm is None:
             return
-        index = self.index
-        judged = orders_found = 0
-        for doc_id in list(index.documents):
-            if document_instructions(index, doc_id) is not None:
-                continue
-            sentences = index.sentences_of(doc_id)
-            orders = []
-            for k in self.grounder.suspects(doc_id):
-                # Questions go first: a new document's suspects wait out of the prompt.
-                while isinstance(self.llm, QueuedChatModel) and not self.llm.idle:
-                    await anyio.sleep(0.1)
-                messages = render_screen_prompt("sentence", sentences[k].text)
-                deadline = time.monotonic() + self.settings.llm_deadline_s
-                p = await self._yes(self.llm, messages, deadline, {}, "screen")
-                if p is None:
-                    log.warning("instruction screen stopped: no judgement for a suspect")
-                    self.grounder.refresh()
-                    return
-                judged += 1
-                if p >= INSTRUCTION_MIN:
-                    orders.append(k)
-            judged_instructions(index, doc_id, orders)
-            orders_found += len(orders)
-        if judged:
-            self.grounder.refresh()
-            log.info("screened %d suspect sentences: %d give orders", judged, orders_found)
-
-    async def _instruction(self, llm: ChatModel, retrieval: Retrieval, deadline: float,
-                           timings: dict[str, float]) -> bool:  # fmt: skip
-        """Whether the question tries to change how the service behaves (the LLM judges)."""
-        if not suspect_question(retrieval.question):
-            return False
-        messages = render_screen_prompt("question", retrieval.question)
-        p = await self._yes(llm, messages, deadline, timings, "screen")
-        log.debug("question screened: P(instruction) %s", p)
-        return p is not None and p >= QUESTION_INSTRUCTION_MIN
+        reading = self.reading
+        await screen_documents(self.llm, reading.index, reading.grounder,
+                               self.settings.llm_deadline_s)  # fmt: skip
 
     async def warm(self) -> None:
         """Screen the documents, then send one question so the LLM caches the prompt prefix."""
         if self.llm is None:
             return
         await self.screen()
-        _, messages = self._prompt(self.retriever.retrieve("warm-up"))
+        reading = self.reading
+        _, messages = self._prompt(reading, reading.retriever.retrieve("warm-up"))
         try:
             await self.llm.complete(messages, max_tokens=1)
         except LLMError as exc:
@@ -253,84 +261,37 @@ class Answerer:
         then its text and its new citations go out together. The ``AnswerDelta`` texts,
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
-        async with aclosing(self._events(question, top_k, mode)) as events:
+        q = Asking(question, top_k, mode, self.reading)
+        async with aclosing(self._events(q)) as events:
             async for event in events:
                 if isinstance(event, AnswerDone):
                     record_answer(event.response)
                 yield event
 
-    async def _events(
-        self, question: str, top_k: int, mode: AnswerMode
-    ) -> AsyncGenerator[AskEvent, None]:
-        started = time.perf_counter()
+    async def _events(self, q: Asking) -> AsyncGenerator[AskEvent, None]:
         # Encoding and verification are CPU work: they run in worker threads so the
         # event loop keeps serving other requests meanwhile.
-        retrieval = await anyio.to_thread.run_sync(self.retriever.retrieve, question)
-        passages = self.retriever.passages(retrieval.candidates, top_k)
-        timings = {"retrieve": _ms(started)}
-        # One answer's LLM time, the support judge's included, ends here.
-        deadline = time.monotonic() + self.settings.llm_deadline_s
-        if mode == "extractive" or self.llm is None:
-            response = self.extractive(retrieval, passages, timings, degraded=mode == "llm")
-        elif await self._instruction(self.llm, retrieval, deadline, timings):
-            response = self._abstain("llm", passages, timings, Abstention.INSTRUCTION)
-        elif (unasked := self.grounder.before_asking(retrieval)) is not None:
-            response = self._abstain("llm", passages, timings, unasked)
+        q.retrieval = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, q.question)
+        q.passages = q.reading.retriever.passages(q.retrieval.candidates, q.top_k)
+        q.timings["retrieve"] = elapsed_ms(q.started)
+        q.deadline = time.monotonic() + self.settings.llm_deadline_s
+        if q.mode == "extractive" or self.llm is None:
+            response = self.extractive(q, degraded=q.mode == "llm")
+        elif await gives_orders(self.llm, q.question, q.deadline, q.timings):
+            response = self._abstain(q, Abstention.INSTRUCTION)
+        elif (unasked := q.reading.grounder.before_asking(q.retrieval)) is not None:
+            response = self._abstain(q, unasked)
         else:
-            async with aclosing(
-                self._llm_events(self.llm, retrieval, passages, timings, started, deadline)
-            ) as events:
+            async with aclosing(self._llm_events(self.llm, q)) as events:
                 async for event in events:
                     yield event
             return
-        timings["total"] = _ms(started)
+        q.timings["total"] = elapsed_ms(q.started)
         for event in _replay(response):
             yield event
 
-    async def _p_yes(
-        self,
-        llm: ChatModel,
-        sentences: list[int],
-        question: str,
-        deadline: float,
-        timings: dict[str, float],
-        name: str,
-    ) -> float | None:
-        """The LLM's P(yes) that ``sentences`` state the answer (``prompts/judge.md``)."""
-        texts = [self.index.sentences[i].text for i in sentences]
-        messages = render_judge_prompt(texts, question)
-        return await self._yes(llm, messages, deadline, timings, name)
-
-    async def _yes(
-        self,
-        llm: ChatModel,
-        messages: list[dict[str, str]],
-        deadline: float,
-        timings: dict[str, float],
-        name: str,
-    ) -> float | None:
-        """P(yes) of a yes/no prompt, from the first reply token's logprobs.
-
-        None when the call fails or the server sends no logprobs; the time goes into
-        ``timings[name]``.
-        """
-        started = time.perf_counter()
-        probability: float | None = None
-        try:
-            async with (
-                aclosing(llm.stream(messages, max_tokens=1)) as tokens,
-                aclosing(_until(tokens, deadline)) as timed,
-            ):
-                async for token in timed:
-                    probability = p_yes(token.top)
-                    break
-        except LLMError as exc:
-            log.warning("%s call failed: %s", name, exc)
-        timings[name] = _ms(started)
-        return probability
-
     def _judged_sentences(
-        self, retrieval: Retrieval, parser: ReplyParser, composition: Composition
+        self, q: Asking, parser: ReplyParser, composition: Composition
     ) -> list[int]:
         """The sentences the judge is asked about.
 
@@ -339,26 +300,19 @@ class Answerer:
         """
         if composition.cited:
             return composition.cited
-        untrusted = self.grounder.untrusted
+        untrusted = q.reading.grounder.untrusted
         for claim in claims_of(parser.raw, parser.context):
             hinted = sorted(i for i in claim.hints if i not in untrusted)
             if hinted:
                 return hinted[:1]
-        best = [c.index for c in retrieval.candidates if c.index not in untrusted]
+        best = [c.index for c in q.retrieval.candidates if c.index not in untrusted]
         return best[:1]
 
-    async def _llm_events(
-        self,
-        llm: ChatModel,
-        retrieval: Retrieval,
-        passages: list[Passage],
-        timings: dict[str, float],
-        started: float,
-        deadline: float,
-    ) -> AsyncGenerator[AskEvent, None]:
-        context, messages = self._prompt(retrieval)
+    async def _llm_events(self, llm: ChatModel, q: Asking) -> AsyncGenerator[AskEvent, None]:
+        timings = q.timings
+        context, messages = self._prompt(q.reading, q.retrieval)
         parser = ReplyParser(context)
-        composition = Composition(self.index.sentences)
+        composition = Composition(q.reading.sentences)
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
         hold = self.settings.support_judge
@@ -369,11 +323,11 @@ class Answerer:
         try:
             async with (
                 aclosing(llm.stream(messages, max_tokens=self.settings.llm_max_tokens)) as tokens,
-                aclosing(_until(tokens, deadline)) as timed,
+                aclosing(until(tokens, q.deadline)) as timed,
             ):
                 async for token in timed:
                     if "first_token" not in timings:
-                        timings["first_token"] = _ms(llm_started)
+                        timings["first_token"] = elapsed_ms(llm_started)
                         confidence = answerability(token.top)
                         threshold = self.settings.min_answerability
                         if confidence is not None and confidence < threshold:
@@ -382,56 +336,43 @@ class Answerer:
                     claims = parser.feed(token.text)
                     if claims:
                         events = await anyio.to_thread.run_sync(
-                            self._settle, retrieval, claims, context, composition, not hold
+                            _settle, q, claims, context, composition, not hold
                         )
                         if events:
-                            timings.setdefault("first_text", _ms(started))
+                            timings.setdefault("first_text", elapsed_ms(q.started))
                         for event in events:
                             yield event
         except LLMError as exc:
             log.warning("LLM failed: %s", exc)
             failure = exc
-        timings["llm"] = _ms(llm_started)
+        timings["llm"] = elapsed_ms(llm_started)
         if failure is None and not unsure:
             verify_started = time.perf_counter()
             log.debug("LLM reply of %d characters", len(parser.raw))
             events = await anyio.to_thread.run_sync(
-                self._settle, retrieval, parser.finish(), context, composition, not hold
+                _settle, q, parser.finish(), context, composition, not hold
             )
-            timings["verify"] = _ms(verify_started)
+            timings["verify"] = elapsed_ms(verify_started)
             for event in events:
                 yield event
         elif composition.released_parts:
             yield StreamFailed("the LLM stopped part-way; the answer is what was verified so far")
         if composition.released_parts:
-            degraded = failure is not None
-            response = _composed(composition, passages, "llm", timings, degraded=degraded)
+            response = _composed(composition, q, "llm", degraded=failure is not None)
         elif failure is not None:
-            response = self.extractive(
-                retrieval, passages, timings, degraded=True, because=Abstention.LLM_FAILED
-            )
+            response = self.extractive(q, degraded=True, because=Abstention.LLM_FAILED)
         elif unsure:
-            response = self._abstain("llm", passages, timings, Abstention.UNSURE)
+            response = self._abstain(q, Abstention.UNSURE)
         else:
-            response = await self._judged(
-                llm, retrieval, parser, composition, passages, timings, started, deadline
-            )
+            response = await self._judged(llm, q, parser, composition)
         response = msgspec.structs.replace(response, answerability=confidence)
-        timings["total"] = _ms(started)
+        timings["total"] = elapsed_ms(q.started)
         shown = composition.released_parts > 0
         for event in _replay(response, text=not shown, after=composition.released_citations):
             yield event
 
     async def _judged(
-        self,
-        llm: ChatModel,
-        retrieval: Retrieval,
-        parser: ReplyParser,
-        composition: Composition,
-        passages: list[Passage],
-        timings: dict[str, float],
-        started: float,
-        deadline: float,
+        self, llm: ChatModel, q: Asking, parser: ReplyParser, composition: Composition
     ) -> AskResponse:
         """The answer to a complete reply none of which has been shown yet.
 
@@ -441,76 +382,32 @@ class Answerer:
         judged sentence whole. Without a judgement (off, or no logprobs), a held-back
         reply falls back to ``_without_llm_answer``.
         """
-        because = await anyio.to_thread.run_sync(
-            self._held_back_because, retrieval, parser, composition
-        )
-        judged_on = self._judged_sentences(retrieval, parser, composition)
+        reading = q.reading
+        because = await anyio.to_thread.run_sync(_held_back_because, q, parser, composition)
+        judged_on = self._judged_sentences(q, parser, composition)
         support: float | None = None
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
-            support = await self._p_yes(llm, judged_on, retrieval.question, deadline, timings, name)
+            texts = [reading.sentences[i].text for i in judged_on]
+            support = await supports(llm, texts, q.question, q.deadline, q.timings, name)
         if because is not None and support is None:
-            return await anyio.to_thread.run_sync(
-                self._without_llm_answer, retrieval, because, composition, passages, timings
-            )
-        verdict = self.grounder.judged(because, support)
+            return await anyio.to_thread.run_sync(self._without_llm_answer, q, because, composition)
+        verdict = reading.grounder.judged(because, support)
         if verdict is not None:
-            response = self._abstain("llm", passages, timings, verdict)
+            response = self._abstain(q, verdict)
         else:
             if because is None or (because is Abstention.OFF_POINT and composition.parts):
                 given = composition
             else:
-                given = Composition(self.index.sentences)
-                given.add([self._whole(self.retriever.candidate(retrieval, i)) for i in judged_on])
-            timings.setdefault("first_text", _ms(started))
-            response = _composed(given, passages, "llm", timings, degraded=False)
+                given = Composition(reading.sentences)
+                given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
+                           for i in judged_on])  # fmt: skip
+            q.timings.setdefault("first_text", elapsed_ms(q.started))
+            response = _composed(given, q, "llm", degraded=False)
         return msgspec.structs.replace(response, support=support)
 
-    def _whole(self, candidate: Candidate) -> VerifiedClaim:
-        """A candidate sentence as a claim of its own, verbatim."""
-        return VerifiedClaim(self.index.sentences[candidate.index].text, candidate.index,
-                             candidate.evidence)  # fmt: skip
-
-    def _settle(
-        self,
-        retrieval: Retrieval,
-        claims: Sequence[Claim],
-        context: list[int],
-        composition: Composition,
-        release: bool,
-    ) -> list[AskEvent]:
-        """Verify complete claims and, if ``release``, release what may now be shown.
-
-        Parts wait until the sentences cited so far bear on the question and the text
-        holds what the question asks for (``Grounder.shortfall``). Once that passes, every
-        later part is released as soon as it is verified, and the final answer keeps
-        all of them.
-        """
-        composition.add(self.grounder.verify(retrieval.question, claims, context))
-        if not release or not composition.pending:
-            return []
-        if not composition.released_parts and self.grounder.shortfall(
-            retrieval, composition.statement, composition.cited
-        ):
-            return []  # checked before the first release only; later parts only add
-        text, citations = composition.release()
-        return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
-
-    def _held_back_because(
-        self, retrieval: Retrieval, parser: ReplyParser, composition: Composition
-    ) -> Abstention | None:
-        """Why a complete reply, none of it shown yet, may not be given; None if it may."""
-        if not composition.parts:
-            return Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
-        return self.grounder.shortfall(retrieval, composition.statement, composition.cited)
-
     def _without_llm_answer(
-        self,
-        retrieval: Retrieval,
-        because: Abstention,
-        composition: Composition,
-        passages: list[Passage],
-        timings: dict[str, float],
+        self, q: Asking, because: Abstention, composition: Composition
     ) -> AskResponse:
         """Abstain for ``because``, unless a sentence plainly answers.
 
@@ -521,41 +418,62 @@ class Answerer:
         if because is Abstention.MISSING_ASKED:
             # The reply dropped a figure or list items that its own sentences hold: those
             # sentences, whole, are the next candidates.
-            cited = [self.retriever.candidate(retrieval, i) for i in composition.cited]
-            response = self.extractive(retrieval, passages, timings, because=because, tries=cited)
+            cited = [q.reading.retriever.candidate(q.retrieval, i) for i in composition.cited]
+            response = self.extractive(q, because=because, tries=cited)
             if response.answerable:
                 return response
-        best = retrieval.candidates[0] if retrieval.candidates else None
+        best = q.retrieval.candidates[0] if q.retrieval.candidates else None
         if best is None or best.lexical < self.settings.refusal_override_coverage:
-            return self._abstain("llm", passages, timings, because)
-        return self.extractive(retrieval, passages, timings, because=because)
+            return self._abstain(q, because)
+        return self.extractive(q, because=because)
 
 
-async def _until(
-    tokens: AsyncGenerator[Token, None], deadline: float
-) -> AsyncGenerator[Token, None]:
-    """The tokens that arrive before ``deadline`` (monotonic); past it, an LLMError."""
-    while True:
-        try:
-            with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
-                token = await anext(tokens)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise LLMError("the LLM passed its deadline") from None
-        yield token
+def _whole(reading: Reading, candidate: Candidate) -> VerifiedClaim:
+    """A candidate sentence as a claim of its own, verbatim."""
+    return VerifiedClaim(reading.sentences[candidate.index].text, candidate.index,
+                         candidate.evidence)  # fmt: skip
+
+
+def _settle(
+    q: Asking,
+    claims: Sequence[Claim],
+    context: list[int],
+    composition: Composition,
+    release: bool,
+) -> list[AskEvent]:
+    """Verify complete claims and, if ``release``, release what may now be shown.
+
+    Parts wait until the sentences cited so far bear on the question and the text
+    holds what the question asks for (``Grounder.shortfall``). Once that passes, every
+    later part is released as soon as it is verified, and the final answer keeps
+    all of them.
+    """
+    grounder = q.reading.grounder
+    composition.add(grounder.verify(q.question, claims, context))
+    if not release or not composition.pending:
+        return []
+    if not composition.released_parts and grounder.shortfall(
+        q.retrieval, composition.statement, composition.cited
+    ):
+        return []  # checked before the first release only; later parts only add
+    text, citations = composition.release()
+    return [AnswerDelta(text), *(CitationFound(n, c) for n, c in citations)]
+
+
+def _held_back_because(
+    q: Asking, parser: ReplyParser, composition: Composition
+) -> Abstention | None:
+    """Why a complete reply, none of it shown yet, may not be given; None if it may."""
+    if not composition.parts:
+        return Abstention.REFUSED if parser.refused else Abstention.UNSUPPORTED
+    return q.reading.grounder.shortfall(q.retrieval, composition.statement, composition.cited)
 
 
 def _composed(
-    composition: Composition,
-    passages: list[Passage],
-    mode: AnswerMode,
-    timings: dict[str, float],
-    *,
-    degraded: bool,
+    composition: Composition, q: Asking, mode: AnswerMode, *, degraded: bool
 ) -> AskResponse:
     return AskResponse(
-        composition.answer, True, composition.citations, passages, mode, degraded, timings
+        composition.answer, True, composition.citations, q.passages, mode, degraded, q.timings
     )
 
 

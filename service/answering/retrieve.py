@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from index import CorpusIndex, Embedder, Sentence, Vectors
+from service.answering.measures import Terms, coverage, terms
 from service.schemas import Passage, SentenceHit
 from service.settings import Settings
-from service.answering.measures import Terms, coverage, terms
 
 __all__ = ["Candidate", "Retrieval", "Retriever"]
 

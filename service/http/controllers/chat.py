@@ -1,0 +1,84 @@
+"""``/v1/models`` and ``/v1/chat/completions``: the OpenAI-compatible chat, citations kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+
+from service.answering import is_frontend_task, run_task, standalone_question
+from service.http.apidoc import errors
+from service.http.dependencies import RuntimeDep, SettingsDep
+from service.http.streaming import EventStream, openai_stream, while_connected
+from service.http.wire import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelList,
+    SourceCards,
+    chat_chunks,
+    chat_completion,
+    model_list,
+    task_chunks,
+    task_completion,
+)
+
+__all__ = ["OpenAIController"]
+
+
+class OpenAIController(Controller):
+    """The chat a frontend (Open WebUI, LibreChat, the ``openai`` client) talks to."""
+
+    tags = ["openai"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/models", sync_to_thread=False, responses=errors(401, openai=True))
+    def models(self, settings: SettingsDep, state: State) -> ModelList:
+        """The one model this service offers, in the OpenAI shape."""
+        return model_list(settings.model_name, state.started)
+
+    @post("/chat/completions", status_code=200,
+          responses={200: ResponseSpec(ChatCompletion, description="answer")}
+          | errors(400, 401, 502, openai=True))  # fmt: skip
+    async def chat_completions(
+        self,
+        data: JSONBody[ChatCompletionRequest],
+        runtime: RuntimeDep,
+        settings: SettingsDep,
+        request: Request[Any, Any, Any],
+    ) -> ChatCompletion | ServerSentEvent:
+        """OpenAI-compatible chat; the last user message is the question, earlier turns its context.
+
+        A chat frontend's own background prompts (titles, tags, follow-up suggestions) get
+        the plain LLM's reply, without retrieval or citations.
+        """
+        answerer = runtime.answerer
+        model = data.model or settings.model_name
+        include_usage = bool(data.stream_options and data.stream_options.include_usage)
+        if is_frontend_task(data.messages):
+            prompt = data.messages[-1].text
+            content = await while_connected(
+                request, run_task(answerer.llm, data.messages, settings)
+            )
+            if not data.stream:
+                return task_completion(content, prompt, model)
+            return EventStream(
+                openai_stream(task_chunks(content, prompt, model, include_usage=include_usage))
+            )
+        answerer.check_capacity()
+        question = await while_connected(
+            request, standalone_question(answerer.llm, data.messages, settings)
+        )
+        titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+        sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
+        if not data.stream:
+            response = await while_connected(request, answerer.ask(question, data.top_k))
+            return chat_completion(response, question, model, titles, sources=sources)
+        cards = SourceCards(titles, settings.public_url or str(request.base_url))
+        chunks = chat_chunks(
+            answerer.ask_events(question, data.top_k), question, model, cards,
+            sources=sources, include_usage=include_usage,
+        )  # fmt: skip
+        return EventStream(openai_stream(chunks))

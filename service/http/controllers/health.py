@@ -1,0 +1,66 @@
+"""Probes, metrics and the playground page: what an operator and a first-time visitor see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Controller, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.plugins.prometheus import PrometheusController
+
+__all__ = ["STATIC", "HealthController", "Metrics", "playground"]
+
+STATIC = Path(__file__).parents[1] / "static"
+# The page loads only its own files and talks only to this server.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@get("/", include_in_schema=False, sync_to_thread=False)
+def playground() -> Response[bytes]:
+    """The playground page: ask, and see each cited sentence lit up in its document."""
+    page = (STATIC / "index.html").read_bytes()
+    return Response(page, media_type=MediaType.HTML, headers=_PAGE_HEADERS)
+
+
+class HealthController(Controller):
+    """Liveness and readiness."""
+
+    tags = ["health"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz(self) -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @get("/readyz", sync_to_thread=False)
+    def readyz(self, state: State) -> Response[dict[str, Any]]:
+        """Readiness: 200 once the index and the LLM are loaded, else 503."""
+        life = state.life
+        if life.runtime is None:
+            status = "failed" if life.failure else "loading"
+            body: dict[str, Any] = {"status": status}
+            if life.failure:
+                body["detail"] = life.failure
+            return Response(body, status_code=503)
+        runtime = life.runtime
+        manifest = runtime.answerer.index.manifest
+        return Response(
+            {
+                "status": "ready",
+                "index": msgspec.to_builtins(manifest),
+                "llm": runtime.llm.name if runtime.llm else None,
+                "embedded_llm": runtime.embedded is not None,
+                "load_ms": runtime.timings_ms,
+            }
+        )
+
+
+class Metrics(PrometheusController):
+    """``GET /metrics`` in the Prometheus text format; not part of the API's schema."""
+
+    include_in_schema = False
