@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from index import CorpusIndex, SentenceTransformerEmbedder, read_documents, segment
+from index import SentenceTransformerEmbedder, build_index, read_documents, save_snapshot, segment
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 
@@ -33,8 +33,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        index = CorpusIndex.build(docs, embedder)
-        index.save(Path(out))
+        index = build_index(docs, embedder)
+        save_snapshot(index, Path(out))
         index_s = time.perf_counter() - started
 
     n = len(texts)

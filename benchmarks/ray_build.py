@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import CorpusIndex, SentenceTransformerEmbedder, build_on_ray, read_documents
+from index import SentenceTransformerEmbedder, build_index, build_on_ray, read_documents
 
 SQUAD_DOCS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "docs.jsonl"
 
@@ -30,7 +30,7 @@ def main() -> None:
     docs = read_documents(args.paths)
 
     started = time.perf_counter()
-    local = CorpusIndex.build(docs, SentenceTransformerEmbedder())
+    local = build_index(docs, SentenceTransformerEmbedder())
     local_s = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path
 import anyio.to_thread
 from write_cost import SQUAD_DOCS, FixedEmbedder  # beside this script
 
-from index import CorpusIndex, Document, SentenceTransformerEmbedder, read_documents
+from index import Document, SentenceTransformerEmbedder, build_index, read_documents, save_snapshot
 from service import Runtime, Settings, delete_document, upsert_documents
 from service.answering import Answerer
 
@@ -81,8 +81,8 @@ async def run(
     stand_in.model_id = embedder.model_id  # the same model as far as the index can tell
     with tempfile.TemporaryDirectory() as out:
         settings = Settings(index_dir=Path(out))
-        index = CorpusIndex.build(docs, stand_in)
-        index.save(settings.index_dir)
+        index = build_index(docs, stand_in)
+        save_snapshot(index, settings.index_dir)
         runtime = Runtime(answerer=Answerer.over(index, embedder, None, settings))
         idle = await _searches(runtime, questions, seconds)
         stop = asyncio.Event()

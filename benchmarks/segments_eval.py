@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 from write_cost import SQUAD_DOCS  # beside this script
 
-from index import CorpusIndex, Document, SentenceTransformerEmbedder, Vectors, read_documents
+from index import (
+    CorpusIndex,
+    Document,
+    SentenceTransformerEmbedder,
+    Vectors,
+    build_index,
+    merged_segment,
+    read_documents,
+    update_index,
+    with_merged,
+)
 from service import AnswerMode, Settings, evaluate, read_questions
 from service.answering import Answerer
 
@@ -48,19 +58,19 @@ class RememberingEmbedder:
 
 
 def _ten_segments(docs: list[Document], embedder: RememberingEmbedder) -> CorpusIndex:
-    index = CorpusIndex.build([], embedder)
+    index = build_index([], embedder)
     step = -(-len(docs) // 10)
     for i in range(0, len(docs), step):
-        index = index.updated(embedder, upserts=docs[i : i + step])
+        index = update_index(index, embedder, upserts=docs[i : i + step])
         if i == step:  # a replace and a delete-and-add-back, so that tombstones are in play
-            index = index.updated(embedder, upserts=docs[:2], deletes=[docs[3].doc_id])
-            index = index.updated(embedder, upserts=[docs[3]])
+            index = update_index(index, embedder, upserts=docs[:2], deletes=[docs[3].doc_id])
+            index = update_index(index, embedder, upserts=[docs[3]])
     return index
 
 
 def _merged(index: CorpusIndex) -> CorpusIndex:
     names = [s.name for s in index.segments]
-    merged = index.with_merged(index.merged_segment(names), names)
+    merged = with_merged(index, merged_segment(index, names), names)
     assert merged is not None
     return merged
 
@@ -70,7 +80,7 @@ async def main_async(args: argparse.Namespace) -> None:
     docs = read_documents([SQUAD_DOCS])
     questions = read_questions(SQUAD_DOCS.parent / "questions.jsonl")[: args.limit]
     embedder = RememberingEmbedder()
-    single = CorpusIndex.build(docs, embedder)
+    single = build_index(docs, embedder)
     ten = _ten_segments(docs, embedder)
     builds = {"one segment": single, "ten segments": ten, "ten, merged": _merged(ten)}
     mode: AnswerMode = args.mode

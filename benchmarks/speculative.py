@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from index import segment
+from index import split_sentences
 from service import Settings, bundled_corpus
 from service.answering import render_answer_prompt
 from service.llm import EmbeddedServer, assemble_model
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     questions = [q["q"] for q in json.loads(QUESTIONS.read_text())["questions"]]
-    sentences = [s.text for s in segment("article", bundled_corpus().read_text("utf-8"))]
+    sentences = [s.text for s in split_sentences("article", bundled_corpus().read_text("utf-8"))]
     model = assemble_model(Settings().model_cache_dir)
     lines = [
         f"Questions: {len(questions)} development questions, answered once per setting.",

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index import CorpusIndex, Document, Vectors, read_documents
+from index import (
+    CorpusIndex,
+    Document,
+    Vectors,
+    build_index,
+    read_documents,
+    save_snapshot,
+    update_index,
+)
 from service import Settings
 from service.answering import Answerer
 
@@ -60,11 +68,11 @@ def _timed_write(
         kept = [d for d in index.documents.values() if d.doc_id not in set(deletes)]
         vectors = np.asarray(index.vectors)
         reuse = {s.sentence_id: vectors[i] for i, s in enumerate(index.sentences)}
-        new = CorpusIndex.build([*kept, *upserts], embedder, reuse=reuse)
+        new = build_index([*kept, *upserts], embedder, reuse=reuse)
     else:
-        new = index.updated(embedder, upserts=upserts, deletes=deletes)
+        new = update_index(index, embedder, upserts=upserts, deletes=deletes)
     updated = time.perf_counter()
-    new.save(directory)
+    save_snapshot(new, directory)
     saved = time.perf_counter()
     Answerer.over(new, embedder, None, Settings())
     done = time.perf_counter()
@@ -94,8 +102,8 @@ def main() -> None:
         ]
         with tempfile.TemporaryDirectory() as out:
             directory = Path(out)
-            index = CorpusIndex.build(docs, FixedEmbedder())
-            index.save(directory)
+            index = build_index(docs, FixedEmbedder())
+            save_snapshot(index, directory)
             size = len(index.sentences)
             runs: dict[str, list[dict[str, float]]] = {
                 "add": [], "delete": [], "delete, big segment": [], "add, rebuild": [],

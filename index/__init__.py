@@ -1,30 +1,51 @@
-"""Corpus text to a searchable index: segment, chunk, embed, store."""
+"""Corpus text to a searchable index: split, chunk, embed, store, search, snapshot.
+
+Modules by job: ``documents`` (reading .txt, .md, .jsonl), ``split`` (sentences with exact
+offsets), ``chunk``, ``lexical`` (the one tokenizer), ``embed`` (the embedder seam),
+``segment`` (an immutable segment and its files), ``search`` (FAISS, the fan-out over
+segments, BM25), ``corpus`` (the read view), ``writer`` (build, update, merge),
+``snapshots`` (the directory: ``CURRENT``, manifests, leases), ``files`` (sha256, fsync),
+``stages`` (the build as batch stages) and ``ray`` (those stages on Ray Data).
+
+Imports nothing from ``service``.
+"""
 
 from index.chunk import Chunk, chunk_sentences
-from index.corpus import (
-    FORMAT_VERSION,
-    MAX_SEGMENTS,
-    CorpusIndex,
-    IndexFormatError,
-    IndexMissingError,
-    Manifest,
-    hold_snapshots,
-    load_or_build,
-    release_snapshots,
-)
+from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import Document, corpus_checksum, markdown_title, read_documents
 from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
+from index.files import sha256_of
 from index.lexical import stem_words, tokenize
 from index.ray import build_on_ray
-from index.search import HNSW_THRESHOLD, FaissStore, VectorStore
-from index.segment import Bm25, FanOutStore, Segment
-from index.split import Sentence, segment, split_spans
-from index.stages import EmbedBatch, assemble, split_batch
+from index.search import HNSW_THRESHOLD, Bm25, FaissStore, FanOutStore, VectorStore
+from index.segment import Segment
+from index.snapshots import (
+    IndexFormatError,
+    IndexMissingError,
+    current_snapshot,
+    hold_snapshots,
+    load_snapshot,
+    release_snapshots,
+    save_snapshot,
+)
+from index.split import SPLITTER, Sentence, split_sentences, split_spans
+from index.stages import EmbedBatch, split_batch
+from index.writer import (
+    MAX_SEGMENTS,
+    assemble,
+    build_index,
+    load_or_build,
+    merge_plan,
+    merged_segment,
+    update_index,
+    with_merged,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "HNSW_THRESHOLD",
     "MAX_SEGMENTS",
+    "SPLITTER",
     "Bm25",
     "Chunk",
     "CorpusIndex",
@@ -42,17 +63,26 @@ __all__ = [
     "VectorStore",
     "Vectors",
     "assemble",
+    "build_index",
     "build_on_ray",
     "chunk_sentences",
     "corpus_checksum",
+    "current_snapshot",
     "hold_snapshots",
     "load_or_build",
+    "load_snapshot",
     "markdown_title",
+    "merge_plan",
+    "merged_segment",
     "read_documents",
     "release_snapshots",
-    "segment",
+    "save_snapshot",
+    "sha256_of",
     "split_batch",
+    "split_sentences",
     "split_spans",
     "stem_words",
     "tokenize",
+    "update_index",
+    "with_merged",
 ]

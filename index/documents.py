@@ -84,3 +84,10 @@ def corpus_checksum(docs: Iterable[Document]) -> str:
             digest.update(part.encode("utf-8"))
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def read_documents_jsonl(path: Path) -> list[Document]:
+    """The documents of a ``documents.jsonl`` that an index wrote."""
+    return [
+        msgspec.json.decode(line, type=Document) for line in path.read_bytes().splitlines() if line
+    ]

@@ -14,7 +14,8 @@ from typing import Any
 from index.corpus import CorpusIndex
 from index.documents import Document
 from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
-from index.stages import EmbedBatch, assemble, split_batch
+from index.stages import EmbedBatch, split_batch
+from index.writer import assemble
 
 __all__ = ["build_on_ray"]
 

@@ -1,14 +1,36 @@
-"""The vector-store seam and its FAISS implementation."""
+"""Search: the vector-store seam, FAISS, the fan-out over segments, and BM25.
+
+Dense searches run over every segment and merge their results. BM25 takes its statistics
+(live sentence count, average length, document frequencies) over the live sentences of
+all segments, so a score does not depend on how the corpus happens to be cut.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import faiss
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse
 
-__all__ = ["FaissStore", "VectorStore"]
+from index.lexical import tokenize
+
+__all__ = [
+    "COMPRESS_THRESHOLD",
+    "HNSW_THRESHOLD",
+    "Bm25",
+    "FaissStore",
+    "FanOutStore",
+    "Postings",
+    "StackedVectors",
+    "VectorStore",
+]
+
+Positions = npt.NDArray[np.int64]
 
 
 class VectorStore(Protocol):
@@ -161,3 +183,161 @@ class FaissStore:
             out_scores[row, : len(alive)] = scores[row, alive]
             out_ids[row, : len(alive)] = positions[row, alive]
         return out_scores, out_ids
+
+
+@dataclass(frozen=True, eq=False)
+class Postings:
+    """A segment's term frequencies: rows are its sentences, columns its terms."""
+
+    terms: dict[str, int]
+    counts: scipy.sparse.csc_array  # float32 term frequency
+    lengths: npt.NDArray[np.float32]  # tokens per sentence
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[list[str]]) -> Postings:
+        """Postings of sentences given as their :func:`tokenize` tokens."""
+        terms: dict[str, int] = {}
+        rows, cols = [], []
+        for row, sentence in enumerate(tokens):
+            for token in sentence:
+                rows.append(row)
+                cols.append(terms.setdefault(token, len(terms)))
+        data = np.ones(len(rows), dtype=np.float32)
+        counts = scipy.sparse.csc_array(
+            (data, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+            shape=(len(tokens), len(terms)),
+        )
+        counts.sum_duplicates()
+        lengths = np.asarray([len(t) for t in tokens], dtype=np.float32)
+        return cls(terms, counts, lengths)
+
+    def column(self, term: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """The rows that hold ``term`` and how often each holds it."""
+        col = self.terms.get(term)
+        if col is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        lo, hi = self.counts.indptr[col], self.counts.indptr[col + 1]
+        return self.counts.indices[lo:hi], self.counts.data[lo:hi]
+
+
+class Bm25:
+    """BM25 over the live sentences of every segment, with corpus-wide statistics.
+
+    Lucene's formula with bm25s's defaults (k1 1.5, b 0.75). bm25s bakes one index's own
+    statistics into the scores it stores, so it cannot score segments as one corpus; the
+    postings here keep raw counts and the statistics are taken at search time.
+    """
+
+    K1 = 1.5
+    B = 0.75
+
+    def __init__(self, parts: Sequence[tuple[Postings, Positions]], size: int) -> None:
+        self._parts = parts  # each segment's postings and the global position of each row
+        self._size = size
+        lengths = np.zeros(size, dtype=np.float32)
+        for postings, positions in parts:
+            live = positions >= 0
+            lengths[positions[live]] = postings.lengths[live]
+        average = float(lengths.mean()) if size else 1.0
+        # Lucene's length normalisation, per sentence: k1 * (1 - b + b * length / average).
+        self._norm = self.K1 * (1 - self.B + self.B * lengths / max(average, 1e-9))
+
+    def search(self, query: str, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Scores and positions of the best ``k`` sentences with any query term, best first.
+
+        Only the postings of the query's terms are read, never a row per sentence.
+        """
+        hits: list[npt.NDArray[np.int64]] = []
+        gains: list[npt.NDArray[np.float32]] = []
+        for term in set(tokenize(query)) if self._parts else ():
+            found, counts = [], []
+            for postings, positions in self._parts:
+                rows, tf = postings.column(term)
+                where = positions[rows]
+                live = where >= 0
+                found.append(where[live])
+                counts.append(tf[live])
+            where, tf = np.concatenate(found), np.concatenate(counts)
+            if not where.size:
+                continue
+            idf = math.log(1 + (self._size - where.size + 0.5) / (where.size + 0.5))
+            hits.append(where)
+            gains.append((idf * tf / (tf + self._norm[where])).astype(np.float32))
+        if not hits:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        sentences, at = np.unique(np.concatenate(hits), return_inverse=True)
+        scores = np.bincount(at, weights=np.concatenate(gains)).astype(np.float32)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top], sentences[top].astype(np.int64)
+
+
+class StackedVectors:
+    """The live rows of every segment's vectors, read by sentence position.
+
+    Reads gather from the segments' own arrays, so a write does not copy every vector of
+    the corpus into a new matrix, and the vectors are held once.
+    """
+
+    def __init__(self, blocks: Sequence[npt.NDArray[np.float32]], rows: Sequence[Positions],
+                 dim: int) -> None:  # fmt: skip
+        self._blocks = list(blocks)
+        # For each sentence position: the segment that holds it, and its row there.
+        self._owner = np.concatenate(
+            [
+                np.zeros(0, dtype=np.int32),
+                *(np.full(len(r), k, np.int32) for k, r in enumerate(rows)),
+            ]
+        )
+        self._row = np.concatenate([np.zeros(0, dtype=np.int64), *rows]).astype(np.int64)
+        self.shape = (len(self._row), dim)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __getitem__(
+        self, key: int | Sequence[int] | npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """One vector for an int position, a matrix for a list or array of them."""
+        ids = np.asarray(key, dtype=np.int64)
+        if ids.ndim == 0:
+            return self._blocks[self._owner[ids]][self._row[ids]]
+        out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        owners, rows = self._owner[ids], self._row[ids]
+        for k in np.unique(owners):
+            hit = owners == k
+            out[hit] = self._blocks[k][rows[hit]]
+        return out
+
+    def __array__(self, dtype: object = None, copy: object = None) -> npt.NDArray[np.float32]:
+        return self[np.arange(len(self))]
+
+
+class FanOutStore:
+    """Nearest neighbours over every segment's FAISS index, merged into one ranking."""
+
+    def __init__(self, stores: Sequence[FaissStore]) -> None:
+        self._stores = [s for s in stores if len(s)]
+        self._size = sum(len(s) for s in self._stores)
+
+    @property
+    def kind(self) -> str:
+        """How the segments are searched: ``flat``, ``hnsw``, ``ivfpq``, or a mix: ``flat+hnsw``."""
+        return "+".join(sorted({s.kind for s in self._stores})) or "flat"
+
+    def __len__(self) -> int:
+        return self._size
+
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top ``k`` sentence positions and scores per query; missing ones are -1."""
+        k = max(1, min(k, self._size))
+        if not self._stores:
+            return (np.full((len(queries), k), -np.inf, dtype=np.float32),
+                    np.full((len(queries), k), -1, dtype=np.int64))  # fmt: skip
+        found = [s.search(queries, k) for s in self._stores]
+        scores = np.concatenate([f[0] for f in found], axis=1)
+        ids = np.concatenate([f[1] for f in found], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)

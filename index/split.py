@@ -9,7 +9,7 @@ from functools import lru_cache
 import msgspec
 import pysbd
 
-__all__ = ["Sentence", "segment", "split_spans"]
+__all__ = ["SPLITTER", "Sentence", "split_sentences", "split_spans"]
 
 # Blank lines always end a sentence; single line breaks are left to the splitter,
 # since wrapped text ("O\n2 gas") often continues a sentence across them.
@@ -29,11 +29,11 @@ class Sentence(msgspec.Struct, frozen=True):
 
 LANGUAGE = "en"
 # What split the sentences: an index split another way is rebuilt, not updated.
-SEGMENTER = f"pysbd {getattr(pysbd, '__version__', '?')} {LANGUAGE}"
+SPLITTER = f"pysbd {getattr(pysbd, '__version__', '?')} {LANGUAGE}"
 
 
 @lru_cache(maxsize=1)
-def _segmenter() -> pysbd.Segmenter:
+def _pysbd() -> pysbd.Segmenter:
     return pysbd.Segmenter(language=LANGUAGE, clean=False)
 
 
@@ -50,7 +50,7 @@ def _split_paragraph(text: str, start: int, end: int) -> list[tuple[int, int]]:
     flat = _SOFT_SPACE.sub(" ", text[start:end])
     spans: list[tuple[int, int]] = []
     cursor = 0
-    for piece in _segmenter().segment(flat):
+    for piece in _pysbd().segment(flat):
         found = flat.find(piece, cursor)
         if found < 0:  # the splitter altered the text; keep what is left whole
             break
@@ -87,7 +87,7 @@ def _sentence_id(doc_id: str, text: str, occurrence: int) -> str:
     return f"{doc_id}:s{digest[:12]}"
 
 
-def segment(doc_id: str, text: str) -> list[Sentence]:
+def split_sentences(doc_id: str, text: str) -> list[Sentence]:
     """Split a document into sentences whose ids depend only on doc id and content."""
     seen: dict[str, int] = {}
     sentences = []

@@ -3,28 +3,22 @@
     read_documents(paths)       documents: doc_id, title, text
     split_batch(batch)          sentence rows: doc_id, sentence_id, start, end, text, tokens
     EmbedBatch()(batch)         the same rows with a "vector" column
-    assemble(documents, rows)   the index: chunks, FAISS, BM25, manifest
+    writer.assemble(documents, rows)   the index: chunks, FAISS, BM25, manifest
 
-A batch is a dict of equal-length columns. ``CorpusIndex.build`` runs the same stages in one
-process; a distributed build runs the middle two on workers and assembles the rows.
+A batch is a dict of equal-length columns. ``writer.build_index`` runs the same stages in
+one process; a distributed build runs the middle two on workers, and ``writer.assemble``
+makes the index of their rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from index.documents import Document
 from index.embed import Embedder, SentenceTransformerEmbedder
 from index.lexical import tokenize
-from index.split import Sentence, segment
+from index.split import Sentence, split_sentences
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["EmbedBatch", "assemble", "sentences_of_rows", "split_batch"]
+__all__ = ["EmbedBatch", "sentences_of_rows", "split_batch"]
 
 Batch = dict[str, list[Any]]
 SENTENCE_COLUMNS = ("doc_id", "sentence_id", "start", "end", "text", "tokens")
@@ -34,7 +28,7 @@ def split_batch(batch: Batch) -> Batch:
     """Documents (columns ``doc_id``, ``text``) to their sentences, with BM25 tokens."""
     rows: Batch = {column: [] for column in SENTENCE_COLUMNS}
     for doc_id, text in zip(batch["doc_id"], batch["text"], strict=True):
-        for s in segment(doc_id, text):
+        for s in split_sentences(doc_id, text):
             rows["doc_id"].append(s.doc_id)
             rows["sentence_id"].append(s.sentence_id)
             rows["start"].append(s.start)
@@ -69,24 +63,3 @@ def sentences_of_rows(rows: Batch) -> dict[str, tuple[list[Sentence], list[list[
         sentences.append(Sentence(sentence_id, doc_id, int(start), int(end), text))
         token_lists.append(list(tokens))
     return grouped
-
-
-def assemble(documents: Sequence[Document], rows: Batch, embedder: Embedder, **build: Any) -> Any:
-    """The index of ``documents`` from their embedded sentence rows (any order of batches).
-
-    ``embedder`` only names the model and its size here; every vector comes from the rows.
-    """
-    from index.corpus import CorpusIndex
-
-    grouped = sentences_of_rows(rows)
-    vectors = {
-        sid: np.asarray(v, dtype=np.float32)
-        for sid, v in zip(rows["sentence_id"], rows["vector"], strict=True)
-    }
-    return CorpusIndex.build(
-        documents,
-        embedder,
-        reuse=vectors,
-        split={doc_id: grouped.get(doc_id, ([], [])) for doc_id in (d.doc_id for d in documents)},
-        **build,
-    )

@@ -12,11 +12,14 @@ from typing import Any
 import click
 
 from index import (
-    CorpusIndex,
     IndexFormatError,
     SentenceTransformerEmbedder,
+    build_index,
     corpus_checksum,
+    current_snapshot,
+    load_snapshot,
     read_documents,
+    save_snapshot,
 )
 from service.eval import evaluate, evaluate_conversations, read_conversations, read_questions
 from service.observe import configure_logging
@@ -146,7 +149,7 @@ def build(
     --force is given: it may hold documents added through the API.
     """
     settings = _settings(index_dir=out, corpus=list(paths) or None)
-    if (settings.index_dir / "CURRENT").exists() and not force:
+    if current_snapshot(settings.index_dir) is not None and not force:
         raise click.ClickException(
             f"{settings.index_dir} already holds an index; choose another with --out DIR, "
             "or pass --force to replace it and the documents added to it"
@@ -162,8 +165,8 @@ def build(
             raise click.ClickException("--engine ray needs: pip install 'citeqa[ray]'") from exc
         index = build_on_ray(docs, address=address, actors=actors)
     else:
-        index = CorpusIndex.build(docs, SentenceTransformerEmbedder(), progress=True)
-    snapshot = index.save(settings.index_dir)
+        index = build_index(docs, SentenceTransformerEmbedder(), progress=True)
+    snapshot = save_snapshot(index, settings.index_dir)
     m = index.manifest
     click.echo(
         f"indexed {m.documents} documents, {m.sentences} sentences, {m.chunks} chunks -> {snapshot}"
@@ -179,7 +182,7 @@ def check(directory: Path, as_json: bool) -> None:
     Exits non-zero, naming the file, on any fault.
     """
     try:
-        index = CorpusIndex.load(directory)
+        index = load_snapshot(directory)
     except IndexFormatError as exc:
         raise click.ClickException(str(exc)) from exc
     m = index.manifest

@@ -21,8 +21,10 @@ from index import (
     IndexFormatError,
     IndexMissingError,
     SentenceTransformerEmbedder,
+    current_snapshot,
     hold_snapshots,
     load_or_build,
+    load_snapshot,
     read_documents,
     release_snapshots,
 )
@@ -106,18 +108,18 @@ class Runtime:
                 log.debug("cannot lease snapshots in %s: %s", directory, exc)
 
         async def loop() -> None:
-            serving = _current(directory)
+            serving = current_snapshot(directory)
             while True:
-                hold(serving, _current(directory))
+                hold(serving, current_snapshot(directory))
                 await asyncio.sleep(interval_s)
-                name = _current(directory)
+                name = current_snapshot(directory)
                 if name is None or name == serving:
                     continue
                 hold(serving, name)
                 answerer = self.answerer
                 try:
                     index = await anyio.to_thread.run_sync(
-                        functools.partial(CorpusIndex.load, directory, previous=answerer.index)
+                        functools.partial(load_snapshot, directory, previous=answerer.index)
                     )  # only the segments it does not hold yet are read
                     reading = await anyio.to_thread.run_sync(answerer.read, index)
                 except (IndexFormatError, OSError) as exc:
@@ -156,7 +158,7 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
     """
     if settings.read_only:
         try:
-            return CorpusIndex.load(settings.index_dir)
+            return load_snapshot(settings.index_dir)
         except IndexMissingError as exc:
             raise IndexLoadError(
                 f"{settings.index_dir}: no index yet; a read-only replica needs its writer to "
@@ -175,13 +177,6 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
         )
     except (IndexFormatError, ValueError, OSError) as exc:
         raise IndexLoadError(str(exc)) from exc
-
-
-def _current(directory: Path) -> str | None:
-    try:
-        return (directory / "CURRENT").read_text().strip()
-    except OSError:
-        return None
 
 
 async def load_runtime(
@@ -206,7 +201,7 @@ async def load_runtime(
     timings["embedder"] = elapsed_ms(started)
     step = time.perf_counter()
     if settings.read_only:
-        while _current(settings.index_dir) is None:  # the writer has not built it yet
+        while current_snapshot(settings.index_dir) is None:  # the writer has not built it yet
             log.info("waiting for an index to follow in %s", settings.index_dir)
             await asyncio.sleep(settings.follow_interval_s)
     log.info("loading the index")

@@ -23,7 +23,15 @@ import anyio.to_thread
 import msgspec
 from msgspec import Meta
 
-from index import Document, markdown_title
+from index import (
+    Document,
+    markdown_title,
+    merge_plan,
+    merged_segment,
+    save_snapshot,
+    update_index,
+    with_merged,
+)
 from service.answering import Answerer, Reading
 from service.errors import (
     IndexWriteError,
@@ -181,8 +189,10 @@ def _convert(raw: Any, kind: type[_T]) -> _T:
 
 
 def _apply(answerer: Answerer, upserts: Sequence[Document], deletes: Sequence[str]) -> Reading:
-    index = answerer.index.updated(answerer.embedder, upserts=upserts, deletes=deletes)
-    index.save(answerer.settings.index_dir)  # durable before the swap, and before the reply
+    index = update_index(answerer.index, answerer.embedder, upserts=upserts, deletes=deletes)
+    save_snapshot(
+        index, answerer.settings.index_dir
+    )  # durable before the swap, and before the reply
     return answerer.read(index)
 
 
@@ -204,7 +214,7 @@ async def _write(
     if runtime.llm is not None:
         # The whole-corpus prompt prefix changed; re-warm it off the request path.
         runtime.rewarm()
-    if (runtime.merging is None or runtime.merging.done()) and new.index.merge_plan():
+    if (runtime.merging is None or runtime.merging.done()) and merge_plan(new.index):
         runtime.merging = asyncio.create_task(merge_segments(runtime))
         runtime.background(runtime.merging)
     return new
@@ -219,18 +229,21 @@ async def merge_segments(runtime: Runtime) -> None:
     Readers keep the index they took. A failed merge is logged and changes nothing.
     """
     try:
-        while plan := runtime.answerer.index.merge_plan():
+        while plan := merge_plan(runtime.answerer.index):
             merge = functools.partial(
-                runtime.answerer.index.merged_segment,
+                merged_segment,
+                runtime.answerer.index,
                 plan,
                 compress_threshold=runtime.answerer.settings.compress_above,
             )
             merged = await anyio.to_thread.run_sync(merge)
             async with runtime.write_lock:
                 answerer = runtime.answerer
-                index = answerer.index.with_merged(merged, plan)
+                index = with_merged(answerer.index, merged, plan)
                 if index is not None:
-                    await anyio.to_thread.run_sync(index.save, answerer.settings.index_dir)
+                    await anyio.to_thread.run_sync(
+                        save_snapshot, index, answerer.settings.index_dir
+                    )
                     answerer.swap(await anyio.to_thread.run_sync(answerer.read, index))
                     log.info("merged %d segments into one", len(plan))
     except Exception:

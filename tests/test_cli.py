@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from index import CorpusIndex, Document, read_documents
+from index import Document, build_index, read_documents, save_snapshot, update_index
 from service import main
 from tests.conftest import ARTICLE, HashingEmbedder
 
@@ -39,10 +39,10 @@ def test_index_check_reports_a_digest_that_does_not_depend_on_the_build(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     docs = read_documents([ARTICLE])
-    CorpusIndex.build(docs, hashing_embedder).save(tmp_path / "one")
+    save_snapshot(build_index(docs, hashing_embedder), tmp_path / "one")
     # The same documents reached another way: an empty start, then an update.
-    empty = CorpusIndex.build([], hashing_embedder)
-    empty.updated(hashing_embedder, upserts=docs).save(tmp_path / "two")
+    empty = build_index([], hashing_embedder)
+    save_snapshot(update_index(empty, hashing_embedder, upserts=docs), tmp_path / "two")
     runner = CliRunner()
     reports = []
     for name in ("one", "two"):
@@ -54,8 +54,8 @@ def test_index_check_reports_a_digest_that_does_not_depend_on_the_build(
     assert reports[0]["files_verified"] > 5  # BM25's files included
     assert reports[0]["tombstones"] == 0
     memo = Document(doc_id="memo", title="Memo", text="Plant opens.")
-    both = CorpusIndex.build([*docs, memo], hashing_embedder)  # one segment, memo's in it
-    both.updated(hashing_embedder, deletes=["memo"]).save(tmp_path / "three")
+    both = build_index([*docs, memo], hashing_embedder)  # one segment, memo's in it
+    save_snapshot(update_index(both, hashing_embedder, deletes=["memo"]), tmp_path / "three")
     three = json.loads(
         runner.invoke(main, ["index", "check", str(tmp_path / "three"), "--json"]).output
     )

