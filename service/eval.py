@@ -16,6 +16,7 @@ from typing import Any
 from service.answering.conversation import standalone_question
 from service.answering.pipeline import Answerer
 from service.http.wire import ChatMessage, chat_completion
+from service.observe import elapsed_ms
 from service.schemas import AnswerMode, AskResponse
 from service.settings import Settings
 
@@ -206,7 +207,7 @@ async def evaluate(
     for q in questions:
         started = time.perf_counter()
         response = await answerer.ask(q.question, top_k, mode)
-        rows.append(_row(q, answerer, response, (time.perf_counter() - started) * 1000))
+        rows.append(_row(q, answerer, response, elapsed_ms(started)))
     return {"figures": summary_figures(rows, questions, mode, answerer.settings), "rows": rows}
 
 
@@ -239,7 +240,7 @@ async def evaluate_conversations(
             messages.append(ChatMessage(role="assistant", content=reply.choices[0].message.content))
         started = time.perf_counter()
         question, response = await turn(messages, conversation.turns[-1])
-        latency_ms = (time.perf_counter() - started) * 1000
+        latency_ms = elapsed_ms(started)
         scored = replace(conversation.last, question=question)
         transcript = [{"role": m.role, "content": m.text} for m in messages]
         rows.append({**_row(scored, answerer, response, latency_ms), "transcript": transcript})

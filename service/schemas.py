@@ -8,6 +8,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "MAX_QUESTION_CHARS",
     "AnswerMode",
     "AskRequest",
     "AskResponse",
@@ -24,7 +25,8 @@ __all__ = [
 ]
 
 AnswerMode = Literal["llm", "extractive"]
-Question = Annotated[str, Meta(min_length=1, max_length=2000)]
+MAX_QUESTION_CHARS = 2000  # a question on /v1/ask, or the last message of a chat
+Question = Annotated[str, Meta(min_length=1, max_length=MAX_QUESTION_CHARS)]
 TopK = Annotated[int, Meta(ge=1, le=20)]
 
 

@@ -32,6 +32,7 @@ from service.answering import terms
 from tests.loopback_upstream import LoopbackUpstream, run_in_thread
 from tests.loopback_upstream import serve as serve_loopback
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 ARTICLE = bundled_corpus()
 ARTICLE_TEXT = ARTICLE.read_text(encoding="utf-8")
 CMA = "Renault group and Geely Holding will be based on Lingke energy saving platform CMA"

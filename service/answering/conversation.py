@@ -20,6 +20,7 @@ from service.answering.measures import name_lists, terms
 from service.answering.prompts import render_condense_prompt
 from service.errors import BusyError, InvalidRequestError, LLMError
 from service.llm import ChatModel
+from service.schemas import MAX_QUESTION_CHARS
 from service.settings import Settings
 
 __all__ = [
@@ -48,8 +49,6 @@ class Turn(Protocol):
         """The turn's text, its parts joined."""
         ...
 
-
-MAX_QUESTION_CHARS = 2000
 
 _TASK = re.compile(
     r"\A\s*###\s*Task:"  # Open WebUI: title, tags, follow-ups, queries, autocomplete, …

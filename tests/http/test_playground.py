@@ -17,13 +17,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
 
-from tests.conftest import QueuedUpstream, cma_reply
+from tests.conftest import ROOT, QueuedUpstream, cma_reply
 
 CHROMIUM = Path("/usr/bin/chromium")
 KOREA = "Which platform underpins the Korean models?"
 ROCKET = "The rocket 🚀🌕 burns methane fuel."
 EMOJI_DOC = f"Launch day 👩‍🚀 was loud. {ROCKET} Crews boarded at dawn 🌅."
-SCREENSHOT = Path(__file__).parents[1] / "var" / "screenshots" / "playground-answer.png"
+SCREENSHOT = ROOT / "var" / "screenshots" / "playground-answer.png"
 
 
 @pytest.fixture(scope="module")

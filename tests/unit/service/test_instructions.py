@@ -17,10 +17,19 @@ from pydantic import SecretStr
 from index import SentenceTransformerEmbedder, Vectors, split_sentences
 from service import ABSTAIN_TEXT
 from service.answering import Examples, suspect, suspect_question
-from tests.conftest import ARTICLE, ARTICLE_TEXT, NO, YES, QueuedUpstream, ask_events, label_of
+from tests.conftest import (
+    ARTICLE,
+    ARTICLE_TEXT,
+    NO,
+    ROOT,
+    YES,
+    QueuedUpstream,
+    ask_events,
+    label_of,
+)
 
 Server = Callable[..., str]
-POISONED = Path(__file__).resolve().parents[1] / "corpus" / "eval" / "poisoned"
+POISONED = ROOT / "corpus" / "eval" / "poisoned"
 
 
 class _Zero:

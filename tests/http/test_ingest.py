@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from index import MAX_SEGMENTS, load_or_build, load_snapshot, read_documents
 from service import Settings
-from tests.conftest import ARTICLE, HashingEmbedder, QueuedUpstream, Scripted, fake_app
+from tests.conftest import ARTICLE, ROOT, HashingEmbedder, QueuedUpstream, Scripted, fake_app
 
 Client = Callable[..., TestClient[Any]]
 ADMIN = {"Authorization": "Bearer admin-1"}
@@ -240,7 +240,7 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_server", str(tmp_path), str(port), "admin-1"],
-        cwd=Path(__file__).parents[1],
+        cwd=ROOT,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -282,7 +282,7 @@ CRASH_MID_WRITE = textwrap.dedent(
 def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_MID_WRITE, str(tmp_path)],
-        cwd=Path(__file__).parents[1],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -426,7 +426,7 @@ def test_a_read_only_replica_follows_the_writer_and_refuses_writes(tmp_path: Pat
     writer_port, reader_port = _free_port(), _free_port()
     env = {**os.environ, "CITEQA_READ_ONLY": "true", "CITEQA_FOLLOW_INTERVAL_S": "0.2"}
     command = [sys.executable, "-m", "tests.fake_server", str(tmp_path)]
-    root = Path(__file__).parents[1]
+    root = ROOT
     writer = subprocess.Popen([*command, str(writer_port), "admin-1"], cwd=root)
     reader = None
     try:

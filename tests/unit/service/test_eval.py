@@ -21,7 +21,7 @@ from service import (
     summary_figures,
     token_f1,
 )
-from tests.conftest import HashingEmbedder, QueuedUpstream, label_of
+from tests.conftest import ROOT, HashingEmbedder, QueuedUpstream, label_of
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +139,7 @@ def test_record_mode_rows_replay_the_support_judge_at_any_thresholds() -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "judge_gate", Path(__file__).parents[1] / "benchmarks" / "judge_gate.py"
+        "judge_gate", ROOT / "benchmarks" / "judge_gate.py"
     )
     assert spec is not None and spec.loader is not None
     judge_gate = importlib.util.module_from_spec(spec)

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ROOT
+
 pytestmark = pytest.mark.e2e
 
 READY_TIMEOUT_S = 600
@@ -212,13 +214,13 @@ def test_an_llm_server_in_its_own_process_answers_through_the_openai_api(
             llm.stdout.close()
 
 
-POISONED = Path(__file__).resolve().parents[1] / "corpus" / "eval" / "poisoned"
+POISONED = ROOT / "corpus" / "eval" / "poisoned"
 
 
 @pytest.fixture(scope="module")
 def poisoned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """The article among documents that plant orders for the model, in three languages."""
-    article = Path(__file__).resolve().parents[1] / "corpus" / "renault-geely-mou.txt"
+    article = ROOT / "corpus" / "renault-geely-mou.txt"
     corpus = [str(article), *sorted(str(p) for p in POISONED.glob("*.txt"))]
     yield from _serve(tmp_path_factory.mktemp("poisoned"), {"CITEQA_CORPUS": json.dumps(corpus)})
 
