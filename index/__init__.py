@@ -15,7 +15,7 @@ from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import Document, corpus_checksum, markdown_title, read_documents
 from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
 from index.files import sha256_of
-from index.lexical import stem_words, tokenize
+from index.lexical import CJK, WORD, stem_words, tokenize
 from index.ray import build_on_ray
 from index.search import HNSW_THRESHOLD, Bm25, FaissStore, FanOutStore, VectorStore
 from index.segment import Segment
@@ -42,10 +42,12 @@ from index.writer import (
 )
 
 __all__ = [
+    "CJK",
     "FORMAT_VERSION",
     "HNSW_THRESHOLD",
     "MAX_SEGMENTS",
     "SPLITTER",
+    "WORD",
     "Bm25",
     "Chunk",
     "CorpusIndex",

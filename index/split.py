@@ -1,4 +1,8 @@
-"""Sentence segmentation that keeps exact ``[start, end)`` offsets into the document."""
+"""Sentence splitting that keeps exact ``[start, end)`` offsets into the document.
+
+pysbd splits each paragraph; Chinese and Japanese sentences, which pysbd's English rules
+leave whole, are then split after their enders (``。！？；`` and their closing quotes).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ class Sentence(msgspec.Struct, frozen=True):
 
 LANGUAGE = "en"
 # What split the sentences: an index split another way is rebuilt, not updated.
-SPLITTER = f"pysbd {getattr(pysbd, '__version__', '?')} {LANGUAGE}"
+SPLITTER = f"pysbd {getattr(pysbd, '__version__', '?')} {LANGUAGE} + cjk enders"
+# After a CJK sentence ender and any closing quotes or brackets.
+_CJK_END = re.compile(r"(?<=[。！？；])[」』”’）)\]]*")
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +61,9 @@ def _split_paragraph(text: str, start: int, end: int) -> list[tuple[int, int]]:
         if found < 0:  # the splitter altered the text; keep what is left whole
             break
         cursor = found + len(piece)
+        for ender in _CJK_END.finditer(piece):
+            if 0 < ender.end() < len(piece):
+                spans.append((start + found, start + found + ender.end()))
         spans.append((start + found, start + cursor))
     if cursor < len(flat):
         spans.append((start + cursor, end))

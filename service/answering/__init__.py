@@ -5,8 +5,10 @@ cut into claims), ``quote`` (a claim aligned back to its sentence), ``ground`` (
 whether the cited sentences answer, every reason to abstain), ``judge`` (the LLM's yes/no
 verdicts), ``compose`` (text, markers, citations); ``pipeline`` runs them over one
 question's state. Beside them: ``measures`` (text measures the steps share),
-``instructions`` (which sentences and questions give orders), ``prompts`` (the templates)
-and ``conversation`` (a chat's question, and frontends' background tasks).
+``instructions`` (which sentences and questions give orders), ``prompts`` (the templates),
+``conversation`` (a chat's question, and frontends' background tasks), ``language`` (which
+language a text is in) and ``translate`` (questions into the documents' language, answers
+into the asker's).
 
 Imports ``index``, ``service.llm`` and the top-level ``settings``, ``errors``, ``observe``
 and ``schemas``; never the HTTP layer or its wire types.
@@ -31,6 +33,7 @@ from service.answering.ground import (
     p_yes,
 )
 from service.answering.instructions import Examples, suspect, suspect_question
+from service.answering.language import ABSTAIN_TEXTS, LANGUAGE_NAMES, abstain_text, language_of
 from service.answering.measures import (
     coverage,
     entities_supported,
@@ -56,6 +59,8 @@ from service.answering.retrieve import Candidate, Retrieval, Retriever
 
 __all__ = [
     "ABSTAIN_TEXT",
+    "ABSTAIN_TEXTS",
+    "LANGUAGE_NAMES",
     "Abstention",
     "AnswerDelta",
     "AnswerDone",
@@ -76,6 +81,7 @@ __all__ = [
     "StreamFailed",
     "Turn",
     "VerifiedClaim",
+    "abstain_text",
     "align",
     "answerability",
     "claims_of",
@@ -85,6 +91,7 @@ __all__ = [
     "history",
     "holds_what_is_asked",
     "is_frontend_task",
+    "language_of",
     "looks_dependent",
     "number_value",
     "numbers_in",

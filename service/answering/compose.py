@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from index import Sentence
+from service.answering.language import ABSTAIN_TEXTS
 from service.schemas import Citation
 
 __all__ = ["ABSTAIN_TEXT", "Composition", "VerifiedClaim", "cite"]
 
-ABSTAIN_TEXT = "The documents do not answer this question."
+
+ABSTAIN_TEXT = ABSTAIN_TEXTS["en"]
 
 
 @dataclass(frozen=True)

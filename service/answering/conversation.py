@@ -15,7 +15,7 @@ from typing import Protocol
 
 import anyio
 
-from service.answering.compose import ABSTAIN_TEXT
+from service.answering.language import ABSTAIN_TEXTS
 from service.answering.measures import name_lists, terms
 from service.answering.prompts import render_condense_prompt
 from service.errors import BusyError, InvalidRequestError, LLMError
@@ -130,7 +130,8 @@ def history(messages: Sequence[Turn], settings: Settings) -> list[tuple[str, str
             continue
         text = m.text if m.role == "user" else _MARKERS.sub("", _SOURCES_BLOCK.sub("", m.text))
         text = " ".join(text[: settings.chat_history_chars].split())
-        if text and text != ABSTAIN_TEXT:  # an abstention names nothing to refer back to
+        # An abstention names nothing to refer back to.
+        if text and text not in ABSTAIN_TEXTS.values():
             turns.append((m.role, text))
     kept: list[tuple[str, str]] = []
     budget = settings.chat_history_chars

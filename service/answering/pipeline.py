@@ -14,7 +14,9 @@ keeps the reading it started with.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -23,12 +25,14 @@ import anyio.to_thread
 import msgspec
 
 from index import CorpusIndex, Embedder, Sentence
-from service.answering.compose import ABSTAIN_TEXT, Composition, VerifiedClaim
+from service.answering.compose import Composition, VerifiedClaim
 from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.judge import gives_orders, screen_documents, supports
+from service.answering.language import abstain_text, language_of
 from service.answering.prompts import render_answer_prompt
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
+from service.answering.translate import Translations, render_quotes
 from service.errors import BusyError, LLMError
 from service.llm import ChatModel, QueuedChatModel, until
 from service.observe import (
@@ -97,13 +101,28 @@ class Reading:
     retriever: Retriever
     grounder: Grounder
     corpus_chars: int
+    languages: tuple[str, ...]  # of the documents, the one most sentences are in first
 
     @classmethod
     def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:
-        """The reading of ``index``: term statistics, and which sentences are untrusted."""
+        """The reading of ``index``: term statistics, untrusted sentences, its language."""
         retriever = Retriever(index, embedder, settings)
+        by_language: Counter[str] = Counter()
+        for doc_id in index.documents:
+            language = index.derived(doc_id, "language", _language_of_sentences)
+            by_language[language] += len(index.positions_of(doc_id))
+        languages = tuple(language for language, _ in by_language.most_common()) or ("en",)
         return cls(index, retriever, Grounder(retriever, settings),
-                   sum(len(d.text) for d in index.documents.values()))  # fmt: skip
+                   sum(len(d.text) for d in index.documents.values()), languages)  # fmt: skip
+
+    @property
+    def language(self) -> str:
+        """The language most of the corpus is written in."""
+        return self.languages[0]
+
+    def language_of_document(self, doc_id: str) -> str:
+        """The language a document is written in."""
+        return str(self.index.derived(doc_id, "language", _language_of_sentences))
 
     @property
     def sentences(self) -> list[Sentence]:
@@ -119,6 +138,7 @@ class Asking:
     top_k: int
     mode: AnswerMode
     reading: Reading  # the index the question started with, kept to its end
+    language: str = "en"  # the question's; answers and abstentions are written in it
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     retrieval: Retrieval = field(init=False)
@@ -134,6 +154,7 @@ class Answerer:
     llm: ChatModel | None
     settings: Settings
     reading: Reading
+    translations: Translations = field(default_factory=Translations, repr=False)
 
     @classmethod
     def over(
@@ -198,8 +219,8 @@ class Answerer:
         self, q: Asking, because: Abstention, *, mode: AnswerMode = "llm", degraded: bool = False
     ) -> AskResponse:
         log.debug("abstained: %s", because)
-        return AskResponse(ABSTAIN_TEXT, False, [], q.passages, mode, degraded, q.timings,
-                           abstained_because=because)  # fmt: skip
+        return AskResponse(abstain_text(q.language), False, [], q.passages, mode, degraded,
+                           q.timings, abstained_because=because)  # fmt: skip
 
     def extractive(
         self,
@@ -261,7 +282,7 @@ class Answerer:
         then its text and its new citations go out together. The ``AnswerDelta`` texts,
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
-        q = Asking(question, top_k, mode, self.reading)
+        q = Asking(question, top_k, mode, self.reading, language_of(question))
         async with aclosing(self._events(q)) as events:
             async for event in events:
                 if isinstance(event, AnswerDone):
@@ -271,10 +292,20 @@ class Answerer:
     async def _events(self, q: Asking) -> AsyncGenerator[AskEvent, None]:
         # Encoding and verification are CPU work: they run in worker threads so the
         # event loop keeps serving other requests meanwhile.
+        q.deadline = time.monotonic() + self.settings.llm_deadline_s
         q.retrieval = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, q.question)
+        others = [language for language in q.reading.languages if language != q.language]
+        if (
+            self.llm is not None
+            and q.mode == "llm"
+            and others
+            and (
+                q.language != q.reading.language or _best(q.retrieval) < self.settings.min_evidence
+            )
+        ):  # in a language most documents are not in, or found little in its own
+            await self._across_languages(self.llm, q, others[:_TRANSLATIONS])
         q.passages = q.reading.retriever.passages(q.retrieval.candidates, q.top_k)
         q.timings["retrieve"] = elapsed_ms(q.started)
-        q.deadline = time.monotonic() + self.settings.llm_deadline_s
         if q.mode == "extractive" or self.llm is None:
             response = self.extractive(q, degraded=q.mode == "llm")
         elif await gives_orders(self.llm, q.question, q.deadline, q.timings):
@@ -289,6 +320,49 @@ class Answerer:
         q.timings["total"] = elapsed_ms(q.started)
         for event in _replay(response):
             yield event
+
+    async def _across_languages(self, llm: ChatModel, q: Asking, languages: list[str]) -> None:
+        """Search with the question in the documents' other languages too; keep the best find.
+
+        The question that found it is the one the steps after it ask: the reply is then a
+        quote of its sentence in the sentence's language, rendered in the asker's at the end.
+        """
+        started = time.perf_counter()
+        for language in languages:
+            translated = await self.translations.translate(llm, q.question, language, q.deadline)
+            if translated is None:
+                continue
+            found = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, translated)
+            if _best(found) > _best(q.retrieval):
+                q.retrieval = found
+        q.timings["translate"] = elapsed_ms(started)
+
+    async def _rendered(self, llm: ChatModel, q: Asking, response: AskResponse) -> AskResponse:
+        """The answer in the asker's language, each quote kept beside its rendering.
+
+        Unchanged when the answer's documents are in that language, or when the rendering
+        fails its checks (then the verified quotes are shown as they are).
+        """
+        if not response.citations or all(
+            q.reading.language_of_document(c.doc_id) == q.language for c in response.citations
+        ):
+            return response
+        parts = _PART.findall(response.answer)
+        if not parts or " ".join(p[0] for p in parts) == "":
+            return response
+        started = time.perf_counter()
+        renderings = await render_quotes(llm, [body for body, _, _ in parts], q.language,
+                                         q.deadline)  # fmt: skip
+        q.timings["render"] = elapsed_ms(started)
+        if renderings is None:
+            return response
+        cjk = q.language in ("zh", "ja")
+        opening, closing, stop = ("（“", "”）", "。") if cjk else (" (“", "”)", ".")
+        answer = " ".join(
+            f"{rendering.rstrip(_ENDERS)} [{n}]{opening}{body}{closing}{stop}"
+            for rendering, (body, n, _) in zip(renderings, parts, strict=True)
+        )
+        return msgspec.structs.replace(response, answer=answer)
 
     def _judged_sentences(
         self, q: Asking, parser: ReplyParser, composition: Composition
@@ -315,7 +389,9 @@ class Answerer:
         composition = Composition(q.reading.sentences)
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
-        hold = self.settings.support_judge
+        # An answer that may be rendered in another language is held whole as well.
+        across = q.retrieval.question != q.question or q.language != q.reading.language
+        hold = self.settings.support_judge or across
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -365,6 +441,8 @@ class Answerer:
             response = self._abstain(q, Abstention.UNSURE)
         else:
             response = await self._judged(llm, q, parser, composition)
+        if response.answerable and not composition.released_parts:
+            response = await self._rendered(llm, q, response)
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = elapsed_ms(q.started)
         shown = composition.released_parts > 0
@@ -389,7 +467,7 @@ class Answerer:
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
             texts = [reading.sentences[i].text for i in judged_on]
-            support = await supports(llm, texts, q.question, q.deadline, q.timings, name)
+            support = await supports(llm, texts, q.retrieval.question, q.deadline, q.timings, name)
         if because is not None and support is None:
             return await anyio.to_thread.run_sync(self._without_llm_answer, q, because, composition)
         verdict = reading.grounder.judged(because, support)
@@ -428,6 +506,20 @@ class Answerer:
         return self.extractive(q, because=because)
 
 
+# One part of a composed answer: its quote, its marker's number, its closing punctuation.
+_PART = re.compile(r"(.+?) \[(\d+)\]([.!?;:]?)(?= |$)")
+_ENDERS = ".!?;。！？；"
+_TRANSLATIONS = 2  # at most this many other languages a question is searched in
+
+
+def _language_of_sentences(sentences: list[Sentence]) -> str:
+    return language_of(" ".join(s.text for s in sentences[:20]))
+
+
+def _best(retrieval: Retrieval) -> float:
+    return retrieval.candidates[0].evidence if retrieval.candidates else 0.0
+
+
 def _whole(reading: Reading, candidate: Candidate) -> VerifiedClaim:
     """A candidate sentence as a claim of its own, verbatim."""
     return VerifiedClaim(reading.sentences[candidate.index].text, candidate.index,
@@ -449,7 +541,7 @@ def _settle(
     all of them.
     """
     grounder = q.reading.grounder
-    composition.add(grounder.verify(q.question, claims, context))
+    composition.add(grounder.verify(q.retrieval.question, claims, context))
     if not release or not composition.pending:
         return []
     if not composition.released_parts and grounder.shortfall(

@@ -12,7 +12,9 @@ __all__ = [
     "render_answer_prompt",
     "render_condense_prompt",
     "render_judge_prompt",
+    "render_render_prompt",
     "render_screen_prompt",
+    "render_translate_prompt",
 ]
 
 _SYSTEM = "--- system ---"
@@ -65,4 +67,23 @@ def render_screen_prompt(kind: Literal["sentence", "question"], text: str) -> li
     return [
         {"role": "system", "content": system.substitute()},
         {"role": "user", "content": user.substitute(text=" ".join(text.split()))},
+    ]
+
+
+def render_translate_prompt(text: str, language: str) -> list[dict[str, str]]:
+    """Chat messages asking for ``text`` (a question) in ``language`` (a language's name)."""
+    system, user = _template("translate")
+    return [
+        {"role": "system", "content": system.substitute(language=language)},
+        {"role": "user", "content": user.substitute(text=" ".join(text.split()))},
+    ]
+
+
+def render_render_prompt(lines: Sequence[str], language: str) -> list[dict[str, str]]:
+    """Chat messages asking for an answer's quotes, numbered lines, in ``language``."""
+    system, user = _template("render")
+    numbered = "\n".join(f"{n}. {' '.join(line.split())}" for n, line in enumerate(lines, 1))
+    return [
+        {"role": "system", "content": system.substitute(language=language)},
+        {"role": "user", "content": user.substitute(lines=numbered)},
     ]

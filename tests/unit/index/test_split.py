@@ -3,12 +3,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index import split_sentences, split_spans
+from index import split_sentences, split_spans, tokenize
 from tests.conftest import ARTICLE_TEXT, CMA
 
 QUIRKY = st.sampled_from(
     [" . ", " , ", "、", "――", "●", "\n", "\n\n", "  ", "\u00a0", "(MoU),", "Mr.", "U.S.", "?", "!",
-     "[ Car home ]", "“", "”", "3.5", "18 10000", "e.g.", "\t", "。"]
+     "[ Car home ]", "“", "”", "3.5", "18 10000", "e.g.", "\t", "。", "！", "？", "；", "」",
+     "）", "雷诺集团", "吉利控股签署了备忘录", "“这是新的开始。”", "她说：", "ですか？"]
 )  # fmt: skip
 TEXTS = st.lists(st.one_of(st.text(max_size=12), QUIRKY), max_size=40).map("".join)
 
@@ -79,3 +80,32 @@ def test_sentence_ids_depend_on_document_and_content_only() -> None:
 def test_repeated_sentences_get_distinct_ids() -> None:
     ids = [s.sentence_id for s in split_sentences("doc", "Same. Same. Same.")]
     assert len(set(ids)) == 3
+
+
+def test_chinese_sentences_end_at_their_enders_with_exact_offsets() -> None:
+    text = (
+        "雷诺集团和吉利控股签署了谅解备忘录。双方将在中国和韩国合作！"
+        "“这是新的开始。”Renault is big."
+    )
+    sentences = split_sentences("zh", text)
+    assert [s.text for s in sentences] == [
+        "雷诺集团和吉利控股签署了谅解备忘录。",
+        "双方将在中国和韩国合作！",
+        "“这是新的开始。”",
+        "Renault is big.",
+    ]
+    assert all(text[s.start : s.end] == s.text for s in sentences)
+
+
+def test_chinese_is_searched_by_character_bigrams_and_english_by_stems() -> None:
+    assert tokenize("吉利控股基于CMA平台") == [
+        "吉利",
+        "利控",
+        "控股",
+        "股基",
+        "基于",
+        "cma",
+        "平台",
+    ]
+    assert tokenize("Renault group and Geely Holding") == ["renault", "group", "geeli", "hold"]
+    assert tokenize("车 and 船") == ["车", "船"]  # a lone character is its own token

@@ -109,7 +109,7 @@ def test_a_reply_that_only_restates_the_question_quotes_nothing() -> None:
 
 @given(st.text(min_size=1, max_size=60))
 def test_any_quote_is_an_exact_span_of_its_source(reply: str) -> None:
-    chinese = "致阅读本文的人工智能助手：你好。"  # noqa: RUF001
+    chinese = "致阅读本文的人工智能助手：你好。"
     for source in (CMA_SENTENCE, FIGURES, ARTICLE_TEXT[:400], chinese):
         found = align(reply, source, KOREA)
         if found is not None:

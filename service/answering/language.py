@@ -1,0 +1,64 @@
+"""Which language a text is in, and what the service says in each language it answers in.
+
+Chinese and Japanese are told by their script. Among languages written in Latin letters,
+py3langid (its model ships in the package) decides, limited to the languages the service
+answers in; a guess it is unsure of counts as English, the corpus language, so that an
+English question is never sent to be translated by mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+from index import CJK
+
+__all__ = ["ABSTAIN_TEXTS", "LANGUAGE_NAMES", "abstain_text", "language_of"]
+
+LANGUAGE_NAMES = {
+    "en": "English",
+    "zh": "Chinese",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "ja": "Japanese",
+}
+ABSTAIN_TEXTS = {
+    "en": "The documents do not answer this question.",
+    "zh": "文档没有回答这个问题。",
+    "fr": "Les documents ne répondent pas à cette question.",
+    "de": "Die Dokumente beantworten diese Frage nicht.",
+    "es": "Los documentos no responden a esta pregunta.",
+    "ja": "文書はこの質問に答えていません。",
+}
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_CJK = re.compile(rf"[{CJK}]")
+_LATIN = ("en", "fr", "de", "es")
+_MIN_LATIN = 0.9  # how sure py3langid must be that a Latin-script text is not English
+_MIN_CJK_SHARE = 0.2  # of the letters, for a text to count as Chinese or Japanese
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> LanguageIdentifier:
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(_LATIN))
+    return identifier
+
+
+@lru_cache(maxsize=4096)
+def language_of(text: str) -> str:
+    """The ISO 639-1 code of ``text``'s language, among ``LANGUAGE_NAMES``; "en" if unsure."""
+    letters = sum(ch.isalpha() for ch in text)
+    if not letters:
+        return "en"
+    if len(_CJK.findall(text)) >= _MIN_CJK_SHARE * letters:
+        return "ja" if _KANA.search(text) else "zh"
+    language, probability = _identifier().classify(text)
+    return str(language) if language != "en" and probability >= _MIN_LATIN else "en"
+
+
+def abstain_text(language: str) -> str:
+    """The fixed sentence an abstention reads, in ``language`` (English if not one we speak)."""
+    return ABSTAIN_TEXTS.get(language, ABSTAIN_TEXTS["en"])

@@ -1,0 +1,112 @@
+"""Questions in other languages than the documents, and documents in Chinese, over the API.
+
+The queued upstream plays the LLM: it translates the question, replies in the documents'
+language, and renders the verified quote in the asker's language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar.testing import TestClient
+from pydantic import SecretStr
+
+from service.answering import ABSTAIN_TEXTS
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, cma_reply
+
+Client = Callable[..., TestClient[Any]]
+KOREA_ZH = "哪些车型将基于CMA平台？"
+KOREA_EN = "Which models will be based on the CMA platform?"
+ADMIN = {"Authorization": "Bearer admin-1"}
+PLANT_ZH = "武汉新工厂将于五月投产，年产能为十万辆。"
+
+
+def _ask(client: TestClient[Any], question: str) -> dict[str, Any]:
+    response = client.post("/v1/ask", json={"question": question})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _system(request: dict[str, Any]) -> str:
+    return str(request["messages"][0]["content"])
+
+
+def test_a_chinese_question_is_answered_in_chinese_beside_its_english_quote(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    upstream.queue(KOREA_EN, cma_reply(upstream), "1. 韩国车型基于CMA平台")
+    body = _ask(client, KOREA_ZH)
+    assert body["answerable"] is True
+    assert body["answer"].startswith("韩国车型基于CMA平台 [1]（“")  # the rendering, then its quote
+    assert "CMA" in body["answer"].split("（“")[1]
+    (citation,) = body["citations"]
+    assert CMA in citation["text"]
+    assert ARTICLE_TEXT[citation["start"] : citation["end"]] == citation["text"]
+    translate, answer, render = upstream.requests[-3:]
+    assert "into English" in _system(translate) and translate["messages"][1]["content"] == KOREA_ZH
+    assert answer["messages"][-1]["content"] == f"Question: {KOREA_EN}"  # asked in English
+    assert "into Chinese" in _system(render)
+    assert {"translate", "render"} <= set(body["timings_ms"])
+
+
+def test_a_rendering_that_adds_a_name_or_a_figure_is_not_shown(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    upstream.queue(KOREA_EN, cma_reply(upstream), "1. 2025年起韩国车型基于Toyota的CMA平台")
+    body = _ask(client, KOREA_ZH)
+    assert body["answerable"] is True
+    assert "Toyota" not in body["answer"] and "2025" not in body["answer"]
+    assert "CMA" in body["answer"] and "韩国" not in body["answer"]  # the verified quote alone
+
+
+def test_an_abstention_is_said_in_the_askers_language(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    upstream.queue("Who is the chief executive of Geely?", "NOT FOUND")
+    body = _ask(client, "吉利控股集团的首席执行官是谁？")
+    assert body["answerable"] is False and body["citations"] == []
+    assert body["answer"] == ABSTAIN_TEXTS["zh"]
+
+
+def test_an_english_question_is_never_translated(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    upstream.queue(cma_reply(upstream))
+    before = len(upstream.requests)
+    body = _ask(client, "Which platform underpins the Korean models?")
+    assert body["answerable"] is True and "translate" not in body["timings_ms"]
+    assert len(upstream.requests) == before + 1  # the answer alone
+
+
+def test_a_chinese_document_is_answered_in_chinese_and_in_english(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client(admin_keys=SecretStr("admin-1"))
+    added = client.post(
+        "/v1/documents", headers=ADMIN,
+        json={"doc_id": "wuhan", "title": "武汉工厂", "text": f"吉利发布公告。{PLANT_ZH}"},
+    )  # fmt: skip
+    assert added.status_code == 201, added.text
+    assert added.json()["documents"][0]["sentences"] == 2  # split at 。
+    # In Chinese: the sentence is found by its own words and quoted as it is.
+    upstream.queue("When will the new Wuhan plant start production?", "新工厂将于五月投产 [S1].")
+    body = _ask(client, "武汉新工厂什么时候投产？")
+    assert body["answerable"] is True and "五月投产" in body["answer"]
+    (citation,) = body["citations"]
+    assert citation["doc_id"] == "wuhan" and citation["text"] == PLANT_ZH
+    # In English: found through the question in Chinese, the quote rendered in English.
+    upstream.queue(
+        "武汉新工厂什么时候投产？", "新工厂将于五月投产 [S1].", "1. The plant opens in May"
+    )
+    body = _ask(client, "When will the new Wuhan plant start production?")
+    assert body["answerable"] is True
+    assert (
+        body["answer"].startswith("The plant opens in May [1] (“") and "五月投产" in body["answer"]
+    )
+    assert body["citations"][0]["text"] == PLANT_ZH
