@@ -15,7 +15,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 __all__ = ["CJK", "WORD", "stem_words", "tokenize"]
 
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and Han
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"  # kana, Han
 # A word: one CJK character, or a run of other letters and digits.
 WORD = re.compile(rf"[{CJK}]|[^\W_{CJK}]+", re.UNICODE)
 _CJK_CHAR = re.compile(rf"[{CJK}]")

@@ -295,14 +295,10 @@ class Answerer:
         q.deadline = time.monotonic() + self.settings.llm_deadline_s
         q.retrieval = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, q.question)
         others = [language for language in q.reading.languages if language != q.language]
-        if (
-            self.llm is not None
-            and q.mode == "llm"
-            and others
-            and (
-                q.language != q.reading.language or _best(q.retrieval) < self.settings.min_evidence
-            )
-        ):  # in a language most documents are not in, or found little in its own
+        found_in_own = (
+            q.language in q.reading.languages and _best(q.retrieval) >= self.settings.min_evidence
+        )  # evidence is not comparable across languages: a find in the question's own stands
+        if self.llm is not None and q.mode == "llm" and others and not found_in_own:
             await self._across_languages(self.llm, q, others[:_TRANSLATIONS])
         q.passages = q.reading.retriever.passages(q.retrieval.candidates, q.top_k)
         q.timings["retrieve"] = elapsed_ms(q.started)
@@ -322,19 +318,22 @@ class Answerer:
             yield event
 
     async def _across_languages(self, llm: ChatModel, q: Asking, languages: list[str]) -> None:
-        """Search with the question in the documents' other languages too; keep the best find.
+        """Search with the question in the documents' other languages; keep the best find.
 
         The question that found it is the one the steps after it ask: the reply is then a
         quote of its sentence in the sentence's language, rendered in the asker's at the end.
+        Without a translation, the question as asked keeps what it found.
         """
         started = time.perf_counter()
+        finds = []
         for language in languages:
             translated = await self.translations.translate(llm, q.question, language, q.deadline)
-            if translated is None:
-                continue
-            found = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, translated)
-            if _best(found) > _best(q.retrieval):
-                q.retrieval = found
+            if translated is not None:
+                finds.append(
+                    await anyio.to_thread.run_sync(q.reading.retriever.retrieve, translated)
+                )
+        if finds:
+            q.retrieval = max(finds, key=_best)
         q.timings["translate"] = elapsed_ms(started)
 
     async def _rendered(self, llm: ChatModel, q: Asking, response: AskResponse) -> AskResponse:

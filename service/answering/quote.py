@@ -17,15 +17,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from index import stem_words
+from index import CJK, stem_words
 from service.answering.measures import number_value
 
 __all__ = ["Quote", "align"]
 
 # A word, a figure, or one CJK character (CJK has no spaces to split on).
-_WORD = re.compile(
-    r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE
-)
+_WORD = re.compile(rf"[{CJK}]|\d+(?:[.,]\d+)*|[^\W\d_{CJK}]+", re.UNICODE)
 _MAX_RUN = 3  # "300 Ten thousand": a figure written as a few numbers in a row
 _MULTIPLIERS = frozenset({100.0, 1_000.0, 1_000_000.0, 1_000_000_000.0})
 _FUNCTION = frozenset(

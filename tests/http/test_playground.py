@@ -128,3 +128,39 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_memory(
     _ask(page, KOREA, "done")
     assert page.evaluate("() => [localStorage.length, sessionStorage.length]") == [0, 0]
     assert "reader-key" not in page.evaluate("() => document.cookie")
+
+
+PLANT = "𠀋武汉新工厂将于五月投产。"  # an astral character first: two UTF-16 units, one code point
+CHINESE_DOC = f"吉利发布公告。{PLANT}年产能为十万辆。"
+CHINESE_SHOT = ROOT / "var" / "screenshots" / "playground-chinese.png"
+
+
+def test_the_playground_lights_the_right_characters_of_a_chinese_document(
+    live_server: Callable[..., str],
+    upstream: QueuedUpstream,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    base = live_server(admin_keys=SecretStr("admin-1"))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    upload = tmp_path / "wuhan.txt"
+    upload.write_text(CHINESE_DOC, encoding="utf-8")
+    page.get_by_text("Add a document").click()
+    page.get_by_label("Admin key").fill("admin-1")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#drop-zone").press("Enter")
+    chooser.value.set_files(str(upload))
+    expect(page.get_by_role("button", name="wuhan (3 sentences)")).to_be_visible()
+    label = _label_after_rewarm(upstream, "五月投产")
+    # Its own words find the plant: the question is asked as it is, not translated.
+    upstream.queue(f"将于五月投产 {label}.")
+    _ask(page, "武汉新工厂什么时候投产？", "done")
+    expect(page.locator("#answer")).to_contain_text("五月投产")
+    page.get_by_role("button", name="Show source 1 in its document").click()
+    expect(page.locator("mark.current")).to_have_text(PLANT)
+    CHINESE_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(CHINESE_SHOT), full_page=True)
+    assert errors == []
