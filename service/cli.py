@@ -61,7 +61,7 @@ def serve(
     """Serve the HTTP API; the index is built first if missing or stale (unless --read-only)."""
     import uvicorn
 
-    from service.http.app import create_app
+    from service.http import create_app
 
     settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
     # JSON unless console text was asked for, at the level the group option set.
@@ -73,6 +73,8 @@ def serve(
         port=settings.port,
         log_config=None,
         access_log=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 

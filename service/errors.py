@@ -86,10 +86,14 @@ class ClientGoneError(CiteQAError):
 
 
 class NotReadyError(CiteQAError):
-    """The index or the LLM is still loading."""
+    """The index or the LLM is still loading (``retry_after_s``), or failed to (None)."""
 
     status_code = 503
     public_message = "service is starting; retry shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = 10) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class IndexLoadError(CiteQAError):

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     # Requests per minute from one client address to /v1 (429 past it); 0 turns it off.
     rate_limit_per_minute: int = Field(default=300, ge=0)
+    # Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    # (comma-separated, "*" for any). Empty: none are, so a client cannot pick the address
+    # its rate limit is counted under.
+    trusted_proxies: str = ""
     max_body_bytes: int = 16 * 1024 * 1024
     # A request body must arrive within this many seconds (408 past it).
     body_timeout_s: float = Field(default=30.0, gt=0)
@@ -103,6 +107,11 @@ class Settings(BaseSettings):
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     rrf_k: int = 60
+    # A question in another language than the documents: "translate" asks the LLM to put
+    # it into theirs, searches and answers there, and renders the verified quotes in the
+    # asker's language; "off" searches the question as asked and answers in the
+    # documents' words (benchmarks/results/cross-language.md compares the designs).
+    cross_language: Literal["translate", "off"] = "translate"
 
     # Evidence thresholds (see service/answering/measures.py for what they measure).
     # Below min_evidence the cited sentences do not bear on the question; with the judge

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import logging
 import re
+import shutil
 import unicodedata
 from collections.abc import Sequence
 from pathlib import PurePath
@@ -264,12 +265,17 @@ async def _apply_batch(runtime: Runtime, batch: list[PendingWrite]) -> None:
         new = await anyio.to_thread.run_sync(
             _apply, runtime.answerer, list(upserts.values()), sorted(deletes)
         )
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__  # no path: it is the server's business
+    except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+        if isinstance(exc, RuntimeError) and "write" not in str(exc).lower():
+            for _, _, done in batch:
+                done.set_exception(exc)
+            raise
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # no path in it
         message = f"the index could not be written ({reason}); nothing was changed"
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
         error: IndexWriteError = (
             InsufficientStorageError(message)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if full or _nearly_full(runtime.answerer.settings.index_dir)
             else IndexWriteError(message)
         )
         for _, _, done in batch:
@@ -283,6 +289,18 @@ async def _apply_batch(runtime: Runtime, batch: list[PendingWrite]) -> None:
     runtime.answerer.swap(new)
     for _, _, done in batch:
         done.set_result(new)
+
+
+# A write that fails with less than this free is taken for a full disk: numpy and FAISS
+# do not always say why a write failed (an OSError without errno, a RuntimeError).
+_LOW_DISK_BYTES = 64 * 1024 * 1024
+
+
+def _nearly_full(directory: PurePath) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < _LOW_DISK_BYTES
+    except OSError:
+        return False
 
 
 async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:

@@ -298,7 +298,8 @@ class Answerer:
         found_in_own = (
             q.language in q.reading.languages and _best(q.retrieval) >= self.settings.min_evidence
         )  # evidence is not comparable across languages: a find in the question's own stands
-        if self.llm is not None and q.mode == "llm" and others and not found_in_own:
+        translate = self.settings.cross_language == "translate"
+        if self.llm is not None and q.mode == "llm" and translate and others and not found_in_own:
             await self._across_languages(self.llm, q, others[:_TRANSLATIONS])
         q.passages = q.reading.retriever.passages(q.retrieval.candidates, q.top_k)
         q.timings["retrieve"] = elapsed_ms(q.started)
@@ -389,8 +390,9 @@ class Answerer:
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
         # An answer that may be rendered in another language is held whole as well.
+        translate = self.settings.cross_language == "translate"
         across = q.retrieval.question != q.question or q.language != q.reading.language
-        hold = self.settings.support_judge or across
+        hold = self.settings.support_judge or (across and translate)
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -440,7 +442,7 @@ class Answerer:
             response = self._abstain(q, Abstention.UNSURE)
         else:
             response = await self._judged(llm, q, parser, composition)
-        if response.answerable and not composition.released_parts:
+        if response.answerable and not composition.released_parts and translate:
             response = await self._rendered(llm, q, response)
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = elapsed_ms(q.started)

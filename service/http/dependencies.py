@@ -28,8 +28,10 @@ class Lifecycle:
 
 def _runtime(state: State) -> Runtime:
     life: Lifecycle = state.life
+    if life.failure is not None:
+        raise NotReadyError(f"service failed to load: {life.failure}", retry_after_s=None)
     if life.runtime is None:
-        raise NotReadyError(f"service failed to load: {life.failure}" if life.failure else None)
+        raise NotReadyError()
     return life.runtime
 
 

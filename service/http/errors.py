@@ -8,7 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
 
-from service.errors import BusyError, CiteQAError, NotReadyError
+from service.errors import CiteQAError, NotReadyError
 
 __all__ = ["error_response", "openai_error"]
 
@@ -48,8 +48,9 @@ def error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[
     headers: dict[str, str] = {}
     if isinstance(exc, CiteQAError):
         status, detail, extra = exc.status_code, exc.message, None
-        if isinstance(exc, BusyError):
-            headers["Retry-After"] = str(exc.retry_after_s)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:  # busy, or still loading
+            headers["Retry-After"] = str(retry_after)
         elif status >= 500 and not isinstance(exc, NotReadyError):
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
     elif isinstance(exc, HTTPException):

@@ -14,6 +14,9 @@ from service.settings import Settings
 
 __all__ = ["require_admin_key", "require_api_key"]
 
+# What a 401 asks for (RFC 6750): a bearer token.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="citeqa"'}
+
 
 def require_api_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -24,7 +27,7 @@ def require_api_key(
         return
     # An admin key also reads, so a writer needs only one Authorization header.
     if not _bearer_matches(connection, settings.api_key_list + settings.admin_key_list):
-        raise NotAuthorizedException("missing or invalid API key")
+        raise NotAuthorizedException("missing or invalid API key", headers=_CHALLENGE)
 
 
 def _bearer_matches(connection: ASGIConnection[Any, Any, Any, Any], keys: tuple[str, ...]) -> bool:
@@ -46,4 +49,6 @@ def require_admin_key(
     if not keys:
         raise ForbiddenError("document ingestion is disabled; set CITEQA_ADMIN_KEYS to enable it")
     if not _bearer_matches(connection, keys):
-        raise NotAuthorizedException("missing or invalid admin key")
+        if _bearer_matches(connection, settings.api_key_list):  # known, but may only read
+            raise ForbiddenError("this key may read but not write; writes need an admin key")
+        raise NotAuthorizedException("missing or invalid admin key", headers=_CHALLENGE)

@@ -127,7 +127,7 @@ def test_readyz_is_503_until_loaded_and_healthz_always_answers(settings: Setting
         assert client.get("/readyz").status_code == 503
         assert client.get("/readyz").json()["status"] == "loading"
         ask = client.post("/v1/ask", json={"question": "Anything?"})
-        assert ask.status_code == 503
+        assert ask.status_code == 503 and ask.headers["retry-after"] == "10"
         assert "starting" in ask.json()["detail"]
         gate.set()
         for _ in range(500):
@@ -137,6 +137,8 @@ def test_readyz_is_503_until_loaded_and_healthz_always_answers(settings: Setting
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json() == {"status": "failed", "detail": "index exploded"}
+        failed = client.post("/v1/ask", json={"question": "Anything?"})
+        assert failed.status_code == 503 and "retry-after" not in failed.headers  # no use
 
 
 def test_readyz_names_a_failed_index_by_its_setting_not_its_path(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -160,8 +161,13 @@ def test_writes_need_an_admin_key_and_are_off_without_one(make_client: Client) -
     closed = make_client()
     off = closed.post("/v1/documents", json={"text": "x"}, headers=ADMIN)
     assert off.status_code == 403 and "CITEQA_ADMIN_KEYS" in off.json()["detail"]
-    guarded = make_client(admin_keys=SecretStr("admin-1"))
-    assert guarded.post("/v1/documents", json={"text": "x"}).status_code == 401
+    guarded = make_client(admin_keys=SecretStr("admin-1"), api_keys=SecretStr("reader-1"))
+    anonymous = guarded.post("/v1/documents", json={"text": "x"})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="citeqa"'
+    reader = {"Authorization": "Bearer reader-1"}
+    refused = guarded.post("/v1/documents", json={"text": "x"}, headers=reader)
+    assert refused.status_code == 403 and "may read but not write" in refused.json()["detail"]
     wrong = {"Authorization": "Bearer nope"}
     assert guarded.post("/v1/documents", json={"text": "x"}, headers=wrong).status_code == 401
     assert guarded.delete("/v1/documents/renault-geely-mou", headers=wrong).status_code == 401
@@ -296,6 +302,24 @@ def test_a_crash_mid_write_leaves_the_last_good_snapshot(tmp_path: Path) -> None
     assert len(list((tmp_path / "snapshots").iterdir())) == 2  # the orphan waits for cleanup
     load_or_build(tmp_path, read_documents([ARTICLE]), HashingEmbedder())
     assert len(list((tmp_path / "snapshots").iterdir())) == 1
+
+
+def test_a_write_that_fails_unexplained_on_a_nearly_full_disk_is_507_else_500(
+    admin_client: TestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(index: object, path: str) -> None:  # as FAISS says it: no errno
+        raise RuntimeError("Error in faiss::FileIOWriter: write failed")
+
+    monkeypatch.setattr(faiss, "write_index", fails)
+    free = {"bytes": 10**12}
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=free["bytes"]))
+    roomy = _add(admin_client, {"doc_id": "memo", "text": "The plant opens in May."})
+    assert roomy.status_code == 500 and "could not be written" in roomy.json()["detail"]
+    free["bytes"] = 300_000
+    full = _add(admin_client, {"doc_id": "memo", "text": "The plant opens in May."})
+    assert full.status_code == 507 and "nothing was changed" in full.json()["detail"]
+    assert "memo" not in admin_client.get("/v1/documents").text
 
 
 def test_a_full_disk_gives_507_leaves_nothing_behind_and_later_writes_work(

@@ -110,3 +110,12 @@ def test_a_chinese_document_is_answered_in_chinese_and_in_english(
         body["answer"].startswith("The plant opens in May [1] (“") and "五月投产" in body["answer"]
     )
     assert body["citations"][0]["text"] == PLANT_ZH
+
+
+def test_with_cross_language_off_the_question_is_searched_as_asked(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client(cross_language="off")
+    body = _ask(client, KOREA_ZH)
+    assert "translate" not in body["timings_ms"] and "render" not in body["timings_ms"]
+    assert not [r for r in upstream.requests if _system(r).startswith("You translate")]

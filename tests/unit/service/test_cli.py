@@ -65,3 +65,25 @@ def test_index_check_reports_a_digest_that_does_not_depend_on_the_build(
     (segment / "sentences.json").write_text("[]")
     broken = runner.invoke(main, ["index", "check", str(tmp_path / "one")])
     assert broken.exit_code != 0 and "sentences.json is corrupt" in broken.output
+
+
+@pytest.mark.parametrize(
+    ("trusted", "proxy_headers", "allowed"),
+    [("", False, None), ("10.0.0.2", True, "10.0.0.2")],
+)
+def test_serve_believes_forwarded_headers_only_from_configured_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    trusted: str,
+    proxy_headers: bool,
+    allowed: str | None,
+) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("CITEQA_TRUSTED_PROXIES", trusted)
+    monkeypatch.setenv("CITEQA_INDEX_DIR", str(tmp_path / "index"))
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_headers"] is proxy_headers and seen["forwarded_allow_ips"] == allowed
