@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from index import (
+    BatchingEmbedder,
     CorpusIndex,
     Document,
     Embedder,
@@ -198,6 +199,8 @@ async def load_runtime(
     if embedder is None:
         log.info("loading the embedder")
         embedder = SentenceTransformerEmbedder()
+    if settings.embed_max_batch:
+        embedder = BatchingEmbedder(embedder, settings.embed_max_batch)
     timings["embedder"] = elapsed_ms(started)
     step = time.perf_counter()
     if settings.read_only:

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     rrf_k: int = 60
+    # Questions embedded at the same moment share one encode of at most this many texts
+    # (index.BatchingEmbedder); 0 embeds each on its own.
+    embed_max_batch: int = Field(default=64, ge=0)
     # A question in another language than the documents: "translate" asks the LLM to put
     # it into theirs, searches and answers there, and renders the verified quotes in the
     # asker's language; "off" searches the question as asked and answers in the
