@@ -19,7 +19,7 @@ from service.answering.language import ABSTAIN_TEXTS
 from service.answering.measures import name_lists, terms
 from service.answering.prompts import render_condense_prompt
 from service.errors import BusyError, InvalidRequestError, LLMError
-from service.llm import ChatModel
+from service.llm import ChatModel, QueuedChatModel
 from service.schemas import MAX_QUESTION_CHARS
 from service.settings import Settings
 
@@ -99,6 +99,8 @@ async def run_task(llm: ChatModel | None, messages: Sequence[Turn], settings: Se
     """The plain LLM's reply to a frontend task, capped in tokens and time; "" if it fails."""
     if llm is None:
         return ""
+    if isinstance(llm, QueuedChatModel):
+        llm = llm.chores()  # behind every question, and cancelled by one
     budget = settings.task_prompt_chars
     prompt: list[dict[str, str]] = []
     for message in reversed(messages):

@@ -465,10 +465,12 @@ class Answerer:
         because = await anyio.to_thread.run_sync(_held_back_because, q, parser, composition)
         judged_on = self._judged_sentences(q, parser, composition)
         support: float | None = None
+        unjudged = False  # the judge was to speak and did not before the deadline
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
             texts = [reading.sentences[i].text for i in judged_on]
             support = await supports(llm, texts, q.retrieval.question, q.deadline, q.timings, name)
+            unjudged = support is None and time.monotonic() >= q.deadline
         if because is not None and support is None:
             return await anyio.to_thread.run_sync(self._without_llm_answer, q, because, composition)
         verdict = reading.grounder.judged(because, support)
@@ -482,7 +484,7 @@ class Answerer:
                 given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
                            for i in judged_on])  # fmt: skip
             q.timings.setdefault("first_text", elapsed_ms(q.started))
-            response = _composed(given, q, "llm", degraded=False)
+            response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)
 
     def _without_llm_answer(

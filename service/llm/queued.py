@@ -1,4 +1,10 @@
-"""A chat model behind a bounded queue, counted in the metrics."""
+"""A chat model behind a bounded queue, counted in the metrics, with a lane for chores.
+
+Questions queue for the model's slots. Chores (a chat frontend's titles, tags and follow-up
+suggestions) take a lane of their own behind them: a chore starts only when no question runs
+or waits, one at a time, and a question that arrives cancels the chore running, so a chore
+never slows a question down.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from contextlib import aclosing, asynccontextmanager
 
 import anyio
 
-from service.errors import BusyError
+from service.errors import BusyError, LLMError
 from service.llm.base import ChatModel, Message, Token
 from service.observe import LLM_CALL_SECONDS, LLM_RUNNING, LLM_TOKENS, LLM_WAITING
 
@@ -29,6 +35,8 @@ class QueuedChatModel:
         self._running = running
         self._max_waiting = max_waiting
         self.waiting = 0
+        self._chore = anyio.Lock()  # one chore at a time
+        self._chores_running: set[anyio.CancelScope] = set()
 
     @property
     def idle(self) -> bool:
@@ -40,11 +48,17 @@ class QueuedChatModel:
         """Whether one more call would be refused."""
         return self._slots.value == 0 and self.waiting >= self._max_waiting
 
+    def chores(self) -> ChatModel:
+        """The same model, for chores: behind every question, and cancelled by one."""
+        return _Chores(self)
+
     @asynccontextmanager
     async def _slot(self, call: str) -> AsyncIterator[None]:
         """Hold one of the running slots, counted in the metrics, for one call."""
         if self.full:
             raise BusyError()
+        for scope in list(self._chores_running):  # a question comes first
+            scope.cancel()
         self.waiting += 1
         LLM_WAITING.inc()
         try:
@@ -82,4 +96,49 @@ class QueuedChatModel:
         ):
             async for token in tokens:
                 LLM_TOKENS.inc()
+                yield token
+
+
+class _Chores:
+    """A queued model's lane for chores (``QueuedChatModel.chores``)."""
+
+    def __init__(self, queue: QueuedChatModel) -> None:
+        self.queue = queue
+        self.name = queue.name
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[anyio.CancelScope]:
+        queue = self.queue
+        async with queue._chore:
+            while not queue.idle:
+                await anyio.sleep(0.05)
+            started = time.perf_counter()
+            with anyio.CancelScope() as scope:
+                queue._chores_running.add(scope)
+                LLM_RUNNING.inc()
+                try:
+                    yield scope
+                finally:
+                    queue._chores_running.discard(scope)
+                    LLM_RUNNING.dec()
+                    LLM_CALL_SECONDS.labels(call="chore").observe(time.perf_counter() - started)
+            if scope.cancelled_caught:
+                raise LLMError("a question came in: the chore gave way")
+
+    async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
+        """The inner model's reply, once no question runs or waits."""
+        reply = ""
+        async with self._turn():
+            reply = await self.queue.inner.complete(messages, max_tokens=max_tokens)
+        return reply
+
+    async def stream(
+        self, messages: Sequence[Message], *, max_tokens: int
+    ) -> AsyncGenerator[Token, None]:
+        """The inner model's tokens, once no question runs or waits."""
+        async with (
+            self._turn(),
+            aclosing(self.queue.inner.stream(messages, max_tokens=max_tokens)) as tokens,
+        ):
+            async for token in tokens:
                 yield token

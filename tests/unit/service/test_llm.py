@@ -7,13 +7,24 @@ import hashlib
 import importlib
 import json
 import os
+from collections.abc import AsyncGenerator, Sequence
+from functools import partial
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
-from service import LLMError, LLMUnavailableError, ModelUnavailableError, OpenAIChatModel
-from service.llm import PackagedModel, assemble_model
+from service import (
+    LLMError,
+    LLMUnavailableError,
+    ModelUnavailableError,
+    OpenAIChatModel,
+    Settings,
+)
+from service.answering import run_task
+from service.http import ChatMessage
+from service.llm import PackagedModel, QueuedChatModel, Token, assemble_model
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +142,51 @@ def test_without_the_embedded_extra_the_error_says_what_to_install(
     monkeypatch.setattr(importlib, "import_module", without_parts)
     with pytest.raises(ModelUnavailableError, match=r"citeqa\[embedded\].*CITEQA_LLM_BASE_URL"):
         assemble_model(tmp_path / "cache")
+
+
+class GatedModel:
+    """A model whose replies wait for their gate to open."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gates: dict[str, anyio.Event] = {}
+        self.started: list[str] = []
+
+    async def complete(self, messages: Sequence[dict[str, str]], *, max_tokens: int) -> str:
+        text = messages[-1]["content"]
+        self.started.append(text)
+        await self.gates.setdefault(text, anyio.Event()).wait()
+        return f"reply to {text}"
+
+    async def stream(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int
+    ) -> AsyncGenerator[Token, None]:
+        yield Token(await self.complete(messages, max_tokens=max_tokens))
+
+
+async def test_a_chore_waits_behind_questions_and_gives_way_to_a_new_one() -> None:
+    inner = GatedModel()
+    queue = QueuedChatModel(inner, running=2, max_waiting=4)
+    settings = Settings()
+    chore_reply: list[str] = []
+    question = [{"role": "user", "content": "question one"}]
+    async with anyio.create_task_group() as group:
+        group.start_soon(partial(queue.complete, max_tokens=5), question)
+        await anyio.sleep(0.05)
+        task = [ChatMessage(role="user", content="### Task: a title")]
+
+        async def chore() -> None:
+            chore_reply.append(await run_task(queue, task, settings))
+
+        group.start_soon(chore)
+        await anyio.sleep(0.2)
+        assert inner.started == ["question one"]  # the chore waits while a question runs
+        inner.gates["question one"].set()
+        await anyio.sleep(0.2)
+        assert inner.started[-1] == "### Task: a title"  # idle now: the chore runs
+        two = [{"role": "user", "content": "two"}]
+        group.start_soon(partial(queue.complete, max_tokens=5), two)
+        await anyio.sleep(0.2)
+        assert chore_reply == [""]  # the question cancelled it; the frontend gets no title
+        inner.gates["two"].set()

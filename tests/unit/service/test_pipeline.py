@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import anyio
 import anyio.to_thread
@@ -22,7 +22,7 @@ from service.answering import (
     ReplyParser,
     VerifiedClaim,
 )
-from service.llm import ScriptedChatModel, ScriptedReply
+from service.llm import ScriptedChatModel, ScriptedReply, Token
 from tests.conftest import ARTICLE, CMA, HashingEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -122,3 +122,29 @@ async def test_a_write_swaps_the_reading_and_a_question_keeps_the_one_it_began_w
     assert answers[0].answer == ABSTAIN_TEXT  # it kept the index it began with
     after = await answerer.ask(question, mode="extractive")
     assert after.answerable and after.citations[0].doc_id == "memo"
+
+
+class SlowJudge(ScriptedChatModel):
+    """Answers at once, but its support judge never speaks before the deadline."""
+
+    async def stream(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int
+    ) -> AsyncGenerator[Token, None]:
+        if messages[0]["content"].startswith("You check whether a text answers"):
+            await anyio.sleep(30)
+        async for token in super().stream(messages, max_tokens=max_tokens):
+            yield token
+
+
+async def test_an_answer_the_judge_could_not_judge_in_time_is_marked_degraded() -> None:
+    embedder = HashingEmbedder()
+    index = build_index(read_documents([ARTICLE]), embedder)
+    llm = SlowJudge()
+    settings = SETTINGS.model_copy(update={"support_judge": True, "llm_deadline_s": 1.0})
+    answerer = Answerer.over(index, embedder, llm, settings)
+    await answerer.warm()
+    (line,) = [ln for ln in llm.prompts[-1][0]["content"].splitlines() if CMA in ln]
+    llm.queue(f"They are based on the CMA platform {line.split()[0]}.")
+    response = await answerer.ask("Which platform underpins the Korean models?")
+    assert response.answerable and response.support is None
+    assert response.degraded  # shown unjudged: the client is told
