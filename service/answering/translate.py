@@ -77,9 +77,12 @@ async def render_quotes(
         log.warning("answer rendering failed: %s", exc)
         return None
     rendered: dict[int, str] = {}
-    for line in reply.splitlines():
+    lines = [line.strip() for line in reply.splitlines() if line.strip()]
+    for line in lines:
         if found := _NUMBERED.match(line):
             rendered.setdefault(int(found[1]), found[2])
+    if not rendered and len(quotes) == 1 and len(lines) == 1:
+        rendered[1] = lines[0]  # one quote, rendered without its number
     renderings = [rendered.get(n, "") for n in range(1, len(quotes) + 1)]
     for quote, rendering in zip(quotes, renderings, strict=True):
         if not rendering or not numbers_supported(rendering, quote):

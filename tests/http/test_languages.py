@@ -119,3 +119,12 @@ def test_with_cross_language_off_the_question_is_searched_as_asked(
     body = _ask(client, KOREA_ZH)
     assert "translate" not in body["timings_ms"] and "render" not in body["timings_ms"]
     assert not [r for r in upstream.requests if _system(r).startswith("You translate")]
+
+
+def test_a_single_rendering_may_come_without_its_number(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    upstream.queue(KOREA_EN, cma_reply(upstream), "韩国车型基于CMA平台。")
+    body = _ask(client, KOREA_ZH)
+    assert body["answer"].startswith("韩国车型基于CMA平台 [1]（“")
