@@ -60,10 +60,14 @@ class OutdatedIndexError(IndexFormatError):
 
 
 def current_snapshot(directory: Path) -> str | None:
-    """The name of the live snapshot in ``directory``; None when it holds no index yet."""
+    """The name of the live snapshot in ``directory``; None when it holds no index yet.
+
+    Any other failure to read ``CURRENT`` (permissions, say) is raised, never taken for
+    an empty directory.
+    """
     try:
         return (directory / "CURRENT").read_text().strip()
-    except OSError:
+    except FileNotFoundError:
         return None
 
 

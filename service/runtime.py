@@ -109,11 +109,11 @@ class Runtime:
                 log.debug("cannot lease snapshots in %s: %s", directory, exc)
 
         async def loop() -> None:
-            serving = current_snapshot(directory)
+            serving = _current(directory)
             while True:
-                hold(serving, current_snapshot(directory))
+                hold(serving, _current(directory))
                 await asyncio.sleep(interval_s)
-                name = current_snapshot(directory)
+                name = _current(directory)
                 if name is None or name == serving:
                     continue
                 hold(serving, name)
@@ -180,6 +180,14 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
         raise IndexLoadError(str(exc)) from exc
 
 
+def _current(directory: Path) -> str | None:
+    """The snapshot ``directory`` serves, or None while it cannot be read (a replica retries)."""
+    try:
+        return current_snapshot(directory)
+    except OSError:
+        return None
+
+
 async def load_runtime(
     settings: Settings,
     *,
@@ -204,7 +212,7 @@ async def load_runtime(
     timings["embedder"] = elapsed_ms(started)
     step = time.perf_counter()
     if settings.read_only:
-        while current_snapshot(settings.index_dir) is None:  # the writer has not built it yet
+        while _current(settings.index_dir) is None:  # the writer has not built it yet
             log.info("waiting for an index to follow in %s", settings.index_dir)
             await asyncio.sleep(settings.follow_interval_s)
     log.info("loading the index")
