@@ -352,7 +352,7 @@ class Answerer:
             return response
         started = time.perf_counter()
         renderings = await render_quotes(llm, [body for body, _, _ in parts], q.language,
-                                         q.deadline)  # fmt: skip
+                                         q.deadline, q.question)  # fmt: skip
         q.timings["render"] = elapsed_ms(started)
         if renderings is None:
             return response

@@ -66,9 +66,12 @@ class Translations:
 
 
 async def render_quotes(
-    llm: ChatModel, quotes: Sequence[str], language: str, deadline: float
+    llm: ChatModel, quotes: Sequence[str], language: str, deadline: float, question: str = ""
 ) -> list[str] | None:
-    """Each quote in ``language``, or None unless every rendering keeps its figures and names."""
+    """Each quote in ``language``, or None unless every rendering keeps its figures and names.
+
+    A name the asker wrote in ``question`` may appear in a rendering too.
+    """
     messages = render_render_prompt(quotes, LANGUAGE_NAMES[language])
     try:
         with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
@@ -89,6 +92,6 @@ async def render_quotes(
             return None
         # A quote in Latin letters keeps its names: the rendering may hold no other. (From
         # Chinese, names are rendered in other letters; only figures can be checked.)
-        if not _CJK.search(quote) and not entities_supported(rendering, quote, ""):
+        if not _CJK.search(quote) and not entities_supported(rendering, quote, question):
             return None
     return renderings
