@@ -150,7 +150,7 @@ class Grounder:
         """Recompute which sentences give orders, from the documents' verdicts or suspects.
 
         Instructions planted in documents are never evidence. A document the LLM has not
-        screened yet (``Answerer.screen``) has its suspects counted as instructions.
+        screened yet (``judge.screen_documents``) has its suspects counted as instructions.
         """
         index = self.retriever.index
         untrusted: set[int] = set()
@@ -176,7 +176,7 @@ class Grounder:
         A claim's figures and names must be in the sentence; then its support mixes the
         share of its terms the sentence holds, the share of what it adds beyond the
         question, and embedding cosine. The model's own label is only a small hint. A
-        supported claim is kept as the span of the sentence it quotes (``_quote.align``),
+        supported claim is kept as the span of the sentence it quotes (``quote.align``),
         so what is shown is the source's words; a quote that adds nothing to the question
         is no answer.
         """
