@@ -86,8 +86,8 @@ class Runtime:
             self._rewarm_wanted = False
             await asyncio.sleep(settle_s)
             llm = self.answerer.llm
-            while isinstance(llm, QueuedChatModel) and not llm.idle:
-                await asyncio.sleep(settle_s / 4)
+            if isinstance(llm, QueuedChatModel):
+                await llm.until_idle(settle_s / 4)
             if not self._rewarm_wanted:
                 await self.answerer.warm()
 

@@ -11,8 +11,6 @@ import time
 from collections.abc import Sequence
 from contextlib import aclosing
 
-import anyio
-
 from index import CorpusIndex
 from service.answering.ground import Grounder, p_yes
 from service.answering.instructions import (
@@ -104,8 +102,8 @@ async def screen_documents(
         orders = []
         for k in grounder.suspects(doc_id):
             # Questions go first: a new document's suspects wait out of the prompt.
-            while isinstance(llm, QueuedChatModel) and not llm.idle:
-                await anyio.sleep(0.1)
+            if isinstance(llm, QueuedChatModel):
+                await llm.until_idle(0.1)
             messages = render_screen_prompt("sentence", sentences[k].text)
             deadline = time.monotonic() + deadline_s
             p = await yes_probability(llm, messages, deadline, {}, "screen")

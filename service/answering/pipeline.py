@@ -189,6 +189,11 @@ class Answerer:
         INDEX_SENTENCES.set(len(reading.index.sentences))
         INDEX_SEGMENTS.set(len(reading.index.segments))
 
+    @property
+    def _translating(self) -> bool:
+        """Whether questions cross languages (``CITEQA_CROSS_LANGUAGE=translate``)."""
+        return self.settings.cross_language == "translate"
+
     def check_capacity(self, mode: AnswerMode = "llm") -> None:
         """Refuse at once, with :class:`BusyError`, a question the LLM queue has no room for."""
         if mode == "llm" and isinstance(self.llm, QueuedChatModel) and self.llm.full:
@@ -298,8 +303,8 @@ class Answerer:
         found_in_own = (
             q.language in q.reading.languages and _best(q.retrieval) >= self.settings.min_evidence
         )  # evidence is not comparable across languages: a find in the question's own stands
-        translate = self.settings.cross_language == "translate"
-        if self.llm is not None and q.mode == "llm" and translate and others and not found_in_own:
+        crossing = self._translating and others and not found_in_own
+        if self.llm is not None and q.mode == "llm" and crossing:
             await self._across_languages(self.llm, q, others[:_TRANSLATIONS])
         q.passages = q.reading.retriever.passages(q.retrieval.candidates, q.top_k)
         q.timings["retrieve"] = elapsed_ms(q.started)
@@ -390,9 +395,8 @@ class Answerer:
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
         # An answer that may be rendered in another language is held whole as well.
-        translate = self.settings.cross_language == "translate"
         across = q.retrieval.question != q.question or q.language != q.reading.language
-        hold = self.settings.support_judge or (across and translate)
+        hold = self.settings.support_judge or (across and self._translating)
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -442,7 +446,7 @@ class Answerer:
             response = self._abstain(q, Abstention.UNSURE)
         else:
             response = await self._judged(llm, q, parser, composition)
-        if response.answerable and not composition.released_parts and translate:
+        if response.answerable and not composition.released_parts and self._translating:
             response = await self._rendered(llm, q, response)
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = elapsed_ms(q.started)

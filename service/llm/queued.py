@@ -43,6 +43,11 @@ class QueuedChatModel:
         """Whether no call runs or waits."""
         return self._slots.value == self._running and self.waiting == 0
 
+    async def until_idle(self, poll_s: float) -> None:
+        """Return once no call runs or waits, looking every ``poll_s`` seconds."""
+        while not self.idle:
+            await anyio.sleep(poll_s)
+
     @property
     def full(self) -> bool:
         """Whether one more call would be refused."""
@@ -110,8 +115,7 @@ class _Chores:
     async def _turn(self) -> AsyncIterator[anyio.CancelScope]:
         queue = self.queue
         async with queue._chore:
-            while not queue.idle:
-                await anyio.sleep(0.05)
+            await queue.until_idle(0.05)
             started = time.perf_counter()
             with anyio.CancelScope() as scope:
                 queue._chores_running.add(scope)

@@ -65,6 +65,24 @@ def _label_after_rewarm(upstream: QueuedUpstream, needle: str, timeout: float = 
     raise AssertionError(f"no prompt showed {needle!r}")
 
 
+def _open(browser: Browser, base: str) -> tuple[Page, list[str]]:
+    """The page at ``base``, and the JavaScript errors it raises."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    return page, errors
+
+
+def _drop(page: Page, upload: Path) -> None:
+    """Add a file through the drop zone, with the admin key."""
+    page.get_by_text("Add a document").click()
+    page.get_by_label("Admin key").fill("admin-1")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#drop-zone").press("Enter")
+    chooser.value.set_files(str(upload))
+
+
 def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not(
     live_server: Callable[..., str],
     upstream: QueuedUpstream,
@@ -72,10 +90,7 @@ def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not
     tmp_path: Path,
 ) -> None:
     base = live_server(admin_keys=SecretStr("admin-1"))
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(base + "/")
+    page, errors = _open(browser, base)
     expect(
         page.get_by_role("button", name=re.compile(r"^renault-geely-mou \(\d+ sentences\)"))
     ).to_be_visible()
@@ -99,11 +114,7 @@ def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not
     # A document with emoji, added through the drop zone: offsets count code points.
     upload = tmp_path / "launch.txt"
     upload.write_text(EMOJI_DOC, encoding="utf-8")
-    page.get_by_text("Add a document").click()
-    page.get_by_label("Admin key").fill("admin-1")
-    with page.expect_file_chooser() as chooser:
-        page.locator("#drop-zone").press("Enter")
-    chooser.value.set_files(str(upload))
+    _drop(page, upload)
     expect(page.locator("#add-status")).to_contain_text("Added launch")
     expect(page.get_by_role("button", name="launch (3 sentences)")).to_be_visible()
     label = _label_after_rewarm(upstream, "methane")
@@ -142,17 +153,10 @@ def test_the_playground_lights_the_right_characters_of_a_chinese_document(
     tmp_path: Path,
 ) -> None:
     base = live_server(admin_keys=SecretStr("admin-1"))
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(base + "/")
+    page, errors = _open(browser, base)
     upload = tmp_path / "wuhan.txt"
     upload.write_text(CHINESE_DOC, encoding="utf-8")
-    page.get_by_text("Add a document").click()
-    page.get_by_label("Admin key").fill("admin-1")
-    with page.expect_file_chooser() as chooser:
-        page.locator("#drop-zone").press("Enter")
-    chooser.value.set_files(str(upload))
+    _drop(page, upload)
     expect(page.get_by_role("button", name="wuhan (3 sentences)")).to_be_visible()
     label = _label_after_rewarm(upstream, "五月投产")
     # Its own words find the plant: the question is asked as it is, not translated.
