@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -36,6 +37,23 @@ def _doc_id_from_path(path: Path) -> str:
     return _DOC_ID.sub("-", path.stem).strip("-") or "doc"
 
 
+class _About(msgspec.Struct, forbid_unknown_fields=True):
+    """What ``NAME.meta.json`` beside ``NAME.txt`` says about it: the text stays untouched."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def _sidecar(path: Path) -> _About:
+    meta = path.with_suffix(".meta.json")
+    if not meta.is_file():
+        return _About()
+    try:
+        return msgspec.json.decode(meta.read_bytes(), type=_About)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise ValueError(f"{meta}: {exc}") from exc
+
+
 def _read_jsonl(path: Path) -> Iterator[Document]:
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -55,7 +73,11 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
 
 
 def read_documents(paths: Iterable[Path]) -> list[Document]:
-    """Read documents from .txt/.md files (one each) and .jsonl files (one per line)."""
+    """Read documents from .txt/.md files (one each) and .jsonl files (one per line).
+
+    A title and metadata for ``NAME.txt`` or ``NAME.md`` may sit beside it in ``NAME.meta.json``
+    (``{"title": ..., "metadata": {...}}``); the title there wins over a markdown heading.
+    """
     docs: list[Document] = []
     for path in paths:
         suffix = path.suffix.lower()
@@ -64,8 +86,15 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
         elif suffix in {".txt", *_MARKDOWN_SUFFIXES}:
             text = path.read_text(encoding="utf-8")
             heading = markdown_title(text) if suffix in _MARKDOWN_SUFFIXES else None
-            doc = Document(doc_id=_doc_id_from_path(path), title=heading or path.stem, text=text)
-            docs.append(doc)
+            about = _sidecar(path)
+            docs.append(
+                Document(
+                    doc_id=_doc_id_from_path(path),
+                    title=about.title or heading or path.stem,
+                    text=text,
+                    metadata=about.metadata,
+                )
+            )
         else:
             raise ValueError(f"{path}: unsupported file type (use .txt, .md or .jsonl)")
     seen: set[str] = set()

@@ -35,6 +35,8 @@ from tests.loopback_upstream import serve as serve_loopback
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 ARTICLE = bundled_corpus()
 ARTICLE_TEXT = ARTICLE.read_text(encoding="utf-8")
+# Its title comes from corpus/renault-geely-mou.meta.json, beside the text.
+ARTICLE_TITLE = "Renault and Geely sign a memorandum on hybrid cars for China and South Korea"
 CMA = "Renault group and Geely Holding will be based on Lingke energy saving platform CMA"
 
 

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from pydantic import SecretStr
 
 from service import Runtime, Settings, create_app
-from tests.conftest import ARTICLE_TEXT, CMA
+from tests.conftest import ARTICLE_TEXT, ARTICLE_TITLE, CMA
 
 Client = Callable[..., TestClient[Any]]
 
@@ -84,7 +84,7 @@ def test_documents_list_and_detail_carry_offsets(make_client: Client) -> None:
     client = make_client()
     listing = client.get("/v1/documents").json()["documents"]
     assert listing == [
-        {"doc_id": "renault-geely-mou", "title": "renault-geely-mou",
+        {"doc_id": "renault-geely-mou", "title": ARTICLE_TITLE,
          "chars": len(ARTICLE_TEXT), "sentences": 17}
     ]  # fmt: skip
     detail = client.get("/v1/documents/renault-geely-mou").json()

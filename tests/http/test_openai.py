@@ -15,6 +15,7 @@ from service import Citation
 from service.http import sources_block
 from tests.conftest import (
     ARTICLE_TEXT,
+    ARTICLE_TITLE,
     CMA,
     QueuedUpstream,
     Scripted,
@@ -74,7 +75,7 @@ def test_sync_completion_carries_markers_sources_and_structured_citations(
     answer, sources = content.split("\n\nSources:\n")
     assert "CMA" in answer and "[1]" in answer
     assert sources.startswith('[1] "Renault group and Geely Holding will be based on Lingke')
-    assert sources.endswith('." (renault-geely-mou [1158, 1330))')  # no title: the id once
+    assert sources.endswith(f'." ({ARTICLE_TITLE}, renault-geely-mou [1158, 1330))')
     citations = (choice.message.model_extra or {})["citations"]
     _assert_verbatim(citations)
     assert CMA in citations[0]["text"]
@@ -109,11 +110,11 @@ async def test_async_streaming_sends_role_content_citation_events_and_a_final_ch
     assert event["data"] == {
         "document": [citation["text"]],
         "metadata": [
-            {"source": citation["sentence_id"], "name": "renault-geely-mou",
+            {"source": citation["sentence_id"], "name": ARTICLE_TITLE,
              "doc_id": "renault-geely-mou", "sentence_id": citation["sentence_id"],
              "start": citation["start"], "end": citation["end"]}
         ],
-        "source": {"id": citation["sentence_id"], "name": "renault-geely-mou",
+        "source": {"id": citation["sentence_id"], "name": ARTICLE_TITLE,
                    "url": base + "/v1/documents/renault-geely-mou"},
         "distances": [citation["score"]],
     }  # fmt: skip
@@ -315,7 +316,7 @@ def test_cards_of_one_document_carry_a_locator_and_a_unique_id(
     assert len(cards) == len(citations) == 2
     for card, citation in zip(cards, citations, strict=True):
         assert card["source"]["id"] == card["metadata"][0]["source"] == citation["sentence_id"]
-        name = f"renault-geely-mou, chars {citation['start']}-{citation['end']}"
+        name = f"{ARTICLE_TITLE}, chars {citation['start']}-{citation['end']}"
         assert card["source"]["name"] == card["metadata"][0]["name"] == name
         assert card["source"]["url"] == "https://qa.example.com/v1/documents/renault-geely-mou"
     assert cards[0]["source"]["id"] != cards[1]["source"]["id"]

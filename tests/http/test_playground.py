@@ -92,7 +92,7 @@ def test_the_playground_lights_up_cited_sentences_and_says_when_documents_do_not
     base = live_server(admin_keys=SecretStr("admin-1"))
     page, errors = _open(browser, base)
     expect(
-        page.get_by_role("button", name=re.compile(r"^renault-geely-mou \(\d+ sentences\)"))
+        page.get_by_role("button", name=re.compile(r"^Renault and Geely sign .* \(\d+ sentences\)"))
     ).to_be_visible()
 
     # A cited answer; its marker lights up the exact sentence in the document.
@@ -134,7 +134,7 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_memory(
     key = page.get_by_label("API key")
     expect(key).to_be_visible()  # the document list got a 401
     key.fill("reader-key")
-    expect(page.get_by_role("button", name=re.compile(r"^renault-geely-mou"))).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Renault and Geely sign"))).to_be_visible()
     upstream.queue(cma_reply(upstream))
     _ask(page, KOREA, "done")
     assert page.evaluate("() => [localStorage.length, sessionStorage.length]") == [0, 0]

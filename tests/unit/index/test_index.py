@@ -195,14 +195,17 @@ def test_reads_txt_md_and_jsonl(tmp_path: Path) -> None:
     [
         ("bad.jsonl", '{"title": "no id"}\n', "bad.jsonl:1"),
         ("bad.pdf", "x", "unsupported file type"),
+        ("bad.meta.json", '{"title": ""}', "bad.meta.json"),
+        ("bad.meta.json", '{"titel": "Typo"}', "titel"),
     ],
 )
 def test_bad_corpus_files_name_the_problem(
     tmp_path: Path, name: str, content: str, message: str
 ) -> None:
     (tmp_path / name).write_text(content)
+    (tmp_path / "bad.txt").write_text("A text whose sidecar is wrong.")
     with pytest.raises(ValueError, match=message):
-        read_documents([tmp_path / name])
+        read_documents([tmp_path / (name if not name.endswith(".meta.json") else "bad.txt")])
 
 
 def test_real_embedder_finds_the_cma_sentence(real_embedder: object, tmp_path: Path) -> None:
@@ -241,6 +244,19 @@ def test_markdown_files_are_titled_by_their_first_heading(tmp_path: Path) -> Non
         "notes": "Plant Notes",
         "plain": "plain",
     }
+
+
+def test_a_sidecar_titles_a_text_file_and_leaves_its_text_alone(tmp_path: Path) -> None:
+    (tmp_path / "memo.txt").write_text("The plant opens in May.")
+    (tmp_path / "memo.meta.json").write_text(
+        json.dumps({"title": "The May plant", "metadata": {"source": "Board minutes"}})
+    )
+    (doc,) = read_documents([tmp_path / "memo.txt"])
+    assert (doc.title, doc.text, doc.metadata) == (
+        "The May plant", "The plant opens in May.", {"source": "Board minutes"}
+    )  # fmt: skip
+    (article,) = read_documents([ARTICLE])  # the bundled article is titled this way
+    assert article.title.startswith("Renault and Geely sign a memorandum")
 
 
 def _memo(n: int) -> Document:
