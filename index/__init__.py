@@ -17,7 +17,14 @@ from index.embed import BatchingEmbedder, Embedder, SentenceTransformerEmbedder,
 from index.files import sha256_of
 from index.lexical import CJK, WORD, stem_words, tokenize
 from index.ray import build_on_ray
-from index.search import HNSW_THRESHOLD, Bm25, FaissStore, FanOutStore, VectorStore
+from index.search import (
+    HNSW_THRESHOLD,
+    Bm25,
+    Bm25Statistics,
+    FaissStore,
+    FanOutStore,
+    VectorStore,
+)
 from index.segment import Segment
 from index.snapshots import (
     IndexFormatError,
@@ -50,6 +57,7 @@ __all__ = [
     "WORD",
     "BatchingEmbedder",
     "Bm25",
+    "Bm25Statistics",
     "Chunk",
     "CorpusIndex",
     "Document",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import faiss
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
@@ -23,6 +24,7 @@ __all__ = [
     "COMPRESS_THRESHOLD",
     "HNSW_THRESHOLD",
     "Bm25",
+    "Bm25Statistics",
     "FaissStore",
     "FanOutStore",
     "Postings",
@@ -220,12 +222,34 @@ class Postings:
         return self.counts.indices[lo:hi], self.counts.data[lo:hi]
 
 
+class Bm25Statistics(msgspec.Struct, frozen=True):
+    """What BM25 needs to know about a corpus for one query's terms.
+
+    Statistics of several shards add up (:meth:`plus`) to those of their union, so a query
+    scored with the sum gets the scores one index of every shard would give: Elasticsearch's
+    ``dfs_query_then_fetch``.
+    """
+
+    sentences: int  # live sentences
+    tokens: int  # their total length in tokens
+    frequency: dict[str, int]  # sentences that hold each term
+
+    def plus(self, other: Bm25Statistics) -> Bm25Statistics:
+        """The statistics of both corpora together."""
+        frequency = dict(self.frequency)
+        for term, n in other.frequency.items():
+            frequency[term] = frequency.get(term, 0) + n
+        return Bm25Statistics(self.sentences + other.sentences, self.tokens + other.tokens,
+                              frequency)  # fmt: skip
+
+
 class Bm25:
     """BM25 over the live sentences of every segment, with corpus-wide statistics.
 
     Lucene's formula with bm25s's defaults (k1 1.5, b 0.75). bm25s bakes one index's own
     statistics into the scores it stores, so it cannot score segments as one corpus; the
-    postings here keep raw counts and the statistics are taken at search time.
+    postings here keep raw counts and the statistics are taken at search time, from these
+    segments or from whatever :class:`Bm25Statistics` the caller gives (those of all shards).
     """
 
     K1 = 1.5
@@ -234,35 +258,52 @@ class Bm25:
     def __init__(self, parts: Sequence[tuple[Postings, Positions]], size: int) -> None:
         self._parts = parts  # each segment's postings and the global position of each row
         self._size = size
-        lengths = np.zeros(size, dtype=np.float32)
+        self._lengths = np.zeros(size, dtype=np.float32)
         for postings, positions in parts:
             live = positions >= 0
-            lengths[positions[live]] = postings.lengths[live]
-        average = float(lengths.mean()) if size else 1.0
-        # Lucene's length normalisation, per sentence: k1 * (1 - b + b * length / average).
-        self._norm = self.K1 * (1 - self.B + self.B * lengths / max(average, 1e-9))
+            self._lengths[positions[live]] = postings.lengths[live]
+        self._tokens = int(self._lengths.sum())
 
-    def search(self, query: str, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    def _postings(self, term: str) -> tuple[Positions, npt.NDArray[np.float32]]:
+        """The live sentences that hold ``term``, and how often each holds it."""
+        found, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)]
+        for postings, positions in self._parts:
+            rows, tf = postings.column(term)
+            where = positions[rows]
+            live = where >= 0
+            found.append(where[live])
+            counts.append(tf[live])
+        return np.concatenate(found), np.concatenate(counts)
+
+    def statistics(self, query: str) -> Bm25Statistics:
+        """The statistics of these segments for the terms of ``query``."""
+        terms = sorted(set(tokenize(query)))
+        frequency = {term: int(self._postings(term)[0].size) for term in terms}
+        return Bm25Statistics(self._size, self._tokens, frequency)
+
+    def search(
+        self, query: str, k: int, statistics: Bm25Statistics | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Scores and positions of the best ``k`` sentences with any query term, best first.
 
-        Only the postings of the query's terms are read, never a row per sentence.
+        Only the postings of the query's terms are read, never a row per sentence. Without
+        ``statistics`` the corpus's own are used.
         """
+        size = statistics.sentences if statistics else self._size
+        tokens = statistics.tokens if statistics else self._tokens
+        average = max(tokens / size if size else 1.0, 1e-9)
         hits: list[npt.NDArray[np.int64]] = []
         gains: list[npt.NDArray[np.float32]] = []
-        for term in set(tokenize(query)) if self._parts else ():
-            found, counts = [], []
-            for postings, positions in self._parts:
-                rows, tf = postings.column(term)
-                where = positions[rows]
-                live = where >= 0
-                found.append(where[live])
-                counts.append(tf[live])
-            where, tf = np.concatenate(found), np.concatenate(counts)
+        for term in sorted(set(tokenize(query))) if self._parts else ():
+            where, tf = self._postings(term)
             if not where.size:
                 continue
-            idf = math.log(1 + (self._size - where.size + 0.5) / (where.size + 0.5))
+            df = statistics.frequency.get(term, where.size) if statistics else where.size
+            idf = math.log(1 + (size - df + 0.5) / (df + 0.5))
+            # Lucene's length normalisation: k1 * (1 - b + b * length / average).
+            norm = self.K1 * (1 - self.B + self.B * self._lengths[where] / average)
             hits.append(where)
-            gains.append((idf * tf / (tf + self._norm[where])).astype(np.float32))
+            gains.append((idf * tf / (tf + norm)).astype(np.float32))
         if not hits:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         sentences, at = np.unique(np.concatenate(hits), return_inverse=True)

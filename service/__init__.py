@@ -3,7 +3,8 @@
 Packages: ``answering`` (the pipeline), ``llm`` (the model seam and its implementations),
 ``http`` (the Litestar app). At the top: ``settings``, ``errors``, ``observe`` (metrics
 and logs), ``schemas`` (the API's request and response types), ``runtime`` (loading what
-the service runs on), ``writes`` (document writes), ``eval`` and ``cli``.
+the service runs on), ``writes`` (document writes), ``sharding`` (shards on Ray Serve),
+``eval`` and ``cli``.
 
 Tests, benchmarks and other programs import what this package and its subpackages
 export (``__all__``), never a module.
@@ -45,6 +46,7 @@ from service.schemas import (
     SearchRequest,
 )
 from service.settings import Settings, bundled_corpus, bundled_eval
+from service.sharding import ServeShard, ShardReplica, start_shards
 from service.writes import delete_document, upsert_documents
 
 __all__ = [
@@ -70,7 +72,9 @@ __all__ = [
     "Question",
     "Runtime",
     "SearchRequest",
+    "ServeShard",
     "Settings",
+    "ShardReplica",
     "assemble_model",
     "bundled_corpus",
     "bundled_eval",
@@ -86,6 +90,7 @@ __all__ = [
     "open_index",
     "read_conversations",
     "read_questions",
+    "start_shards",
     "summary_figures",
     "token_f1",
     "upsert_documents",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -55,20 +56,45 @@ def main(verbose: bool) -> None:
     default=None,
     help="Serve an index another process writes: follow its snapshots, refuse writes.",
 )
+@click.option(
+    "--shards",
+    "shard_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Answer from these index directories, one Ray Serve shard each (repeat it; "
+    "citeqa[ray]). The shards are read-only: each follows its directory's snapshots.",
+)
+@click.option("--address", default=None, help="With --shards: the Ray cluster (default: local).")
 def serve(
-    host: str | None, port: int | None, index_dir: Path | None, read_only: bool | None
+    host: str | None,
+    port: int | None,
+    index_dir: Path | None,
+    read_only: bool | None,
+    shard_dirs: tuple[Path, ...],
+    address: str | None,
 ) -> None:
     """Serve the HTTP API; the index is built first if missing or stale (unless --read-only)."""
     import uvicorn
 
     from service.http import create_app
 
-    settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
+    if address and not shard_dirs:
+        raise click.UsageError("--address goes with --shards")
+    # Over shards the front writes nothing: each shard's own writer does.
+    read_only = read_only or bool(shard_dirs) or None
+    settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only)
     # JSON unless console text was asked for, at the level the group option set.
     configure_logging(level=logging.getLogger().level, json=settings.log_format != "console")
+    loader = load_runtime
+    if shard_dirs:
+        from service.sharding import start_shards
+
+        clients = start_shards(shard_dirs, address=address, timeout_s=settings.shard_timeout_s,
+                               follow_interval_s=settings.follow_interval_s)  # fmt: skip
+        loader = functools.partial(load_runtime, shards=clients)
     # uvicorn's loggers go through the root handler; its access log would repeat ours.
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, loader=loader),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -28,6 +28,7 @@ __all__ = [
     "LLM_RUNNING",
     "LLM_TOKENS",
     "LLM_WAITING",
+    "SHARD_UP",
     "collecting",
     "configure_logging",
     "elapsed_ms",
@@ -54,6 +55,7 @@ LLM_WAITING = Gauge("citeqa_llm_queue_waiting", "LLM calls waiting for a slot")
 INDEX_DOCUMENTS = Gauge("citeqa_index_documents", "Documents in the served index")
 INDEX_SENTENCES = Gauge("citeqa_index_sentences", "Sentences in the served index")
 INDEX_SEGMENTS = Gauge("citeqa_index_segments", "Segments of the served index")
+SHARD_UP = Gauge("citeqa_shard_up", "1 if the shard answered its last call in time", ["shard"])
 
 _REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("citeqa_request", default=None)
 

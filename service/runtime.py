@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from index import (
     IndexFormatError,
     IndexMissingError,
     SentenceTransformerEmbedder,
+    build_index,
     current_snapshot,
     hold_snapshots,
     load_or_build,
@@ -29,7 +31,7 @@ from index import (
     read_documents,
     release_snapshots,
 )
-from service.answering import Answerer, Reading
+from service.answering import Answerer, Reading, ShardClient, Shards
 from service.errors import IndexLoadError
 from service.llm import ChatModel, EmbeddedServer, OpenAIChatModel, QueuedChatModel, assemble_model
 from service.observe import elapsed_ms
@@ -134,6 +136,18 @@ class Runtime:
 
         self.background(asyncio.create_task(loop()))
 
+    def watch_shards(self, interval_s: float) -> None:
+        """Every ``interval_s``, take the shards' statistics again, and see which are down."""
+        shards = self.answerer.shards
+        assert shards is not None
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                await anyio.to_thread.run_sync(shards.refresh)
+
+        self.background(asyncio.create_task(loop()))
+
     def background(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it finishes."""
         self._tasks.add(task)
@@ -150,6 +164,8 @@ class Runtime:
             await self.llm.aclose()
         if self.embedded is not None:
             self.embedded.stop()
+        if self.answerer.shards is not None:
+            self.answerer.shards.close()
 
 
 def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False) -> CorpusIndex:
@@ -196,11 +212,13 @@ async def load_runtime(
     with_llm: bool = True,
     warm: bool = True,
     progress: bool = False,
+    shards: Sequence[ShardClient] | None = None,
 ) -> Runtime:
     """Load the embedder and index, start or connect the LLM, and warm its prompt cache.
 
     ``embedder`` and ``llm`` replace the ones the settings name (tests fill these seams);
     without ``warm``, the documents are not screened and the prompt cache is left cold.
+    With ``shards``, no index is opened here: each question reads from the shards.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -211,12 +229,15 @@ async def load_runtime(
         embedder = BatchingEmbedder(embedder, settings.embed_max_batch)
     timings["embedder"] = elapsed_ms(started)
     step = time.perf_counter()
-    if settings.read_only:
-        while _current(settings.index_dir) is None:  # the writer has not built it yet
-            log.info("waiting for an index to follow in %s", settings.index_dir)
-            await asyncio.sleep(settings.follow_interval_s)
-    log.info("loading the index")
-    index = open_index(settings, embedder, progress=progress)
+    if shards is not None:
+        index = build_index([], embedder)
+    else:
+        if settings.read_only:
+            while _current(settings.index_dir) is None:  # the writer has not built it yet
+                log.info("waiting for an index to follow in %s", settings.index_dir)
+                await asyncio.sleep(settings.follow_interval_s)
+        log.info("loading the index")
+        index = open_index(settings, embedder, progress=progress)
     timings["index"] = elapsed_ms(step)
     embedded: EmbeddedServer | None = None
     if with_llm and llm is None:
@@ -246,6 +267,9 @@ async def load_runtime(
             llm, running=settings.llm_running, max_waiting=settings.llm_max_waiting
         )
     answerer = Answerer.over(index, embedder, llm, settings)
+    if shards is not None:
+        answerer.shards = Shards(shards, embedder, settings)
+        await anyio.to_thread.run_sync(answerer.shards.refresh)
     answerer.swap(answerer.reading)  # the metrics show the index served
     if llm is not None and warm:
         step = time.perf_counter()

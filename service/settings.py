@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # follow_interval_s seconds, never seed or change it, and refuse writes (403).
     read_only: bool = False
     follow_interval_s: float = Field(default=2.0, gt=0)
+    # Shards (`citeqa serve --shards DIR...`): a shard that has not answered one call of a
+    # question within shard_timeout_s is left out, and the answer is marked degraded.
+    shard_timeout_s: float = Field(default=5.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000

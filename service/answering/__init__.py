@@ -7,8 +7,9 @@ verdicts), ``compose`` (text, markers, citations); ``pipeline`` runs them over o
 question's state. Beside them: ``measures`` (text measures the steps share),
 ``instructions`` (which sentences and questions give orders), ``prompts`` (the templates),
 ``conversation`` (a chat's question, and frontends' background tasks), ``language`` (which
-language a text is in) and ``translate`` (questions into the documents' language, answers
-into the asker's).
+language a text is in), ``translate`` (questions into the documents' language, answers
+into the asker's), ``reading`` (an index with what questions over it need) and ``shards``
+(one corpus over several indexes, searched in two rounds).
 
 Imports ``index``, ``service.llm`` and the top-level ``settings``, ``errors``, ``observe``
 and ``schemas``; never the HTTP layer or its wire types.
@@ -49,13 +50,22 @@ from service.answering.pipeline import (
     AskEvent,
     Asking,
     CitationFound,
-    Reading,
     StreamFailed,
 )
 from service.answering.prompts import render_answer_prompt, render_judge_prompt
 from service.answering.quote import Quote, align
+from service.answering.reading import Reading
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
+from service.answering.shards import (
+    FetchedDocument,
+    ShardClient,
+    ShardFinds,
+    ShardReader,
+    Shards,
+    ShardSummary,
+    shard_of,
+)
 
 __all__ = [
     "ABSTAIN_TEXT",
@@ -72,12 +82,18 @@ __all__ = [
     "Claim",
     "Composition",
     "Examples",
+    "FetchedDocument",
     "Grounder",
     "Quote",
     "Reading",
     "ReplyParser",
     "Retrieval",
     "Retriever",
+    "ShardClient",
+    "ShardFinds",
+    "ShardReader",
+    "ShardSummary",
+    "Shards",
     "StreamFailed",
     "Turn",
     "VerifiedClaim",
@@ -101,6 +117,7 @@ __all__ = [
     "render_judge_prompt",
     "resolve_positions",
     "run_task",
+    "shard_of",
     "standalone_question",
     "suspect",
     "suspect_question",

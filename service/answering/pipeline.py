@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -24,14 +23,16 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 import msgspec
 
-from index import CorpusIndex, Embedder, Sentence
+from index import CorpusIndex, Embedder
 from service.answering.compose import Composition, VerifiedClaim
 from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
 from service.answering.prompts import render_answer_prompt
+from service.answering.reading import Reading
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
+from service.answering.shards import Shards
 from service.answering.translate import Translations, render_quotes
 from service.errors import BusyError, LLMError
 from service.llm import ChatModel, QueuedChatModel, until
@@ -52,7 +53,6 @@ __all__ = [
     "AskEvent",
     "Asking",
     "CitationFound",
-    "Reading",
     "StreamFailed",
 ]
 
@@ -93,43 +93,6 @@ class AnswerDone:
 AskEvent = AnswerDelta | CitationFound | StreamFailed | AnswerDone
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One version of the index with what questions over it need, built once per version."""
-
-    index: CorpusIndex
-    retriever: Retriever
-    grounder: Grounder
-    corpus_chars: int
-    languages: tuple[str, ...]  # of the documents, the one most sentences are in first
-
-    @classmethod
-    def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:
-        """The reading of ``index``: term statistics, untrusted sentences, its language."""
-        retriever = Retriever(index, embedder, settings)
-        by_language: Counter[str] = Counter()
-        for doc_id in index.documents:
-            language = index.derived(doc_id, "language", _language_of_sentences)
-            by_language[language] += len(index.positions_of(doc_id))
-        languages = tuple(language for language, _ in by_language.most_common()) or ("en",)
-        return cls(index, retriever, Grounder(retriever, settings),
-                   sum(len(d.text) for d in index.documents.values()), languages)  # fmt: skip
-
-    @property
-    def language(self) -> str:
-        """The language most of the corpus is written in."""
-        return self.languages[0]
-
-    def language_of_document(self, doc_id: str) -> str:
-        """The language a document is written in."""
-        return str(self.index.derived(doc_id, "language", _language_of_sentences))
-
-    @property
-    def sentences(self) -> list[Sentence]:
-        """The index's sentences, by position."""
-        return self.index.sentences
-
-
 @dataclass
 class Asking:
     """The state of one question as it goes through the steps."""
@@ -155,6 +118,9 @@ class Answerer:
     settings: Settings
     reading: Reading
     translations: Translations = field(default_factory=Translations, repr=False)
+    # Over shards, each question reads what its two rounds fetched (``shards.py``);
+    # ``reading`` is then only what the routes that list documents see.
+    shards: Shards | None = None
 
     @classmethod
     def over(
@@ -181,6 +147,19 @@ class Answerer:
     def read(self, index: CorpusIndex) -> Reading:
         """The reading of a new version of the index (CPU work: run it in a thread)."""
         return Reading.of(index, self.embedder, self.settings)
+
+    def reading_of(self, question: str) -> Reading:
+        """What ``question`` is answered from: the current reading, or a fetch from shards.
+
+        Blocking: call it in a worker thread, or use :meth:`reading_for`.
+        """
+        return self.reading if self.shards is None else self.shards.read(question)
+
+    async def reading_for(self, question: str) -> Reading:
+        """:meth:`reading_of`, off the event loop when it goes to the shards."""
+        if self.shards is None:
+            return self.reading
+        return await anyio.to_thread.run_sync(self.shards.read, question)
 
     def swap(self, reading: Reading) -> None:
         """Answer later questions from ``reading``; questions in flight keep theirs."""
@@ -287,10 +266,13 @@ class Answerer:
         then its text and its new citations go out together. The ``AnswerDelta`` texts,
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
-        q = Asking(question, top_k, mode, self.reading, language_of(question))
+        reading = await self.reading_for(question)
+        q = Asking(question, top_k, mode, reading, language_of(question))
         async with aclosing(self._events(q)) as events:
             async for event in events:
                 if isinstance(event, AnswerDone):
+                    if reading.missing:  # answered without some shards' documents
+                        event = AnswerDone(msgspec.structs.replace(event.response, degraded=True))
                     record_answer(event.response)
                 yield event
 
@@ -517,10 +499,6 @@ class Answerer:
 _PART = re.compile(r"(.+?) \[(\d+)\]([.!?;:]?)(?= |$)")
 _ENDERS = ".!?;。！？；"
 _TRANSLATIONS = 2  # at most this many other languages a question is searched in
-
-
-def _language_of_sentences(sentences: list[Sentence]) -> str:
-    return language_of(" ".join(s.text for s in sentences[:20]))
 
 
 def _best(retrieval: Retrieval) -> float:

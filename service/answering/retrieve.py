@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from index import CorpusIndex, Embedder, Sentence, Vectors
+from index import Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors
 from service.answering.measures import Terms, coverage, terms
 from service.schemas import Passage, SentenceHit
 from service.settings import Settings
 
-__all__ = ["Candidate", "Retrieval", "Retriever"]
+__all__ = ["Candidate", "Retrieval", "Retriever", "term_counts"]
 
 _POOL = 30
 
@@ -46,22 +47,38 @@ class Retrieval:
     candidates: list[Candidate]
 
 
-def _term_counts(sentences: list[Sentence]) -> Counter[str]:
+def term_counts(sentences: list[Sentence]) -> Counter[str]:
+    """How many of the sentences hold each evidence term."""
     return Counter(t for s in sentences for t in terms(s.text))
 
 
 class Retriever:
     """Ranks an index's sentences for questions; holds the corpus-wide term statistics."""
 
-    def __init__(self, index: CorpusIndex, embedder: Embedder, settings: Settings) -> None:
+    def __init__(
+        self,
+        index: CorpusIndex,
+        embedder: Embedder,
+        settings: Settings,
+        *,
+        idf: dict[str, float] | None = None,
+        bm25: Callable[[str], Bm25Statistics] | None = None,
+    ) -> None:
+        """A retriever of ``index``, ranking with its own statistics by default.
+
+        ``idf`` and ``bm25`` give those of a larger corpus instead (every shard's).
+        """
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        # Rare words say more about whether a sentence answers a question than common ones.
-        # Counted per document and kept across writes, so a write counts only its own.
-        frequency = index.derived_total("term_counts", _term_counts)
-        n = len(index.sentences)
-        self.idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
+        self.bm25 = bm25
+        if idf is None:
+            # Rare words say more about whether a sentence answers a question than common
+            # ones. Counted per document and kept across writes: a write counts only its own.
+            frequency = index.derived_total("term_counts", term_counts)
+            n = len(index.sentences)
+            idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
+        self.idf = idf
         self._titles = {d.doc_id: terms(d.title) for d in index.documents.values()}
 
     def own_terms(self, sentence_index: int) -> Terms:
@@ -101,7 +118,8 @@ class Retriever:
         _, dense_ids = index.store.search(q_vec[None, :], pool)
         rankings = [([int(i) for i in dense_ids[0] if i >= 0], settings.dense_weight)]
         if settings.retrieval == "hybrid":
-            _, lexical_ids = index.lexical.search(question, pool)
+            statistics = self.bm25(question) if self.bm25 else None
+            _, lexical_ids = index.lexical.search(question, pool, statistics)
             rankings.append(([int(i) for i in lexical_ids], settings.lexical_weight))
         fused: dict[int, float] = {}
         for ranking, weight in rankings:

@@ -59,7 +59,9 @@ def _lifespan(settings: Settings, loader: Loader, life: Lifecycle) -> Any:
     async def load() -> None:
         try:
             life.runtime = await loader(settings)
-            if settings.read_only:
+            if life.runtime.answerer.shards is not None:
+                life.runtime.watch_shards(settings.follow_interval_s)
+            elif settings.read_only:
                 life.runtime.follow(settings.index_dir, settings.follow_interval_s)
         except CiteQAError as exc:  # expected failures carry a message fit for /readyz
             log.error("loading failed: %s", exc.message)

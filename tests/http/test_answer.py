@@ -95,7 +95,9 @@ def test_supported_claim_that_misses_the_question_is_not_an_answer(
     client = make_client()
     label = label_of(upstream, "jointly develop Renault brand hybrid")
     upstream.queue(f"The two sides will jointly develop Renault brand hybrid models {label}.")
-    body = _ask(client, "Which factory will build the hybrid cars?")
+    # A document's title counts as context of each of its sentences: the article's
+    # ("... hybrid cars for China and South Korea") names the cars, not the factory.
+    body = _ask(client, "Which factory will build the hybrid engines?")
     assert body["answerable"] is False and body["citations"] == []
 
 

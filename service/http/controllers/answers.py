@@ -51,7 +51,8 @@ class AnswersController(Controller):
     def search(self, data: JSONBody[SearchRequest], runtime: RuntimeDep) -> SearchResponse:
         """Rank sentences and passages for a query."""
         started = time.perf_counter()
-        retriever = runtime.answerer.retriever
+        reading = runtime.answerer.reading_of(data.query)
+        retriever = reading.retriever
         candidates = retriever.retrieve(data.query).candidates
         return SearchResponse(
             sentences=retriever.sentence_hits(candidates, data.top_k),

@@ -48,16 +48,22 @@ class HealthController(Controller):
                 body["detail"] = life.failure
             return Response(body, status_code=503)
         runtime = life.runtime
-        manifest = runtime.answerer.index.manifest
-        return Response(
-            {
-                "status": "ready",
-                "index": msgspec.to_builtins(manifest),
-                "llm": runtime.llm.name if runtime.llm else None,
-                "embedded_llm": runtime.embedded is not None,
-                "load_ms": runtime.timings_ms,
+        body = {
+            "status": "ready",
+            "index": msgspec.to_builtins(runtime.answerer.index.manifest),
+            "llm": runtime.llm.name if runtime.llm else None,
+            "embedded_llm": runtime.embedded is not None,
+            "load_ms": runtime.timings_ms,
+        }
+        if (shards := runtime.answerer.shards) is not None:
+            # Answers go on without a missing shard, marked degraded; the probe says which.
+            body["status"] = "degraded" if shards.missing else "ready"
+            body["shards"] = {
+                "serving": sorted(set(shards.clients) - shards.missing),
+                "missing": sorted(shards.missing),
+                "sentences": shards.sentences,
             }
-        )
+        return Response(body)
 
 
 class Metrics(PrometheusController):

@@ -1,0 +1,61 @@
+"""A reading: one version of the index with what questions over it need.
+
+One index's reading is built once per version (``Reading.of``); over shards, each question
+gets a reading of the documents its two rounds fetched (``service/answering/shards.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from index import CorpusIndex, Embedder, Sentence
+from service.answering.ground import Grounder
+from service.answering.language import language_of
+from service.answering.retrieve import Retriever
+from service.settings import Settings
+
+__all__ = ["Reading", "language_of_sentences"]
+
+
+def language_of_sentences(sentences: list[Sentence]) -> str:
+    """The language of a document, told from its first sentences."""
+    return language_of(" ".join(s.text for s in sentences[:20]))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One version of the index with what questions over it need, built once per version."""
+
+    index: CorpusIndex
+    retriever: Retriever
+    grounder: Grounder
+    corpus_chars: int
+    languages: tuple[str, ...]  # of the documents, the one most sentences are in first
+    missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
+
+    @classmethod
+    def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:
+        """The reading of ``index``: term statistics, untrusted sentences, its language."""
+        retriever = Retriever(index, embedder, settings)
+        by_language: Counter[str] = Counter()
+        for doc_id in index.documents:
+            language = index.derived(doc_id, "language", language_of_sentences)
+            by_language[language] += len(index.positions_of(doc_id))
+        languages = tuple(language for language, _ in by_language.most_common()) or ("en",)
+        return cls(index, retriever, Grounder(retriever, settings),
+                   sum(len(d.text) for d in index.documents.values()), languages)  # fmt: skip
+
+    @property
+    def language(self) -> str:
+        """The language most of the corpus is written in."""
+        return self.languages[0]
+
+    def language_of_document(self, doc_id: str) -> str:
+        """The language a document is written in."""
+        return str(self.index.derived(doc_id, "language", language_of_sentences))
+
+    @property
+    def sentences(self) -> list[Sentence]:
+        """The index's sentences, by position."""
+        return self.index.sentences

@@ -1,0 +1,377 @@
+"""Shards: one corpus held by several index directories, searched as if it were one index.
+
+A question goes out in two rounds, as Elasticsearch's ``dfs_query_then_fetch`` does:
+
+1. **statistics**: every shard gives its live sentence count, total length and document
+   frequency of the question's BM25 terms; their sum is the statistics of the union;
+2. **query**: every shard returns its best dense and BM25 sentences, BM25 scored with the
+   summed statistics, by document. The best ``pool`` of each ranking over all shards name
+   the documents to fetch.
+
+The fetched documents (text, sentences, BM25 tokens and vectors: nothing is embedded again)
+become a small in-memory index, read with the corpus-wide statistics: the union's term
+frequencies for evidence and the round-1 sums for BM25. Ranking that small index gives
+the same sentences, with the same scores, as ranking one index of every shard, because it
+holds every sentence either ranking could put in its pool. The answering pipeline then runs
+on it unchanged.
+
+A shard that fails or misses the deadline is left out: the answer comes from the others and
+is marked ``degraded``, and the shard is named in ``/readyz`` and ``citeqa_shard_up``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import msgspec
+import numpy as np
+
+from index import (
+    Bm25Statistics,
+    CorpusIndex,
+    Document,
+    Embedder,
+    Sentence,
+    Vectors,
+    build_index,
+    tokenize,
+)
+from service.answering.ground import Grounder
+from service.answering.reading import Reading, language_of_sentences
+from service.answering.retrieve import Retriever, term_counts
+from service.observe import SHARD_UP
+from service.settings import Settings
+
+__all__ = [
+    "FetchedDocument",
+    "ShardClient",
+    "ShardFinds",
+    "ShardReader",
+    "ShardSummary",
+    "Shards",
+    "shard_of",
+]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class ShardSummary(msgspec.Struct, frozen=True):
+    """What the front needs once per version of a shard's index."""
+
+    name: str
+    version: str  # changes whenever the shard serves another snapshot
+    sentences: int
+    chars: int
+    term_counts: dict[str, int]  # sentences that hold each evidence term
+    languages: dict[str, int]  # sentences per document language
+    content_rows: list[tuple[str, str, int, int]]  # (sentence_id, doc_id, start, end)
+
+
+class ShardFinds(msgspec.Struct, frozen=True):
+    """One shard's best sentences for a question, as (score, doc_id), best first."""
+
+    dense: list[tuple[float, str]]
+    lexical: list[tuple[float, str]]
+
+
+class FetchedDocument(msgspec.Struct, frozen=True):
+    """A document with what it was indexed as: nothing is split or embedded again."""
+
+    document: Document
+    sentences: list[Sentence]
+    tokens: list[list[str]]
+    vectors: list[list[float]]
+
+
+class ShardClient(Protocol):
+    """One shard as the front reaches it: in process, or through a Ray Serve handle."""
+
+    name: str
+
+    def summary(self) -> ShardSummary:
+        """The shard's counts and term statistics."""
+        ...
+
+    def statistics(self, query: str) -> Bm25Statistics:
+        """Round 1: the shard's BM25 statistics for the query's terms."""
+        ...
+
+    def search(
+        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+    ) -> ShardFinds:
+        """Round 2: the shard's best ``pool`` sentences of each ranking."""
+        ...
+
+    def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
+        """The named documents this shard holds."""
+        ...
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """The shard a document lives on: a stable hash of its id, the same in every process."""
+    return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") % shards
+
+
+def _tokens(sentences: list[Sentence]) -> list[list[str]]:
+    return [tokenize(s.text) for s in sentences]
+
+
+class ShardReader:
+    """One index directory's side of the two rounds (read-only)."""
+
+    def __init__(self, index: CorpusIndex, name: str, version: str = "") -> None:
+        self.index = index
+        self.name = name
+        self.version = version
+
+    def summary(self) -> ShardSummary:
+        """The counts, evidence-term frequencies and languages of the shard's documents."""
+        index = self.index
+        languages: Counter[str] = Counter()
+        for doc_id in index.documents:
+            language = index.derived(doc_id, "language", language_of_sentences)
+            languages[language] += len(index.positions_of(doc_id))
+        rows = [(s.sentence_id, s.doc_id, s.start, s.end) for s in index.sentences]
+        return ShardSummary(
+            self.name,
+            self.version,
+            len(index.sentences),
+            sum(len(d.text) for d in index.documents.values()),
+            dict(index.derived_total("term_counts", term_counts)),
+            dict(languages),
+            rows,
+        )
+
+    def statistics(self, query: str) -> Bm25Statistics:
+        """Round 1: the shard's BM25 statistics for the query's terms."""
+        return self.index.lexical.statistics(query)
+
+    def search(
+        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+    ) -> ShardFinds:
+        """The best ``pool`` dense sentences and BM25 sentences (scored corpus-wide)."""
+        index = self.index
+        if not index.sentences:
+            return ShardFinds([], [])
+        q = np.asarray(vector, dtype=np.float32)[None, :]
+        scores, ids = index.store.search(q, pool)
+        dense = [
+            (float(s), index.sentences[int(i)].doc_id)
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i >= 0
+        ]
+        scores, ids = index.lexical.search(query, pool, statistics)
+        lexical = [
+            (float(s), index.sentences[int(i)].doc_id) for s, i in zip(scores, ids, strict=True)
+        ]
+        return ShardFinds(dense, lexical)
+
+    def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
+        """The named documents, with their sentences, tokens and vectors."""
+        index = self.index
+        fetched = []
+        for doc_id in doc_ids:
+            if doc_id not in index.documents:
+                continue
+            positions = index.positions_of(doc_id)
+            fetched.append(
+                FetchedDocument(
+                    index.documents[doc_id],
+                    index.sentences_of(doc_id),
+                    index.derived(doc_id, "tokens", _tokens),
+                    index.vectors[positions].tolist(),
+                )
+            )
+        return fetched
+
+
+@dataclass
+class _Known:
+    """The corpus-wide figures, summed from the shards' summaries."""
+
+    summaries: dict[str, ShardSummary] = field(default_factory=dict)
+    sentences: int = 0
+    chars: int = 0
+    idf: dict[str, float] = field(default_factory=dict)
+    languages: tuple[str, ...] = ("en",)
+
+
+@dataclass
+class _Remembered:
+    """The front's embedder, with the question's vector already known."""
+
+    embedder: Embedder
+    known: dict[str, Vectors]
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        if len(texts) == 1 and texts[0] in self.known:
+            return self.known[texts[0]][None, :]
+        return self.embedder.encode(texts, progress=progress)
+
+
+class Shards:
+    """The front's view of every shard: searched in two rounds, read as one corpus."""
+
+    def __init__(
+        self,
+        clients: Sequence[ShardClient],
+        embedder: Embedder,
+        settings: Settings,
+        *,
+        pool: int = 30,
+    ) -> None:
+        self.clients = {c.name: c for c in clients}
+        self.embedder = embedder
+        self.settings = settings
+        self.pool = pool
+        self.missing: frozenset[str] = frozenset()
+        self._known = _Known()
+        self._threads = ThreadPoolExecutor(max(2, 2 * len(self.clients)), "shard")
+
+    def close(self) -> None:
+        """Stop the fan-out threads."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- fan-out --------------------------------------------------------------------------
+    def _each(self, call: Callable[[ShardClient], _T], names: Sequence[str] | None = None
+              ) -> dict[str, _T]:  # fmt: skip
+        """``call`` on every (or the named) shard at once; the ones that fail are left out."""
+        names = list(self.clients) if names is None else list(names)
+        futures: dict[str, Future[_T]] = {
+            n: self._threads.submit(call, self.clients[n]) for n in names
+        }
+        results, failed = {}, set()
+        for name, future in futures.items():
+            try:
+                results[name] = future.result(timeout=self.settings.shard_timeout_s)
+            except FutureTimeout:
+                failed.add(name)
+                log.warning("shard %s missed its %.1f s deadline", name,
+                            self.settings.shard_timeout_s)  # fmt: skip
+            except Exception as exc:  # a shard down or broken: answer from the others
+                failed.add(name)
+                log.warning("shard %s failed: %s", name, exc)
+        self._mark(set(names) - failed, failed)
+        return results
+
+    def _mark(self, up: set[str], down: set[str]) -> None:
+        for name in up:
+            SHARD_UP.labels(shard=name).set(1)
+        for name in down:
+            SHARD_UP.labels(shard=name).set(0)
+        self.missing = frozenset((self.missing - up) | down)
+
+    def refresh(self) -> None:
+        """Take the corpus-wide figures again from shards whose index changed."""
+        summaries = self._each(lambda c: c.summary())
+        known = self._known
+        changed = {n: s for n, s in summaries.items() if known.summaries.get(n) != s}
+        if not changed and set(summaries) == set(known.summaries):
+            return
+        kept = {**{n: s for n, s in known.summaries.items() if n in summaries}, **changed}
+        frequency: Counter[str] = Counter()
+        languages: Counter[str] = Counter()
+        for s in kept.values():
+            frequency.update(s.term_counts)
+            languages.update(s.languages)
+        n = sum(s.sentences for s in kept.values())
+        self._known = _Known(
+            kept,
+            n,
+            sum(s.chars for s in kept.values()),
+            {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()},
+            tuple(lang for lang, _ in languages.most_common()) or ("en",),
+        )
+
+    @property
+    def sentences(self) -> int:
+        """Live sentences over the shards that answered last."""
+        return self._known.sentences
+
+    @property
+    def content_digest(self) -> str:
+        """The digest one index of the union would have (``CorpusIndex.content_digest``)."""
+        rows = sorted(r for s in self._known.summaries.values() for r in s.content_rows)
+        return hashlib.sha256(msgspec.json.encode([list(r) for r in rows])).hexdigest()
+
+    def bm25_statistics(self, query: str) -> Bm25Statistics:
+        """Round 1: the union's BM25 statistics for the query's terms."""
+        total = Bm25Statistics(0, 0, {})
+        for stats in self._each(lambda c: c.statistics(query)).values():
+            total = total.plus(stats)
+        return total
+
+    def fetch(
+        self, question: str, vector: Vectors, statistics: Bm25Statistics
+    ) -> list[FetchedDocument]:
+        """Round 2: the documents that hold the union's best sentences for ``question``."""
+        as_list = vector.tolist()
+        finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
+        wanted: dict[str, set[str]] = {}
+        for ranking in ("dense", "lexical"):
+            hits = [(score, doc_id, name) for name, f in finds.items()
+                    for score, doc_id in getattr(f, ranking)]  # fmt: skip
+            hits.sort(key=lambda h: -h[0])
+            # Sentences tied with the last of the pool come too: which of them one index
+            # would keep depends on its layout, so the reading holds them all.
+            last = hits[min(self.pool, len(hits)) - 1][0] if hits else 0.0
+            for score, doc_id, name in hits:
+                if score < last:
+                    break
+                wanted.setdefault(name, set()).add(doc_id)
+        if self._known.chars <= self.settings.whole_corpus_chars:
+            # A corpus this small goes whole into the prompt, as one index's would.
+            wanted = {n: {row[1] for row in s.content_rows}
+                      for n, s in self._known.summaries.items() if n in finds}  # fmt: skip
+        fetched = self._each(lambda c: c.documents(sorted(wanted.get(c.name, ()))), list(wanted))
+        return [doc for name in sorted(fetched) for doc in fetched[name]]
+
+    def local_index(self, fetched: Sequence[FetchedDocument]) -> CorpusIndex:
+        """An in-memory index of the fetched documents (exact search, nothing embedded)."""
+        reuse = {}
+        split = {}
+        for f in fetched:
+            split[f.document.doc_id] = (f.sentences, f.tokens)
+            for sentence, row in zip(f.sentences, f.vectors, strict=True):
+                reuse[sentence.sentence_id] = np.asarray(row, dtype=np.float32)
+        return build_index(
+            [f.document for f in fetched],
+            self.embedder,
+            reuse=reuse,
+            split=split,
+            hnsw_threshold=1 << 62,
+            compress_threshold=1 << 62,
+        )
+
+    def read(self, question: str) -> Reading:
+        """A reading of the documents that hold the union's best sentences for ``question``."""
+        self.refresh()
+        vector = self.embedder.encode([question])[0]
+        statistics = self.bm25_statistics(question)
+        index = self.local_index(self.fetch(question, vector, statistics))
+        embedder = _Remembered(self.embedder, {question: vector})
+
+        def bm25(query: str) -> Bm25Statistics:  # the question's were taken in round 1
+            return statistics if query == question else self.bm25_statistics(query)
+
+        retriever = Retriever(index, embedder, self.settings, idf=self._known.idf, bm25=bm25)
+        known = self._known
+        return Reading(index, retriever, Grounder(retriever, self.settings), known.chars,
+                       known.languages, self.missing)  # fmt: skip
