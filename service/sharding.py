@@ -143,12 +143,18 @@ def start_shards(
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     serve.start(proxy_location="Disabled")  # the Litestar app is the HTTP front
-    # Shards here share the machine's cores with the front: they ask for no CPU of their own.
-    deployment = serve.deployment(ray_actor_options={"num_cpus": 0})(ShardReplica)
+    deployment = serve.deployment()(ShardReplica)
+    offered = ray.cluster_resources()  # type: ignore[no-untyped-call]
     clients = []
     for i, directory in enumerate(directories):
         name = f"citeqa-shard-{i}"
-        app = deployment.options(name=name, num_replicas=replicas).bind(
+        # Shards ask for no CPU of their own (on one machine they share it with the front).
+        # A node started with the resource of the shard's name (`ray start --resources
+        # '{"citeqa-shard-0": 1}'`) holds its directory: the replica is placed there.
+        options: dict[str, Any] = {"num_cpus": 0}
+        if name in offered:
+            options["resources"] = {name: 0.01}
+        app = deployment.options(name=name, num_replicas=replicas, ray_actor_options=options).bind(
             str(Path(directory).resolve()), name, follow_interval_s
         )
         handle = serve.run(app, name=name, route_prefix=None)

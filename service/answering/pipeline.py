@@ -161,6 +161,12 @@ class Answerer:
             return self.reading
         return await anyio.to_thread.run_sync(self.shards.read, question)
 
+    def titles(self) -> dict[str, str]:
+        """Each document's title by its id, over the shards when there are shards."""
+        if self.shards is not None:
+            return {doc_id: title for doc_id, title, _, _ in self.shards.listing}
+        return {d.doc_id: d.title for d in self.index.documents.values()}
+
     def swap(self, reading: Reading) -> None:
         """Answer later questions from ``reading``; questions in flight keep theirs."""
         self.reading = reading

@@ -74,6 +74,7 @@ class ShardSummary(msgspec.Struct, frozen=True):
     term_counts: dict[str, int]  # sentences that hold each evidence term
     languages: dict[str, int]  # sentences per document language
     content_rows: list[tuple[str, str, int, int]]  # (sentence_id, doc_id, start, end)
+    documents: list[tuple[str, str, int, int]]  # (doc_id, title, chars, sentences)
 
 
 class ShardFinds(msgspec.Struct, frozen=True):
@@ -149,7 +150,9 @@ class ShardReader:
             dict(index.derived_total("term_counts", term_counts)),
             dict(languages),
             rows,
-        )
+            [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
+             for d in index.documents.values()],
+        )  # fmt: skip
 
     def statistics(self, query: str) -> Bm25Statistics:
         """Round 1: the shard's BM25 statistics for the query's terms."""
@@ -310,6 +313,19 @@ class Shards:
         """The digest one index of the union would have (``CorpusIndex.content_digest``)."""
         rows = sorted(r for s in self._known.summaries.values() for r in s.content_rows)
         return hashlib.sha256(msgspec.json.encode([list(r) for r in rows])).hexdigest()
+
+    @property
+    def listing(self) -> list[tuple[str, str, int, int]]:
+        """Every shard's documents as (doc_id, title, chars, sentences), by shard name."""
+        known = self._known.summaries
+        return [row for name in sorted(known) for row in known[name].documents]
+
+    def document(self, doc_id: str) -> FetchedDocument | None:
+        """One document, from whichever shard holds it."""
+        for found in self._each(lambda c: c.documents([doc_id])).values():
+            if found:
+                return found[0]
+        return None
 
     def bm25_statistics(self, query: str) -> Bm25Statistics:
         """Round 1: the union's BM25 statistics for the query's terms."""

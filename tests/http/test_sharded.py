@@ -78,8 +78,12 @@ def test_a_question_through_three_shards_then_one_shard_stopped_mid_load(
         body = httpx.post(base + "/v1/ask", json=ask, timeout=30).json()
         assert body["answerable"] and "CMA" in body["answer"] and not body["degraded"]
         (citation,) = body["citations"]
-        text = httpx.get(f"{base}/v1/documents/{citation['doc_id']}", timeout=10)
-        assert text.status_code in (200, 404)  # the front lists no documents of its own
+        # The documents are the shards': listed, and each readable with its offsets.
+        listed = httpx.get(f"{base}/v1/documents").json()["documents"]
+        assert len(listed) == len(_corpus()) and citation["doc_id"] in {d["doc_id"] for d in listed}
+        detail = httpx.get(f"{base}/v1/documents/{citation['doc_id']}", timeout=10).json()
+        assert detail["text"][citation["start"] : citation["end"]] == citation["text"]
+        assert httpx.get(f"{base}/v1/documents/nothing-here").status_code == 404
         found = httpx.post(base + "/v1/search", json={"query": KOREA}, timeout=30).json()
         assert "CMA" in found["sentences"][0]["text"]
         assert httpx.post(base + "/v1/documents", json={"text": "x"}).status_code in (401, 403)

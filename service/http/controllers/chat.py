@@ -71,7 +71,7 @@ class OpenAIController(Controller):
         question = await while_connected(
             request, standalone_question(answerer.llm, data.messages, settings)
         )
-        titles = {d.doc_id: d.title for d in answerer.index.documents.values()}
+        titles = answerer.titles()
         sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
         if not data.stream:
             response = await while_connected(request, answerer.ask(question, data.top_k))

@@ -33,6 +33,8 @@ class DocumentsController(Controller):
     @get(sync_to_thread=False, responses=errors(401))
     def list_documents(self, runtime: RuntimeDep) -> DocumentList:
         """List the indexed documents."""
+        if (shards := runtime.answerer.shards) is not None:
+            return DocumentList([DocumentSummary(*row) for row in shards.listing])
         index = runtime.answerer.index
         return DocumentList(
             [
@@ -41,16 +43,18 @@ class DocumentsController(Controller):
             ]
         )
 
-    @get("/{doc_id:str}", sync_to_thread=False, responses=errors(401, 404))
+    @get("/{doc_id:str}", sync_to_thread=True, responses=errors(401, 404))
     def get_document(self, doc_id: FromPath[str], runtime: RuntimeDep) -> DocumentDetail:
         """A document's text and its sentences with offsets."""
-        index = runtime.answerer.index
-        doc = index.documents.get(doc_id)
+        if (shards := runtime.answerer.shards) is not None:
+            fetched = shards.document(doc_id)
+            doc, sentences = (fetched.document, fetched.sentences) if fetched else (None, [])
+        else:
+            index = runtime.answerer.index
+            doc, sentences = index.documents.get(doc_id), index.sentences_of(doc_id)
         if doc is None:
             raise NotFoundError(f"no document with doc_id {doc_id!r}")
-        spans = [
-            SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in index.sentences_of(doc_id)
-        ]
+        spans = [SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in sentences]
         return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
 
     @post(status_code=201, guards=[require_admin_key],
