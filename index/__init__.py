@@ -13,7 +13,13 @@ Imports nothing from ``service``.
 from index.chunk import Chunk, chunk_sentences
 from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import Document, corpus_checksum, markdown_title, read_documents
-from index.embed import BatchingEmbedder, Embedder, SentenceTransformerEmbedder, Vectors
+from index.embed import (
+    BatchingEmbedder,
+    EmbeddedAlready,
+    Embedder,
+    SentenceTransformerEmbedder,
+    Vectors,
+)
 from index.files import sha256_of
 from index.lexical import CJK, WORD, stem_words, tokenize
 from index.ray import build_on_ray
@@ -62,6 +68,7 @@ __all__ = [
     "CorpusIndex",
     "Document",
     "EmbedBatch",
+    "EmbeddedAlready",
     "Embedder",
     "FaissStore",
     "FanOutStore",

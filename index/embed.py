@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BatchingEmbedder", "Embedder", "SentenceTransformerEmbedder"]
+__all__ = ["BatchingEmbedder", "EmbeddedAlready", "Embedder", "SentenceTransformerEmbedder"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -31,6 +31,21 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
         """Unit vectors of ``texts``, one row each."""
         ...
+
+
+@dataclass
+class EmbeddedAlready:
+    """The embedder as an index records it, for sentences that arrive with their vectors.
+
+    They come from Ray actors, or from other shards: nothing is encoded.
+    """
+
+    model_id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        """Never needed: every sentence arrives embedded."""
+        raise NotImplementedError("every sentence was to arrive with its vector")
 
 
 class SentenceTransformerEmbedder:

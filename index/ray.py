@@ -8,28 +8,15 @@ need citeqa installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from index.corpus import CorpusIndex
 from index.documents import Document
-from index.embed import Embedder, SentenceTransformerEmbedder, Vectors
+from index.embed import EmbeddedAlready, Embedder, SentenceTransformerEmbedder
 from index.stages import EmbedBatch, split_batch
 from index.writer import assemble
 
 __all__ = ["build_on_ray"]
-
-
-@dataclass
-class _Named:
-    """The embedder as the index records it; the vectors themselves come from the actors."""
-
-    model_id: str
-    dim: int
-
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
-        """Never needed: every sentence arrives embedded."""
-        raise NotImplementedError
 
 
 def build_on_ray(
@@ -74,5 +61,5 @@ def build_on_ray(
         columns = {c: [] for c in ("doc_id", "sentence_id", "start", "end", "text", "tokens")}
         columns["vector"] = []
     dim = len(columns["vector"][0]) if columns["vector"] else 0
-    index: CorpusIndex = assemble(docs, columns, _Named(model_id, dim))
+    index: CorpusIndex = assemble(docs, columns, EmbeddedAlready(model_id, dim))
     return index

@@ -46,7 +46,7 @@ from service.schemas import (
     SearchRequest,
 )
 from service.settings import Settings, bundled_corpus, bundled_eval
-from service.sharding import ServeShard, ShardReplica, start_shards
+from service.sharding import ServeShard, ShardReplica, reshard, start_shards
 from service.writes import delete_document, upsert_documents
 
 __all__ = [
@@ -90,6 +90,7 @@ __all__ = [
     "open_index",
     "read_conversations",
     "read_questions",
+    "reshard",
     "start_shards",
     "summary_figures",
     "token_f1",

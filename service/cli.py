@@ -62,8 +62,9 @@ def main(verbose: bool) -> None:
     multiple=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Answer from these index directories, one Ray Serve shard each (repeat it; "
-    "citeqa[ray]). The shards are read-only: each follows its directory's snapshots. On a "
-    "cluster, each path is read on the node that runs the shard.",
+    "citeqa[ray]). Each shard follows its directory's snapshots and writes the documents "
+    "routed to it (by a stable hash of doc_id; --read-only refuses writes). On a cluster, "
+    "each path is read on the node that runs the shard.",
 )
 @click.option("--address", default=None, help="With --shards: the Ray cluster (default: local).")
 def serve(
@@ -81,9 +82,7 @@ def serve(
 
     if address and not shard_dirs:
         raise click.UsageError("--address goes with --shards")
-    # Over shards the front writes nothing: each shard's own writer does.
-    read_only = read_only or bool(shard_dirs) or None
-    settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only)
+    settings = _settings(host=host, port=port, index_dir=index_dir, read_only=read_only or None)
     # JSON unless console text was asked for, at the level the group option set.
     configure_logging(level=logging.getLogger().level, json=settings.log_format != "console")
     loader = load_runtime
@@ -233,6 +232,28 @@ def check(directory: Path, as_json: bool) -> None:
         return
     for key, value in report.items():
         click.echo(f"{key:>15}: {value}")
+
+
+@index_group.command("reshard")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--into", type=click.IntRange(1), required=True, help="How many shards.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Where the new shards go: OUT/shard-0 ... OUT/shard-N-1.")  # fmt: skip
+def reshard_command(sources: tuple[Path, ...], into: int, out: Path) -> None:
+    """Deal the documents of the SOURCES index directories over --into new shards.
+
+    A document goes where citeqa serve --shards writes it (a stable hash of its doc_id),
+    keeping its sentence ids, offsets and vectors; nothing is embedded again. Serve the new
+    directories in the same order: citeqa serve --shards OUT/shard-0 --shards OUT/shard-1 ...
+    """
+    from service.sharding import reshard
+
+    try:
+        targets = reshard(sources, into, out)
+    except (ValueError, IndexFormatError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for target in targets:
+        click.echo(f"{target}: {load_snapshot(target).manifest.documents} documents")
 
 
 @main.command("eval")

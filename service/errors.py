@@ -33,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "NotReadyError",
     "PayloadTooLargeError",
+    "ShardUnavailableError",
 ]
 
 
@@ -127,6 +128,13 @@ class LLMUnavailableError(LLMError):
 
 class ModelUnavailableError(LLMError):
     """The embedded model cannot be assembled or loaded."""
+
+
+class ShardUnavailableError(CiteQAError):
+    """A shard did not take its part of a write; the other shards' parts stay written."""
+
+    status_code = 503
+    retry_after_s = 10
 
 
 class BusyError(CiteQAError):

@@ -22,25 +22,55 @@ from typing import Any
 
 from index import (
     Bm25Statistics,
+    Document,
+    EmbeddedAlready,
+    Embedder,
     IndexFormatError,
+    SentenceTransformerEmbedder,
+    build_index,
     current_snapshot,
     hold_snapshots,
     load_snapshot,
+    merge_plan,
+    merged_segment,
     release_snapshots,
+    save_snapshot,
+    tokenize,
+    update_index,
+    with_merged,
 )
-from service.answering import FetchedDocument, ShardFinds, ShardReader, ShardSummary
+from service.answering import (
+    FetchedDocument,
+    ShardFinds,
+    ShardReader,
+    ShardSummary,
+    ShardWritten,
+    shard_of,
+)
 
-__all__ = ["ServeShard", "ShardReplica", "start_shards"]
+__all__ = ["ServeShard", "ShardReplica", "reshard", "start_shards"]
 
 log = logging.getLogger(__name__)
 
 
 class ShardReplica:
-    """One shard's index directory, loaded read-only and followed: a Serve replica's state."""
+    """One shard's index directory, served and followed: a Serve replica's state.
 
-    def __init__(self, directory: str, name: str, follow_interval_s: float = 2.0) -> None:
+    It follows the directory's ``CURRENT`` (another process may write it), and it writes
+    what the front routes to it (``write``): run one replica per shard that takes writes.
+    Its embedder loads at the first write (``embedder`` replaces it in tests).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        name: str,
+        follow_interval_s: float = 2.0,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.name = name
+        self._embedder = embedder
         self._holder = f"{socket.gethostname()}-{os.getpid()}-{name}"
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -61,18 +91,44 @@ class ShardReplica:
     def _follow(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
             try:
-                if current_snapshot(self.directory) != self.reader.version:
-                    reader = self._load(self.reader)
-                    with self._lock:
-                        self.reader = reader
+                with self._lock:  # not while this replica writes the directory itself
+                    if current_snapshot(self.directory) != self.reader.version_name:
+                        self.reader = self._load(self.reader)
             except (OSError, IndexFormatError) as exc:  # tried again at the next check
                 log.warning("shard %s: cannot load the new snapshot yet: %s", self.name, exc)
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
+        """Add or replace ``upserts`` and remove ``deletes``; durable, then served."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder()
+            before = self.reader.index
+            index = update_index(before, self._embedder, upserts=upserts, deletes=deletes)
+            while plan := merge_plan(index):  # small segments folded as the service does
+                merged = with_merged(index, merged_segment(index, plan), plan)
+                index = merged if merged is not None else index
+            save_snapshot(index, self.directory)  # durable before it is served or answered
+            self.reader = ShardReader(index, self.name, current_snapshot(self.directory) or "")
+        return ShardWritten(
+            [(d.doc_id, len(index.sentences_of(d.doc_id)), len(index.chunks_of(d.doc_id)),
+              d.doc_id in before.documents) for d in upserts],
+            len(index.documents),
+            len(index.sentences),
+        )  # fmt: skip
 
     def close(self) -> None:
         """Stop following and give up the snapshot lease."""
         self._stop.set()
         with contextlib.suppress(OSError):
             release_snapshots(self.directory, self._holder)
+
+    def version(self) -> str:
+        """See :class:`~service.answering.ShardClient`."""
+        return self.reader.version_name
+
+    def content_rows(self) -> list[tuple[str, str, int, int]]:
+        """See :class:`~service.answering.ShardClient`."""
+        return self.reader.content_rows()
 
     def summary(self) -> ShardSummary:
         """See :class:`~service.answering.ShardClient`."""
@@ -104,6 +160,14 @@ class ServeShard:
     def _call(self, method: str, *args: Any) -> Any:
         return getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout_s)
 
+    def version(self) -> str:
+        """The shard's snapshot, through its handle."""
+        return self._call("version")  # type: ignore[no-any-return]
+
+    def content_rows(self) -> list[tuple[str, str, int, int]]:
+        """The shard's sentence rows, through its handle."""
+        return self._call("content_rows")  # type: ignore[no-any-return]
+
     def summary(self) -> ShardSummary:
         """The shard's summary, through its handle."""
         return self._call("summary")  # type: ignore[no-any-return]
@@ -121,6 +185,11 @@ class ServeShard:
     def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
         """The named documents, through the handle."""
         return self._call("documents", doc_ids)  # type: ignore[no-any-return]
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
+        """A write, through the handle (the front bounds how long it waits)."""
+        response = self.handle.write.remote(upserts, deletes)
+        return response.result()  # type: ignore[no-any-return]
 
 
 def start_shards(
@@ -162,3 +231,44 @@ def start_shards(
         handle.summary.remote().result(timeout_s=60)
         clients.append(ServeShard(handle, name, timeout_s))
     return clients
+
+
+def reshard(sources: Sequence[Path], into: int, out: Path) -> list[Path]:
+    """Deal the documents of ``sources`` over ``into`` new index directories, ``out/shard-i``.
+
+    Each document goes to ``shard_of(doc_id, into)``, the shard the front writes it to,
+    with its sentences, their ids and offsets, its BM25 tokens and its vectors: nothing is
+    split or embedded again. The sources are left as they are.
+    """
+    if into < 1:
+        raise ValueError("--into takes at least 1 shard")
+    indexes = [load_snapshot(Path(source)) for source in sources]
+    models = {(ix.manifest.model_id, ix.manifest.dim) for ix in indexes}
+    if len(models) > 1:
+        raise ValueError(f"the sources were embedded by different models: {sorted(models)}")
+    model_id, dim = models.pop() if models else ("", 0)
+    parts: list[list[tuple[Any, Document]]] = [[] for _ in range(into)]
+    seen: set[str] = set()
+    for ix in indexes:
+        for doc in ix.documents.values():
+            if doc.doc_id in seen:
+                raise ValueError(f"{doc.doc_id!r} is in more than one source")
+            seen.add(doc.doc_id)
+            parts[shard_of(doc.doc_id, into)].append((ix, doc))
+    targets = [out / f"shard-{i}" for i in range(into)]
+    for target in targets:
+        if current_snapshot(target) is not None:
+            raise ValueError(f"{target} already holds an index; give another --out")
+    for part, target in zip(parts, targets, strict=True):
+        reuse, split = {}, {}
+        for ix, doc in part:
+            sentences = ix.sentences_of(doc.doc_id)
+            split[doc.doc_id] = (sentences, [tokenize(s.text) for s in sentences])
+            for sentence, row in zip(sentences, ix.vectors[ix.positions_of(doc.doc_id)],
+                                     strict=True):  # fmt: skip
+                reuse[sentence.sentence_id] = row
+        docs = [doc for _, doc in part]
+        save_snapshot(build_index(docs, EmbeddedAlready(model_id, dim), reuse=reuse,
+                                  split=split), target)  # fmt: skip
+        log.info("%s: %d documents", target, len(docs))
+    return targets

@@ -33,13 +33,14 @@ from index import (
     update_index,
     with_merged,
 )
-from service.answering import Answerer, Reading
+from service.answering import Answerer, Reading, Shards, ShardWriteError, ShardWritten
 from service.errors import (
     IndexWriteError,
     InsufficientStorageError,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    ShardUnavailableError,
 )
 from service.runtime import PendingWrite, Runtime
 from service.settings import Settings
@@ -303,8 +304,26 @@ def _nearly_full(directory: PurePath) -> bool:
         return False
 
 
+async def _write_to_shards(
+    shards: Shards, upserts: list[Document], deletes: list[str]
+) -> ShardWritten:
+    try:
+        return await anyio.to_thread.run_sync(shards.write, upserts, deletes)
+    except ShardWriteError as exc:
+        raise ShardUnavailableError(f"{exc}; retry it (writes are idempotent)") from exc
+
+
 async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:
     """Add or replace ``docs``; returns once the new snapshot is durable and live."""
+    if (shards := runtime.answerer.shards) is not None:  # each to its home shard
+        written = await _write_to_shards(shards, docs, [])
+        titles = {d.doc_id: d.title for d in docs}
+        return IngestResult(
+            [IngestedDocument(doc_id, titles[doc_id], sentences, chunks, replaced)
+             for doc_id, sentences, chunks, replaced in written.documents],
+            written.total_documents,
+            written.total_sentences,
+        )  # fmt: skip
     existing = set(runtime.answerer.index.documents)
     new = await _write(runtime, upserts=docs)
     index = new.index
@@ -326,6 +345,12 @@ async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResu
 
 async def delete_document(runtime: Runtime, doc_id: str) -> None:
     """Remove a document; 404 if it is not there."""
+    if (shards := runtime.answerer.shards) is not None:
+        await anyio.to_thread.run_sync(shards.refresh)
+        if not shards.holds(doc_id):
+            raise NotFoundError(f"no document with doc_id {doc_id!r}")
+        await _write_to_shards(shards, [], [doc_id])
+        return
     if doc_id not in runtime.answerer.index.documents:
         raise NotFoundError(f"no document with doc_id {doc_id!r}")
     await _write(runtime, deletes=[doc_id])

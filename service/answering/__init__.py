@@ -64,6 +64,8 @@ from service.answering.shards import (
     ShardReader,
     Shards,
     ShardSummary,
+    ShardWriteError,
+    ShardWritten,
     shard_of,
 )
 
@@ -93,6 +95,8 @@ __all__ = [
     "ShardFinds",
     "ShardReader",
     "ShardSummary",
+    "ShardWriteError",
+    "ShardWritten",
     "Shards",
     "StreamFailed",
     "Turn",

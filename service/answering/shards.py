@@ -56,12 +56,22 @@ __all__ = [
     "ShardFinds",
     "ShardReader",
     "ShardSummary",
+    "ShardWriteError",
+    "ShardWritten",
     "Shards",
     "shard_of",
 ]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+class ShardWriteError(Exception):
+    """A write that some shards did not take."""
+
+    def __init__(self, shards: list[str]) -> None:
+        super().__init__(f"shards {', '.join(sorted(shards))} did not take the write")
+        self.shards = shards
 
 
 class ShardSummary(msgspec.Struct, frozen=True):
@@ -73,7 +83,6 @@ class ShardSummary(msgspec.Struct, frozen=True):
     chars: int
     term_counts: dict[str, int]  # sentences that hold each evidence term
     languages: dict[str, int]  # sentences per document language
-    content_rows: list[tuple[str, str, int, int]]  # (sentence_id, doc_id, start, end)
     documents: list[tuple[str, str, int, int]]  # (doc_id, title, chars, sentences)
 
 
@@ -93,10 +102,26 @@ class FetchedDocument(msgspec.Struct, frozen=True):
     vectors: list[list[float]]
 
 
+class ShardWritten(msgspec.Struct, frozen=True):
+    """What a write did on one shard: each upsert's (doc_id, sentences, chunks, replaced)."""
+
+    documents: list[tuple[str, int, int, bool]]
+    total_documents: int
+    total_sentences: int
+
+
 class ShardClient(Protocol):
     """One shard as the front reaches it: in process, or through a Ray Serve handle."""
 
     name: str
+
+    def version(self) -> str:
+        """What the shard serves now (its snapshot); the summary changes only with it."""
+        ...
+
+    def content_rows(self) -> list[tuple[str, str, int, int]]:
+        """Every live sentence as (sentence_id, doc_id, start, end)."""
+        ...
 
     def summary(self) -> ShardSummary:
         """The shard's counts and term statistics."""
@@ -116,6 +141,10 @@ class ShardClient(Protocol):
         """The named documents this shard holds."""
         ...
 
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
+        """Add or replace ``upserts`` and remove ``deletes``, durably, then serve the result."""
+        ...
+
 
 def shard_of(doc_id: str, shards: int) -> int:
     """The shard a document lives on: a stable hash of its id, the same in every process."""
@@ -132,7 +161,15 @@ class ShardReader:
     def __init__(self, index: CorpusIndex, name: str, version: str = "") -> None:
         self.index = index
         self.name = name
-        self.version = version
+        self.version_name = version
+
+    def version(self) -> str:
+        """The snapshot this reader serves."""
+        return self.version_name
+
+    def content_rows(self) -> list[tuple[str, str, int, int]]:
+        """Every live sentence as (sentence_id, doc_id, start, end)."""
+        return [(s.sentence_id, s.doc_id, s.start, s.end) for s in self.index.sentences]
 
     def summary(self) -> ShardSummary:
         """The counts, evidence-term frequencies and languages of the shard's documents."""
@@ -141,15 +178,13 @@ class ShardReader:
         for doc_id in index.documents:
             language = index.derived(doc_id, "language", language_of_sentences)
             languages[language] += len(index.positions_of(doc_id))
-        rows = [(s.sentence_id, s.doc_id, s.start, s.end) for s in index.sentences]
         return ShardSummary(
             self.name,
-            self.version,
+            self.version_name,
             len(index.sentences),
             sum(len(d.text) for d in index.documents.values()),
             dict(index.derived_total("term_counts", term_counts)),
             dict(languages),
-            rows,
             [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
              for d in index.documents.values()],
         )  # fmt: skip
@@ -177,6 +212,10 @@ class ShardReader:
             (float(s), index.sentences[int(i)].doc_id) for s, i in zip(scores, ids, strict=True)
         ]
         return ShardFinds(dense, lexical)
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
+        """A reader of an index in memory writes nothing (``ShardReplica`` writes)."""
+        raise PermissionError(f"shard {self.name} is read-only")
 
     def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
         """The named documents, with their sentences, tokens and vectors."""
@@ -282,13 +321,20 @@ class Shards:
         self.missing = frozenset((self.missing - up) | down)
 
     def refresh(self) -> None:
-        """Take the corpus-wide figures again from shards whose index changed."""
-        summaries = self._each(lambda c: c.summary())
+        """See which shards answer; take the figures again from those whose snapshot changed.
+
+        The service does this every ``CITEQA_FOLLOW_INTERVAL_S``, so the evidence statistics
+        trail a write by at most that; BM25's are taken with each question.
+        """
+        versions = self._each(lambda c: c.version())
         known = self._known
-        changed = {n: s for n, s in summaries.items() if known.summaries.get(n) != s}
-        if not changed and set(summaries) == set(known.summaries):
+        stale = [n for n, v in versions.items()
+                 if n not in known.summaries or known.summaries[n].version != v]  # fmt: skip
+        changed = self._each(lambda c: c.summary(), stale) if stale else {}
+        answered = set(versions) - (set(stale) - set(changed))
+        if not changed and answered == set(known.summaries):
             return
-        kept = {**{n: s for n, s in known.summaries.items() if n in summaries}, **changed}
+        kept = {**{n: s for n, s in known.summaries.items() if n in answered}, **changed}
         frequency: Counter[str] = Counter()
         languages: Counter[str] = Counter()
         for s in kept.values():
@@ -311,8 +357,53 @@ class Shards:
     @property
     def content_digest(self) -> str:
         """The digest one index of the union would have (``CorpusIndex.content_digest``)."""
-        rows = sorted(r for s in self._known.summaries.values() for r in s.content_rows)
+        rows = sorted(r for rows in self._each(lambda c: c.content_rows()).values() for r in rows)
         return hashlib.sha256(msgspec.json.encode([list(r) for r in rows])).hexdigest()
+
+    def home_of(self, doc_id: str) -> str:
+        """The shard a document is written to: ``shard_of`` its id, over the shards in order."""
+        return list(self.clients)[shard_of(doc_id, len(self.clients))]
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
+        """Route each upsert to its home shard and each delete to where the document lives.
+
+        Each shard's part is durable when this returns. A shard that fails fails the write
+        (``ShardWriteError`` names it); the parts other shards took stay written.
+        """
+        self.refresh()
+        lives = {doc_id: name for name, s in self._known.summaries.items()
+                 for doc_id, *_ in s.documents}  # fmt: skip
+        parts: dict[str, tuple[list[Document], list[str]]] = {}
+        for doc in upserts:
+            home = self.home_of(doc.doc_id)
+            parts.setdefault(home, ([], []))[0].append(doc)
+            if lives.get(doc.doc_id, home) != home:  # placed otherwise before: move it
+                parts.setdefault(lives[doc.doc_id], ([], []))[1].append(doc.doc_id)
+        for doc_id in deletes:
+            if doc_id in lives:
+                parts.setdefault(lives[doc_id], ([], []))[1].append(doc_id)
+        done: dict[str, ShardWritten] = {}
+        futures = {n: self._threads.submit(self.clients[n].write, *part)
+                   for n, part in parts.items()}  # fmt: skip
+        failed = []
+        for name, future in futures.items():
+            try:
+                done[name] = future.result(timeout=self.settings.shard_write_timeout_s)
+            except Exception as exc:
+                log.warning("write to shard %s failed: %s", name, exc)
+                failed.append(name)
+        self.refresh()
+        if failed:
+            raise ShardWriteError(failed)
+        return ShardWritten(
+            [row for written in done.values() for row in written.documents],
+            sum(len(s.documents) for s in self._known.summaries.values()),
+            self._known.sentences,
+        )
+
+    def holds(self, doc_id: str) -> bool:
+        """Whether any shard that answered holds the document."""
+        return any(row[0] == doc_id for row in self.listing)
 
     @property
     def listing(self) -> list[tuple[str, str, int, int]]:
@@ -354,7 +445,7 @@ class Shards:
                 wanted.setdefault(name, set()).add(doc_id)
         if self._known.chars <= self.settings.whole_corpus_chars:
             # A corpus this small goes whole into the prompt, as one index's would.
-            wanted = {n: {row[1] for row in s.content_rows}
+            wanted = {n: {doc_id for doc_id, *_ in s.documents}
                       for n, s in self._known.summaries.items() if n in finds}  # fmt: skip
         fetched = self._each(lambda c: c.documents(sorted(wanted.get(c.name, ()))), list(wanted))
         return [doc for name in sorted(fetched) for doc in fetched[name]]
@@ -378,7 +469,8 @@ class Shards:
 
     def read(self, question: str) -> Reading:
         """A reading of the documents that hold the union's best sentences for ``question``."""
-        self.refresh()
+        if not self._known.summaries:
+            self.refresh()
         vector = self.embedder.encode([question])[0]
         statistics = self.bm25_statistics(question)
         index = self.local_index(self.fetch(question, vector, statistics))

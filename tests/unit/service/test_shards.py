@@ -6,22 +6,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from index import Bm25Statistics, CorpusIndex, Document, Embedder, build_index, read_documents
-from service import Settings
+from index import (
+    Bm25Statistics,
+    CorpusIndex,
+    Document,
+    Embedder,
+    build_index,
+    load_snapshot,
+    read_documents,
+    save_snapshot,
+)
+from service import Settings, ShardReplica, reshard
 from service.answering import (
     Answerer,
     FetchedDocument,
+    ShardClient,
     ShardFinds,
     ShardReader,
     Shards,
     ShardSummary,
+    ShardWriteError,
+    ShardWritten,
     shard_of,
 )
 from service.llm import ScriptedChatModel
-from tests.conftest import ARTICLE, ROOT
+from tests.conftest import ARTICLE, ROOT, HashingEmbedder
 
 pytestmark = pytest.mark.anyio
 QUESTIONS = [
@@ -35,11 +49,29 @@ QUESTIONS = [
 
 
 def _corpus() -> list[Document]:
-    """The article by paragraph and the project's own docs: a few hundred sentences."""
+    """The article by paragraph and a copy of the project's docs: a few hundred sentences."""
     (article,) = read_documents([ARTICLE])
     paragraphs = [p for p in article.text.split("\n\n") if p.strip()]
     docs = [Document(f"article-{i}", f"Article part {i}", p) for i, p in enumerate(paragraphs)]
-    return docs + read_documents(sorted((ROOT / "docs").glob("*.md")))
+    return docs + read_documents([ROOT / "tests" / "data" / "project-docs.jsonl"])
+
+
+def _assert_same_ranking(
+    got: Sequence[str], got_scores: Any, want: Sequence[str], want_scores: Any
+) -> None:
+    """Same scores, and the same sentences at each score.
+
+    Sentences with exactly equal scores may come in another order, and those tied with the
+    last one kept may differ: which of them one index keeps depends on its layout.
+    """
+    got_scores, want_scores = [float(s) for s in got_scores], [float(s) for s in want_scores]
+    assert len(got) == len(want)
+    assert got_scores == pytest.approx(want_scores, abs=1e-6)
+    last = want_scores[-1] if want_scores else 0.0
+    above = {i: s for i, s in zip(want, want_scores, strict=True) if s > last + 1e-6}
+    found = {i: s for i, s in zip(got, got_scores, strict=True) if s > last + 1e-6}
+    assert set(found) == set(above)
+    assert all(abs(found[i] - above[i]) <= 1e-6 for i in above)
 
 
 def _split(docs: Sequence[Document], n: int, embedder: Embedder) -> list[CorpusIndex]:
@@ -83,15 +115,15 @@ def test_three_shards_rank_as_one_index_with_the_same_scores(corpus: Corpus) -> 
     sharded.shards = shards
     for question in QUESTIONS:
         (want, want_scores), (got, got_scores) = _ranked(one, question), _ranked(sharded, question)
-        assert got == want and len(got) >= 30, question
-        assert got_scores == pytest.approx(want_scores, abs=1e-6)
+        assert len(got) >= 30
+        _assert_same_ranking(got, got_scores, want, want_scores)
         # BM25 alone, on the union's statistics, scores as one index does.
         reading = sharded.reading_of(question)
         scores, ids = reading.index.lexical.search(question, 10, shards.bm25_statistics(question))
         one_scores, one_ids = one.index.lexical.search(question, 10)
-        assert [reading.index.sentences[i].sentence_id for i in ids] == [
-            one.index.sentences[i].sentence_id for i in one_ids]  # fmt: skip
-        assert scores == pytest.approx(one_scores, abs=1e-6)
+        found = [reading.index.sentences[i].sentence_id for i in ids]
+        _assert_same_ranking(found, scores, [one.index.sentences[i].sentence_id for i in one_ids],
+                             one_scores)  # fmt: skip
     assert shards.content_digest == one.index.content_digest
     assert len(reading.index.sentences) < len(one.index.sentences)  # only what was fetched
 
@@ -145,7 +177,16 @@ class DownShard:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def version(self) -> str:
+        raise ConnectionError("replica stopped")
+
+    def content_rows(self) -> list[tuple[str, str, int, int]]:
+        raise ConnectionError("replica stopped")
+
     def summary(self) -> ShardSummary:
+        raise ConnectionError("replica stopped")
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
         raise ConnectionError("replica stopped")
 
     def statistics(self, query: str) -> Bm25Statistics:
@@ -174,3 +215,89 @@ async def test_a_shard_that_is_down_leaves_a_degraded_answer_from_the_others(
                                   mode="extractive")  # fmt: skip
     assert response.degraded and "CMA" in response.answer
     assert answerer.shards.missing == {f"s{i}" for i in range(3) if i != holder}
+
+
+def _replicas(
+    docs: Sequence[Document], n: int, embedder: Embedder, root: Path
+) -> list[ShardReplica]:
+    """``n`` shard directories holding ``docs`` as the front routes them, each served."""
+    replicas = []
+    for i, index in enumerate(_split(docs, n, embedder)):
+        save_snapshot(index, root / f"s{i}")
+        replicas.append(ShardReplica(str(root / f"s{i}"), f"s{i}", 60.0, embedder))
+    return replicas
+
+
+def test_writes_go_to_the_home_shard_and_a_delete_to_where_the_document_lives(
+    tmp_path: Path,
+) -> None:
+    embedder = HashingEmbedder()
+    replicas = _replicas(_corpus(), 3, embedder, tmp_path)
+    shards = Shards(replicas, embedder, SETTINGS)
+    memo = Document("memo", "Memo", "The plant in Valladolid opens in May. It builds engines.")
+    written = shards.write([memo], [])
+    assert [row[0] for row in written.documents] == ["memo"] and written.documents[0][1] == 2
+    home = replicas[shard_of("memo", 3)]
+    assert "memo" in home.reader.index.documents  # durable in the home shard's directory
+    assert "memo" in load_snapshot(home.directory).documents
+    assert sum("memo" in r.reader.index.documents for r in replicas) == 1
+    reading = shards.read("Where is the plant that opens in May?")
+    assert any("Valladolid" in s.text for s in reading.sentences)
+    # A document placed on another shard before (by hand) moves home when it is replaced.
+    stray = next(r for r in replicas if r is not home)
+    stray.write([Document("memo-2", "Memo 2", "An old note.")], [])
+    shards.refresh()
+    shards.write([Document("memo-2", "Memo 2", "A new note.")], [])
+    holders = [r.name for r in replicas if "memo-2" in r.reader.index.documents]
+    assert holders == [shards.home_of("memo-2")]
+    shards.write([], ["memo"])
+    assert not any("memo" in r.reader.index.documents for r in replicas)
+    for replica in replicas:
+        replica.close()
+
+
+def test_a_write_a_shard_does_not_take_is_an_error_naming_it(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    replicas: list[ShardClient] = list(_replicas(_corpus(), 3, embedder, tmp_path))
+    down = shard_of("memo", 3)
+    replicas[down] = ReadOnly(replicas[down])
+    shards = Shards(replicas, embedder, SETTINGS)
+    with pytest.raises(ShardWriteError, match=replicas[down].name):
+        shards.write([Document("memo", "Memo", "The plant opens in May.")], [])
+
+
+class ReadOnly:
+    """A shard that serves but refuses writes, as one on a read-only mount would."""
+
+    def __init__(self, shard: ShardClient) -> None:
+        self.shard, self.name = shard, shard.name
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.shard, name)
+
+    def write(self, upserts: list[Document], deletes: list[str]) -> object:
+        raise PermissionError("read-only file system")
+
+
+def test_reshard_deals_documents_to_new_shards_keeping_sentence_ids(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    docs = _corpus()
+    one = build_index(docs, embedder)
+    sources = []
+    for i, index in enumerate(_split(docs, 3, embedder)):
+        save_snapshot(index, tmp_path / f"s{i}")
+        sources.append(tmp_path / f"s{i}")
+    targets = reshard(sources, 2, tmp_path / "out")
+    assert targets == [tmp_path / "out" / "shard-0", tmp_path / "out" / "shard-1"]
+    moved = [load_snapshot(t) for t in targets]
+    for k, index in enumerate(moved):
+        assert all(shard_of(doc_id, 2) == k for doc_id in index.documents)
+    shards = Shards([ShardReader(ix, f"n{k}") for k, ix in enumerate(moved)], embedder, SETTINGS)
+    shards.refresh()
+    assert shards.content_digest == one.content_digest  # same sentence ids and offsets
+    kept = {s.sentence_id: one.vectors[i] for i, s in enumerate(one.sentences)}
+    for index in moved:  # vectors moved, not embedded again
+        for i, sentence in enumerate(index.sentences):
+            assert (index.vectors[i] == kept[sentence.sentence_id]).all()
+    with pytest.raises(ValueError, match="already holds an index"):
+        reshard(sources, 2, tmp_path / "out")
