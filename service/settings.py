@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # Shards (`citeqa serve --shards DIR...`): a shard that has not answered one call of a
     # question within shard_timeout_s is left out, and the answer is marked degraded.
     shard_timeout_s: float = Field(default=5.0, gt=0)
+    # The front keeps the documents it fetched from shards, up to this many sentences.
+    shard_cache_sentences: int = Field(default=200_000, ge=0)
     # A write through the front waits this long for each shard to embed and save its part.
     shard_write_timeout_s: float = Field(default=300.0, gt=0)
 

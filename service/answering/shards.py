@@ -24,21 +24,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import numpy as np
 
 from index import (
     Bm25Statistics,
+    Chunk,
     CorpusIndex,
     Document,
     Embedder,
+    Segment,
     Sentence,
     Vectors,
     build_index,
@@ -64,6 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_NEVER = 1 << 62  # a fetched document's segment is searched exactly, never approximately
 
 
 class ShardWriteError(Exception):
@@ -91,15 +95,25 @@ class ShardFinds(msgspec.Struct, frozen=True):
 
     dense: list[tuple[float, str]]
     lexical: list[tuple[float, str]]
+    version: str = ""  # of the snapshot searched: the documents to fetch are from it
 
 
-class FetchedDocument(msgspec.Struct, frozen=True):
-    """A document with what it was indexed as: nothing is split or embedded again."""
+@dataclass(frozen=True)
+class FetchedDocument:
+    """A document with what it was indexed as: nothing is split, chunked or embedded again."""
 
     document: Document
     sentences: list[Sentence]
+    chunks: list[Chunk]
     tokens: list[list[str]]
-    vectors: list[list[float]]
+    vectors: Vectors  # a row per sentence
+
+    def segment(self) -> Segment:
+        """A one-document segment of it, searched exactly."""
+        return Segment.build(
+            [self.document], self.sentences, self.chunks, self.tokens, self.vectors,
+            hnsw_threshold=_NEVER, compress_threshold=_NEVER,
+        )  # fmt: skip
 
 
 class ShardWritten(msgspec.Struct, frozen=True):
@@ -199,7 +213,7 @@ class ShardReader:
         """The best ``pool`` dense sentences and BM25 sentences (scored corpus-wide)."""
         index = self.index
         if not index.sentences:
-            return ShardFinds([], [])
+            return ShardFinds([], [], self.version_name)
         q = np.asarray(vector, dtype=np.float32)[None, :]
         scores, ids = index.store.search(q, pool)
         dense = [
@@ -211,7 +225,7 @@ class ShardReader:
         lexical = [
             (float(s), index.sentences[int(i)].doc_id) for s, i in zip(scores, ids, strict=True)
         ]
-        return ShardFinds(dense, lexical)
+        return ShardFinds(dense, lexical, self.version_name)
 
     def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
         """A reader of an index in memory writes nothing (``ShardReplica`` writes)."""
@@ -229,8 +243,9 @@ class ShardReader:
                 FetchedDocument(
                     index.documents[doc_id],
                     index.sentences_of(doc_id),
+                    index.chunks_of(doc_id),
                     index.derived(doc_id, "tokens", _tokens),
-                    index.vectors[positions].tolist(),
+                    index.vectors[positions],
                 )
             )
         return fetched
@@ -252,7 +267,13 @@ class _Remembered:
     """The front's embedder, with the question's vector already known."""
 
     embedder: Embedder
-    known: dict[str, Vectors]
+    known: OrderedDict[str, Vectors]
+
+    def remember(self, text: str, vector: Vectors) -> None:
+        """Know ``text``'s vector (the last 256 are kept)."""
+        self.known[text] = vector
+        if len(self.known) > 256:
+            self.known.popitem(last=False)
 
     @property
     def model_id(self) -> str:
@@ -263,8 +284,9 @@ class _Remembered:
         return self.embedder.dim
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
-        if len(texts) == 1 and texts[0] in self.known:
-            return self.known[texts[0]][None, :]
+        known = self.known.get(texts[0]) if len(texts) == 1 else None
+        if known is not None:
+            return known[None, :]
         return self.embedder.encode(texts, progress=progress)
 
 
@@ -286,6 +308,14 @@ class Shards:
         self.missing: frozenset[str] = frozenset()
         self._known = _Known()
         self._threads = ThreadPoolExecutor(max(2, 2 * len(self.clients)), "shard")
+        self._empty = build_index([], embedder)
+        # Fetched documents as one-document segments, least recently used first, and the
+        # values derived from each; a document's entry goes when its shard's snapshot moves.
+        self._cache: OrderedDict[tuple[str, str, str], Segment] = OrderedDict()
+        self._cache_sentences = 0
+        self._cache_lock = threading.Lock()
+        self._derived: dict[str, dict[str, Any]] = {}
+        self._remembered = _Remembered(embedder, OrderedDict())
 
     def close(self) -> None:
         """Stop the fan-out threads."""
@@ -425,10 +455,11 @@ class Shards:
             total = total.plus(stats)
         return total
 
-    def fetch(
-        self, question: str, vector: Vectors, statistics: Bm25Statistics
-    ) -> list[FetchedDocument]:
-        """Round 2: the documents that hold the union's best sentences for ``question``."""
+    def fetch(self, question: str, vector: Vectors, statistics: Bm25Statistics) -> list[Segment]:
+        """Round 2: the documents that hold the union's best sentences, as segments.
+
+        Documents fetched before, from the same snapshot of their shard, come from the cache.
+        """
         as_list = vector.tolist()
         finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
         wanted: dict[str, set[str]] = {}
@@ -447,25 +478,44 @@ class Shards:
             # A corpus this small goes whole into the prompt, as one index's would.
             wanted = {n: {doc_id for doc_id, *_ in s.documents}
                       for n, s in self._known.summaries.items() if n in finds}  # fmt: skip
-        fetched = self._each(lambda c: c.documents(sorted(wanted.get(c.name, ()))), list(wanted))
-        return [doc for name in sorted(fetched) for doc in fetched[name]]
+        keys = {n: {d: (n, finds[n].version, d) for d in docs} for n, docs in wanted.items()}
+        missing = {n: sorted(d for d, key in k.items() if key not in self._cache)
+                   for n, k in keys.items()}  # fmt: skip
+        missing = {n: docs for n, docs in missing.items() if docs}
+        fetched = self._each(lambda c: c.documents(missing[c.name]), list(missing))
+        with self._cache_lock:
+            for name, documents in fetched.items():
+                for f in documents:
+                    self._remember((name, finds[name].version, f.document.doc_id), f)
+            segments = [self._cache[key] for n in sorted(keys) for key in keys[n].values()
+                        if key in self._cache]  # fmt: skip
+            for key in keys.values():
+                for k in key.values():
+                    if k in self._cache:
+                        self._cache.move_to_end(k)
+        return segments
 
-    def local_index(self, fetched: Sequence[FetchedDocument]) -> CorpusIndex:
-        """An in-memory index of the fetched documents (exact search, nothing embedded)."""
-        reuse = {}
-        split = {}
-        for f in fetched:
-            split[f.document.doc_id] = (f.sentences, f.tokens)
-            for sentence, row in zip(f.sentences, f.vectors, strict=True):
-                reuse[sentence.sentence_id] = np.asarray(row, dtype=np.float32)
-        return build_index(
-            [f.document for f in fetched],
-            self.embedder,
-            reuse=reuse,
-            split=split,
-            hnsw_threshold=1 << 62,
-            compress_threshold=1 << 62,
-        )
+    def _remember(self, key: tuple[str, str, str], fetched: FetchedDocument) -> None:
+        """Keep a fetched document's segment, forgetting the least recently used past the cap."""
+        doc_id = key[2]
+        for old in [k for k in self._cache if k[2] == doc_id and k != key]:  # a new version
+            self._cache_sentences -= len(self._cache.pop(old).sentences)
+            self._derived.pop(doc_id, None)
+        segment = fetched.segment()
+        self._cache[key] = segment
+        self._cache_sentences += len(segment.sentences)
+        while self._cache_sentences > self.settings.shard_cache_sentences and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_sentences -= len(dropped.sentences)
+            self._derived.pop(dropped.documents[0].doc_id, None)
+
+    def local_index(self, segments: list[Segment]) -> CorpusIndex:
+        """The fetched documents as one index.
+
+        Values derived per document (language, suspects, the LLM's screening verdicts) are
+        kept across questions.
+        """
+        return CorpusIndex(self._empty.manifest, segments, {}, self._derived)
 
     def read(self, question: str) -> Reading:
         """A reading of the documents that hold the union's best sentences for ``question``."""
@@ -474,7 +524,8 @@ class Shards:
         vector = self.embedder.encode([question])[0]
         statistics = self.bm25_statistics(question)
         index = self.local_index(self.fetch(question, vector, statistics))
-        embedder = _Remembered(self.embedder, {question: vector})
+        embedder = self._remembered  # one object: what is cached per embedder stays cached
+        embedder.remember(question, vector)
 
         def bm25(query: str) -> Bm25Statistics:  # the question's were taken in round 1
             return statistics if query == question else self.bm25_statistics(query)
