@@ -275,6 +275,18 @@ class Bm25:
             counts.append(tf[live])
         return np.concatenate(found), np.concatenate(counts)
 
+    def all_statistics(self) -> Bm25Statistics:
+        """The statistics of these segments for every term they hold."""
+        frequency: dict[str, int] = {}
+        for postings, positions in self._parts:
+            live = (positions >= 0).astype(np.int64)
+            held = np.concatenate([[0], np.cumsum(live[postings.counts.indices])])
+            indptr = postings.counts.indptr
+            for term, n in zip(postings.terms, held[indptr[1:]] - held[indptr[:-1]], strict=True):
+                if n:
+                    frequency[term] = frequency.get(term, 0) + int(n)
+        return Bm25Statistics(self._size, self._tokens, frequency)
+
     def statistics(self, query: str) -> Bm25Statistics:
         """The statistics of these segments for the terms of ``query``."""
         terms = sorted(set(tokenize(query)))

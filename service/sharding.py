@@ -134,10 +134,6 @@ class ShardReplica:
         """See :class:`~service.answering.ShardClient`."""
         return self.reader.summary()
 
-    def statistics(self, query: str) -> Bm25Statistics:
-        """See :class:`~service.answering.ShardClient`."""
-        return self.reader.statistics(query)
-
     def search(
         self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
     ) -> ShardFinds:
@@ -171,10 +167,6 @@ class ServeShard:
     def summary(self) -> ShardSummary:
         """The shard's summary, through its handle."""
         return self._call("summary")  # type: ignore[no-any-return]
-
-    def statistics(self, query: str) -> Bm25Statistics:
-        """Round 1, through the handle."""
-        return self._call("statistics", query)  # type: ignore[no-any-return]
 
     def search(
         self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics

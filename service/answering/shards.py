@@ -1,16 +1,19 @@
 """Shards: one corpus held by several index directories, searched as if it were one index.
 
-A question goes out in two rounds, as Elasticsearch's ``dfs_query_then_fetch`` does:
+Scores must not depend on how the corpus is split, so BM25 and evidence use the union's
+statistics, as Elasticsearch's ``dfs_query_then_fetch`` does:
 
 1. **statistics**: every shard gives its live sentence count, total length and document
-   frequency of the question's BM25 terms; their sum is the statistics of the union;
+   frequency of each BM25 and evidence term; the front sums them. This round runs once per
+   snapshot of a shard (``refresh``), not once per question: every search says which
+   snapshot it read, and one read from a snapshot the front has no statistics of yet takes
+   them and searches again.
 2. **query**: every shard returns its best dense and BM25 sentences, BM25 scored with the
    summed statistics, by document. The best ``pool`` of each ranking over all shards name
-   the documents to fetch.
+   the documents to fetch (those fetched before are kept, as one-document segments).
 
 The fetched documents (text, sentences, BM25 tokens and vectors: nothing is embedded again)
-become a small in-memory index, read with the corpus-wide statistics: the union's term
-frequencies for evidence and the round-1 sums for BM25. Ranking that small index gives
+become a small in-memory index, read with the corpus-wide statistics. Ranking it gives
 the same sentences, with the same scores, as ranking one index of every shard, because it
 holds every sentence either ranking could put in its pool. The answering pipeline then runs
 on it unchanged.
@@ -86,6 +89,7 @@ class ShardSummary(msgspec.Struct, frozen=True):
     sentences: int
     chars: int
     term_counts: dict[str, int]  # sentences that hold each evidence term
+    bm25: Bm25Statistics  # over every BM25 term
     languages: dict[str, int]  # sentences per document language
     documents: list[tuple[str, str, int, int]]  # (doc_id, title, chars, sentences)
 
@@ -141,10 +145,6 @@ class ShardClient(Protocol):
         """The shard's counts and term statistics."""
         ...
 
-    def statistics(self, query: str) -> Bm25Statistics:
-        """Round 1: the shard's BM25 statistics for the query's terms."""
-        ...
-
     def search(
         self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
     ) -> ShardFinds:
@@ -198,14 +198,11 @@ class ShardReader:
             len(index.sentences),
             sum(len(d.text) for d in index.documents.values()),
             dict(index.derived_total("term_counts", term_counts)),
+            index.lexical.all_statistics(),
             dict(languages),
             [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
              for d in index.documents.values()],
         )  # fmt: skip
-
-    def statistics(self, query: str) -> Bm25Statistics:
-        """Round 1: the shard's BM25 statistics for the query's terms."""
-        return self.index.lexical.statistics(query)
 
     def search(
         self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
@@ -260,6 +257,7 @@ class _Known:
     chars: int = 0
     idf: dict[str, float] = field(default_factory=dict)
     languages: tuple[str, ...] = ("en",)
+    bm25: Bm25Statistics = field(default_factory=lambda: Bm25Statistics(0, 0, {}))
 
 
 @dataclass
@@ -371,12 +369,16 @@ class Shards:
             frequency.update(s.term_counts)
             languages.update(s.languages)
         n = sum(s.sentences for s in kept.values())
+        bm25 = Bm25Statistics(0, 0, {})
+        for s in kept.values():
+            bm25 = bm25.plus(s.bm25)
         self._known = _Known(
             kept,
             n,
             sum(s.chars for s in kept.values()),
             {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()},
             tuple(lang for lang, _ in languages.most_common()) or ("en",),
+            bm25,
         )
 
     @property
@@ -449,11 +451,11 @@ class Shards:
         return None
 
     def bm25_statistics(self, query: str) -> Bm25Statistics:
-        """Round 1: the union's BM25 statistics for the query's terms."""
-        total = Bm25Statistics(0, 0, {})
-        for stats in self._each(lambda c: c.statistics(query)).values():
-            total = total.plus(stats)
-        return total
+        """The union's BM25 statistics for the query's terms (summed at ``refresh``)."""
+        total = self._known.bm25
+        terms = sorted(set(tokenize(query)))
+        return Bm25Statistics(total.sentences, total.tokens,
+                              {t: total.frequency.get(t, 0) for t in terms})  # fmt: skip
 
     def fetch(self, question: str, vector: Vectors, statistics: Bm25Statistics) -> list[Segment]:
         """Round 2: the documents that hold the union's best sentences, as segments.
@@ -462,6 +464,11 @@ class Shards:
         """
         as_list = vector.tolist()
         finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
+        known = self._known.summaries
+        if any(n not in known or f.version != known[n].version for n, f in finds.items()):
+            self.refresh()  # a shard moved to another snapshot: take its statistics, again
+            statistics = self.bm25_statistics(question)
+            finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
         wanted: dict[str, set[str]] = {}
         for ranking in ("dense", "lexical"):
             hits = [(score, doc_id, name) for name, f in finds.items()
@@ -522,15 +529,12 @@ class Shards:
         if not self._known.summaries:
             self.refresh()
         vector = self.embedder.encode([question])[0]
-        statistics = self.bm25_statistics(question)
-        index = self.local_index(self.fetch(question, vector, statistics))
+        index = self.local_index(self.fetch(question, vector, self.bm25_statistics(question)))
         embedder = self._remembered  # one object: what is cached per embedder stays cached
         embedder.remember(question, vector)
 
-        def bm25(query: str) -> Bm25Statistics:  # the question's were taken in round 1
-            return statistics if query == question else self.bm25_statistics(query)
-
-        retriever = Retriever(index, embedder, self.settings, idf=self._known.idf, bm25=bm25)
+        retriever = Retriever(index, embedder, self.settings, idf=self._known.idf,
+                              bm25=self.bm25_statistics)  # fmt: skip
         known = self._known
         return Reading(index, retriever, Grounder(retriever, self.settings), known.chars,
                        known.languages, self.missing)  # fmt: skip

@@ -118,6 +118,7 @@ def test_three_shards_rank_as_one_index_with_the_same_scores(corpus: Corpus) -> 
         assert len(got) >= 30
         _assert_same_ranking(got, got_scores, want, want_scores)
         # BM25 alone, on the union's statistics, scores as one index does.
+        assert shards.bm25_statistics(question) == one.index.lexical.statistics(question)
         reading = sharded.reading_of(question)
         scores, ids = reading.index.lexical.search(question, 10, shards.bm25_statistics(question))
         one_scores, one_ids = one.index.lexical.search(question, 10)
@@ -187,9 +188,6 @@ class DownShard:
         raise ConnectionError("replica stopped")
 
     def write(self, upserts: list[Document], deletes: list[str]) -> ShardWritten:
-        raise ConnectionError("replica stopped")
-
-    def statistics(self, query: str) -> Bm25Statistics:
         raise ConnectionError("replica stopped")
 
     def search(self, vector: list[float], query: str, pool: int,
