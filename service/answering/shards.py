@@ -28,6 +28,7 @@ import hashlib
 import logging
 import math
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -328,9 +329,10 @@ class Shards:
             n: self._threads.submit(call, self.clients[n]) for n in names
         }
         results, failed = {}, set()
+        deadline = time.monotonic() + self.settings.shard_timeout_s  # one for the whole round
         for name, future in futures.items():
             try:
-                results[name] = future.result(timeout=self.settings.shard_timeout_s)
+                results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 failed.add(name)
                 log.warning("shard %s missed its %.1f s deadline", name,

@@ -5,6 +5,7 @@ shard that fails leaves a degraded answer from the others."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,39 @@ async def test_a_shard_that_is_down_leaves_a_degraded_answer_from_the_others(
                                   mode="extractive")  # fmt: skip
     assert response.degraded and "CMA" in response.answer
     assert answerer.shards.missing == {f"s{i}" for i in range(3) if i != holder}
+
+
+class SlowShard:
+    """A shard whose searches take longer than the front waits, as an overloaded one's do."""
+
+    def __init__(self, shard: ShardClient, delay_s: float) -> None:
+        self.shard, self.name, self.delay_s = shard, shard.name, delay_s
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.shard, name)
+
+    def search(self, *args: Any) -> ShardFinds:
+        time.sleep(self.delay_s)
+        return self.shard.search(*args)
+
+
+async def test_a_shard_slower_than_its_deadline_is_left_out_and_named(corpus: Corpus) -> None:
+    docs, embedder = corpus
+    indexes = _split(docs, 3, embedder)
+    holder = next(i for i, ix in enumerate(indexes) if any("Lingke" in s.text for s in
+                                                            ix.sentences))  # fmt: skip
+    slow = (holder + 1) % 3
+    clients: list[ShardClient] = [ShardReader(ix, f"s{i}") for i, ix in enumerate(indexes)]
+    clients[slow] = SlowShard(clients[slow], delay_s=1.0)
+    settings = SETTINGS.model_copy(update={"shard_timeout_s": 0.2})
+    answerer = Answerer.over(build_index([], embedder), embedder, None, settings)
+    answerer.shards = Shards(clients, embedder, settings)
+    started = time.monotonic()
+    response = await answerer.ask("Which platform underpins the Korean models?",
+                                  mode="extractive")  # fmt: skip
+    assert time.monotonic() - started < 1.0  # the answer did not wait for the slow shard
+    assert response.degraded and "CMA" in response.answer
+    assert answerer.shards.missing == {f"s{slow}"}
 
 
 def _replicas(
