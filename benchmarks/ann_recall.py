@@ -56,7 +56,8 @@ def main() -> None:
     if args.shards:
         _sharded(vectors, queries, args.shards)
         return
-    exact = FaissStore.from_vectors(vectors, hnsw_threshold=len(vectors) + 1)
+    n = len(vectors) + 1
+    exact = FaissStore.from_vectors(vectors, hnsw_threshold=n, compress_threshold=n)
     stores = {"flat": exact}
     builds = {}
     for name, options in (("hnsw", {"hnsw_threshold": 0}), ("ivfpq", {"compress_threshold": 0})):
@@ -82,7 +83,8 @@ def main() -> None:
 
 def _sharded(vectors: np.ndarray, queries: np.ndarray, shards: int) -> None:
     """Recall@10 of the merged top 10 of ``shards`` compressed indexes against exact search."""
-    exact = FaissStore.from_vectors(vectors, hnsw_threshold=len(vectors) + 1)
+    n = len(vectors) + 1  # the reference is flat however many vectors there are
+    exact = FaissStore.from_vectors(vectors, hnsw_threshold=n, compress_threshold=n)
     started = time.perf_counter()
     _, truth = exact.search(queries, 10)
     flat_ms = (time.perf_counter() - started) * 1000 / len(queries)

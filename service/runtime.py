@@ -144,7 +144,10 @@ class Runtime:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval_s)
-                await anyio.to_thread.run_sync(shards.refresh)
+                try:
+                    await anyio.to_thread.run_sync(shards.refresh)
+                except Exception:  # the next check tries again; questions go on meanwhile
+                    log.exception("could not refresh the shards' statistics")
 
         self.background(asyncio.create_task(loop()))
 
