@@ -104,6 +104,10 @@ class QueuedChatModel:
                 yield token
 
 
+class _GaveWay(LLMError):
+    """A chore's call, cancelled because a question came in."""
+
+
 class _Chores:
     """A queued model's lane for chores (``QueuedChatModel.chores``)."""
 
@@ -127,14 +131,22 @@ class _Chores:
                     LLM_RUNNING.dec()
                     LLM_CALL_SECONDS.labels(call="chore").observe(time.perf_counter() - started)
             if scope.cancelled_caught:
-                raise LLMError("a question came in: the chore gave way")
+                raise _GaveWay("a question came in: the chore gave way")
 
     async def complete(self, messages: Sequence[Message], *, max_tokens: int) -> str:
-        """The inner model's reply, once no question runs or waits."""
-        reply = ""
-        async with self._turn():
-            reply = await self.queue.inner.complete(messages, max_tokens=max_tokens)
-        return reply
+        """The inner model's reply, once no question runs or waits.
+
+        A question that comes in cancels the call; it starts again once the LLM is idle,
+        so the chore still gets its reply (within whatever deadline its caller set).
+        """
+        while True:
+            reply = ""
+            try:
+                async with self._turn():
+                    reply = await self.queue.inner.complete(messages, max_tokens=max_tokens)
+            except _GaveWay:
+                continue
+            return reply
 
     async def stream(
         self, messages: Sequence[Message], *, max_tokens: int

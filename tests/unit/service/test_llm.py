@@ -188,5 +188,11 @@ async def test_a_chore_waits_behind_questions_and_gives_way_to_a_new_one() -> No
         two = [{"role": "user", "content": "two"}]
         group.start_soon(partial(queue.complete, max_tokens=5), two)
         await anyio.sleep(0.2)
-        assert chore_reply == [""]  # the question cancelled it; the frontend gets no title
+        assert chore_reply == []  # the question cancelled it: the chore waits again
+        assert inner.started[-1] == "two"
         inner.gates["two"].set()
+        await anyio.sleep(0.2)
+        assert inner.started[-1] == "### Task: a title"  # idle again: the chore starts over
+        inner.gates["### Task: a title"].set()
+        await anyio.sleep(0.1)
+        assert chore_reply == ["reply to ### Task: a title"]  # content, not an empty reply
