@@ -104,6 +104,9 @@ class QueuedChatModel:
                 yield token
 
 
+_CHORE_GRACE_S = 0.5
+
+
 class _GaveWay(LLMError):
     """A chore's call, cancelled because a question came in."""
 
@@ -119,6 +122,9 @@ class _Chores:
     async def _turn(self) -> AsyncIterator[anyio.CancelScope]:
         queue = self.queue
         async with queue._chore:
+            # A question sent with the chore (a frontend's next message and its tasks) is
+            # still being retrieved for when the chore arrives: it goes first.
+            await anyio.sleep(_CHORE_GRACE_S)
             await queue.until_idle(0.05)
             started = time.perf_counter()
             with anyio.CancelScope() as scope:

@@ -183,7 +183,7 @@ async def test_a_chore_waits_behind_questions_and_gives_way_to_a_new_one() -> No
         await anyio.sleep(0.2)
         assert inner.started == ["question one"]  # the chore waits while a question runs
         inner.gates["question one"].set()
-        await anyio.sleep(0.2)
+        await anyio.sleep(0.8)  # past the chore's grace
         assert inner.started[-1] == "### Task: a title"  # idle now: the chore runs
         two = [{"role": "user", "content": "two"}]
         group.start_soon(partial(queue.complete, max_tokens=5), two)
@@ -191,8 +191,24 @@ async def test_a_chore_waits_behind_questions_and_gives_way_to_a_new_one() -> No
         assert chore_reply == []  # the question cancelled it: the chore waits again
         assert inner.started[-1] == "two"
         inner.gates["two"].set()
-        await anyio.sleep(0.2)
+        await anyio.sleep(0.8)
         assert inner.started[-1] == "### Task: a title"  # idle again: the chore starts over
         inner.gates["### Task: a title"].set()
         await anyio.sleep(0.1)
         assert chore_reply == ["reply to ### Task: a title"]  # content, not an empty reply
+
+
+async def test_a_question_sent_with_a_chore_reaches_the_llm_first() -> None:
+    inner = GatedModel()
+    queue = QueuedChatModel(inner, running=2, max_waiting=4)
+    task = [ChatMessage(role="user", content="### Task: a title")]
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_task, queue, task, Settings())
+        await anyio.sleep(0.1)  # the question is still being retrieved for
+        group.start_soon(partial(queue.complete, max_tokens=5), [{"role": "user", "content": "q"}])
+        await anyio.sleep(0.2)
+        assert inner.started == ["q"]  # the chore did not start ahead of it
+        inner.gates["q"].set()
+        await anyio.sleep(0.8)
+        assert inner.started == ["q", "### Task: a title"]
+        inner.gates["### Task: a title"].set()
