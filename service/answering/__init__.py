@@ -33,7 +33,12 @@ from service.answering.ground import (
     holds_what_is_asked,
     p_yes,
 )
-from service.answering.instructions import Examples, suspect, suspect_question
+from service.answering.instructions import (
+    Examples,
+    document_instructions,
+    suspect,
+    suspect_question,
+)
 from service.answering.language import ABSTAIN_TEXTS, LANGUAGE_NAMES, abstain_text, language_of
 from service.answering.measures import (
     coverage,
@@ -107,6 +112,7 @@ __all__ = [
     "claims_of",
     "coverage",
     "cuts_a_list",
+    "document_instructions",
     "entities_supported",
     "history",
     "holds_what_is_asked",

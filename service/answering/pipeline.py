@@ -13,6 +13,7 @@ keeps the reading it started with.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ import msgspec
 from index import CorpusIndex, Embedder
 from service.answering.compose import Composition, VerifiedClaim
 from service.answering.ground import Abstention, Grounder, answerability
+from service.answering.instructions import document_instructions
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
 from service.answering.prompts import render_answer_prompt
@@ -121,6 +123,7 @@ class Answerer:
     # Over shards, each question reads what its two rounds fetched (``shards.py``);
     # ``reading`` is then only what the routes that list documents see.
     shards: Shards | None = None
+    _screening: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def over(
@@ -156,10 +159,29 @@ class Answerer:
         return self.reading if self.shards is None else self.shards.read(question)
 
     async def reading_for(self, question: str) -> Reading:
-        """:meth:`reading_of`, off the event loop when it goes to the shards."""
+        """:meth:`reading_of`, off the event loop when it goes to the shards.
+
+        Documents fetched from shards that the LLM has not screened for planted orders yet
+        are screened in the background, as one index's are after a write: until then their
+        suspect sentences are kept out, and the verdicts stay with the documents.
+        """
         if self.shards is None:
             return self.reading
-        return await anyio.to_thread.run_sync(self.shards.read, question)
+        reading = await anyio.to_thread.run_sync(self.shards.read, question)
+        unscreened = any(document_instructions(reading.index, d) is None
+                         for d in reading.index.documents)  # fmt: skip
+        if self.llm is not None and unscreened and self._screening is None:
+            self._screening = asyncio.create_task(self._screen_fetched(self.llm, reading))
+        return reading
+
+    async def _screen_fetched(self, llm: ChatModel, reading: Reading) -> None:
+        try:
+            await screen_documents(llm, reading.index, reading.grounder,
+                                   self.settings.llm_deadline_s)  # fmt: skip
+        except Exception:  # screened again with the next question that fetches them
+            log.exception("screening fetched documents failed")
+        finally:
+            self._screening = None
 
     def titles(self) -> dict[str, str]:
         """Each document's title by its id, over the shards when there are shards."""

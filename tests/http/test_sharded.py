@@ -54,6 +54,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServeShard
 def _front(clients: list[ServeShard], tmp_path: Path) -> tuple[str, object]:
     settings = Settings(corpus=[ARTICLE], index_dir=tmp_path / "unused", read_only=True,
                         whole_corpus_chars=0, shard_timeout_s=3.0, follow_interval_s=0.5,
+                        rate_limit_per_minute=0,  # the load below goes past 300 a minute
                         instruction_nearness=1.0)  # fmt: skip
     loader = functools.partial(load_runtime, embedder=HashingEmbedder(), with_llm=False,
                                shards=clients)  # fmt: skip
@@ -110,7 +111,8 @@ def test_a_question_through_three_shards_then_one_shard_stopped_mid_load(
         time.sleep(4)
         done.set()
         runner.join(60)
-        assert statuses and all(s == 200 for s in statuses), statuses
+        bad = [(s, a) for s, a in zip(statuses, answers, strict=True) if s != 200]
+        assert statuses and not bad, bad
         last = answers[-1]
         assert last["degraded"] and "CMA" in str(last["answer"])
         ready = httpx.get(base + "/readyz").json()

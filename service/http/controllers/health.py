@@ -58,7 +58,9 @@ class HealthController(Controller):
         if (shards := runtime.answerer.shards) is not None:
             # Answers go on without a missing shard, marked degraded; the probe says which.
             body["status"] = "degraded" if shards.missing else "ready"
+            body["index"] = None  # the front holds none: the shards do
             body["shards"] = {
+                "documents": len(shards.listing),
                 "serving": sorted(set(shards.clients) - shards.missing),
                 "missing": sorted(shards.missing),
                 "sentences": shards.sentences,

@@ -4,6 +4,7 @@ shard that fails leaves a degraded answer from the others."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -33,9 +34,10 @@ from service.answering import (
     ShardSummary,
     ShardWriteError,
     ShardWritten,
+    document_instructions,
     shard_of,
 )
-from service.llm import ScriptedChatModel
+from service.llm import ScriptedChatModel, ScriptedReply
 from tests.conftest import ARTICLE, ROOT, HashingEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -333,3 +335,21 @@ def test_reshard_deals_documents_to_new_shards_keeping_sentence_ids(tmp_path: Pa
             assert (index.vectors[i] == kept[sentence.sentence_id]).all()
     with pytest.raises(ValueError, match="already holds an index"):
         reshard(sources, 2, tmp_path / "out")
+
+
+async def test_documents_fetched_from_shards_are_screened_once_in_the_background() -> None:
+    embedder = HashingEmbedder()
+    docs = _corpus()
+    # The LLM judges every suspect sentence harmless ("no": it gives no orders).
+    llm = ScriptedChatModel(respond=lambda m: ScriptedReply(
+        "no", (("no", math.log(0.9)), ("yes", math.log(0.1)))))  # fmt: skip
+    answerer = Answerer.over(build_index([], embedder), embedder, llm, SETTINGS)
+    clients = [ShardReader(ix, f"s{i}") for i, ix in enumerate(_split(docs, 3, embedder))]
+    answerer.shards = Shards(clients, embedder, SETTINGS)
+    question = "Which platform underpins the Korean models?"
+    reading = await answerer.reading_for(question)
+    assert answerer._screening is not None  # fetched documents nobody has screened yet
+    await answerer._screening
+    assert all(document_instructions(reading.index, d) is not None for d in reading.index.documents)
+    again = await answerer.reading_for(question)  # the verdicts stayed with the documents
+    assert answerer._screening is None and not again.grounder.untrusted
