@@ -89,8 +89,13 @@ def serve(
     if shard_dirs:
         from service.sharding import start_shards
 
-        clients = start_shards(shard_dirs, address=address, timeout_s=settings.shard_timeout_s,
-                               follow_interval_s=settings.follow_interval_s)  # fmt: skip
+        try:
+            clients = start_shards(shard_dirs, address=address, timeout_s=settings.shard_timeout_s,
+                                   follow_interval_s=settings.follow_interval_s)  # fmt: skip
+        except ImportError as exc:
+            raise click.ClickException(
+                f"--shards runs on Ray Serve: pip install 'citeqa[ray]' ({exc})"
+            ) from exc
         loader = functools.partial(load_runtime, shards=clients)
     # uvicorn's loggers go through the root handler; its access log would repeat ours.
     uvicorn.run(
