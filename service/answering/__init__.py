@@ -9,7 +9,7 @@ question's state. Beside them: ``measures`` (text measures the steps share),
 ``conversation`` (a chat's question, and frontends' background tasks), ``language`` (which
 language a text is in), ``translate`` (questions into the documents' language, answers
 into the asker's), ``reading`` (an index with what questions over it need) and ``shards``
-(one corpus over several indexes, searched in two rounds).
+(one corpus over several indexes, searched as one).
 
 Imports ``index``, ``service.llm`` and the top-level ``settings``, ``errors``, ``observe``
 and ``schemas``; never the HTTP layer or its wire types.

@@ -120,7 +120,7 @@ class Answerer:
     settings: Settings
     reading: Reading
     translations: Translations = field(default_factory=Translations, repr=False)
-    # Over shards, each question reads what its two rounds fetched (``shards.py``);
+    # Over shards, each question reads the documents its search fetched (``shards.py``);
     # ``reading`` is then only what the routes that list documents see.
     shards: Shards | None = None
     _screening: asyncio.Task[None] | None = field(default=None, repr=False)

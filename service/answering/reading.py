@@ -1,7 +1,7 @@
 """A reading: one version of the index with what questions over it need.
 
 One index's reading is built once per version (``Reading.of``); over shards, each question
-gets a reading of the documents its two rounds fetched (``service/answering/shards.py``).
+gets a reading of the documents its search fetched (``service/answering/shards.py``).
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def _tokens(sentences: list[Sentence]) -> list[list[str]]:
 
 
 class ShardReader:
-    """One index directory's side of the two rounds (read-only)."""
+    """One index directory's side of the fan-out: its summary, its finds, its documents."""
 
     def __init__(self, index: CorpusIndex, name: str, version: str = "") -> None:
         self.index = index
@@ -290,7 +290,7 @@ class _Remembered:
 
 
 class Shards:
-    """The front's view of every shard: searched in two rounds, read as one corpus."""
+    """The front's view of every shard, read as one corpus: one search round per question."""
 
     def __init__(
         self,
@@ -353,8 +353,8 @@ class Shards:
     def refresh(self) -> None:
         """See which shards answer; take the figures again from those whose snapshot changed.
 
-        The service does this every ``CITEQA_FOLLOW_INTERVAL_S``, so the evidence statistics
-        trail a write by at most that; BM25's are taken with each question.
+        The service does this every ``CITEQA_FOLLOW_INTERVAL_S``; a search that read a snapshot
+        the front has no figures for does it at once, so the statistics never lag a write.
         """
         versions = self._each(lambda c: c.version())
         known = self._known
