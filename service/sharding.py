@@ -106,7 +106,9 @@ class ShardReplica:
             index = update_index(before, self._embedder, upserts=upserts, deletes=deletes)
             while plan := merge_plan(index):  # small segments folded as the service does
                 merged = with_merged(index, merged_segment(index, plan), plan)
-                index = merged if merged is not None else index
+                if merged is None:  # nothing to lay over (not expected under the lock)
+                    break
+                index = merged
             save_snapshot(index, self.directory)  # durable before it is served or answered
             self.reader = ShardReader(index, self.name, current_snapshot(self.directory) or "")
         return ShardWritten(
