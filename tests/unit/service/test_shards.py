@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from index import (
+    MAX_SEGMENTS,
     Bm25Statistics,
     CorpusIndex,
     Document,
@@ -353,3 +354,14 @@ async def test_documents_fetched_from_shards_are_screened_once_in_the_background
     assert all(document_instructions(reading.index, d) is not None for d in reading.index.documents)
     again = await answerer.reading_for(question)  # the verdicts stayed with the documents
     assert answerer._screening is None and not again.grounder.untrusted
+
+
+def test_a_shard_that_takes_many_writes_folds_its_segments(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    save_snapshot(build_index([], embedder), tmp_path / "s0")
+    replica = ShardReplica(str(tmp_path / "s0"), "s0", 60.0, embedder)
+    for n in range(MAX_SEGMENTS + 3):
+        replica.write([Document(f"memo-{n}", f"Memo {n}", f"Plant {n} opens in May.")], [])
+    index = load_snapshot(tmp_path / "s0")
+    assert len(index.documents) == MAX_SEGMENTS + 3 and len(index.segments) <= MAX_SEGMENTS
+    replica.close()
