@@ -82,6 +82,11 @@ class ShardReplica:
 
     def _load(self, previous: ShardReader | None) -> ShardReader:
         snapshot = current_snapshot(self.directory)
+        if snapshot is None and previous is None:  # a new shard: it starts as an empty index
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder()
+            save_snapshot(build_index([], self._embedder), self.directory)
+            snapshot = current_snapshot(self.directory)
         with contextlib.suppress(OSError):  # a read-only mount: serve on, unprotected
             hold_snapshots(self.directory, self._holder, {snapshot} if snapshot else set())
         index = load_snapshot(self.directory, previous=previous.index if previous else None)

@@ -356,10 +356,10 @@ async def test_documents_fetched_from_shards_are_screened_once_in_the_background
     assert answerer._screening is None and not again.grounder.untrusted
 
 
-def test_a_shard_that_takes_many_writes_folds_its_segments(tmp_path: Path) -> None:
+def test_a_new_shard_starts_empty_and_folds_its_segments_as_writes_come(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
-    save_snapshot(build_index([], embedder), tmp_path / "s0")
-    replica = ShardReplica(str(tmp_path / "s0"), "s0", 60.0, embedder)
+    replica = ShardReplica(str(tmp_path / "s0"), "s0", 60.0, embedder)  # no index there yet
+    assert replica.summary().sentences == 0 and load_snapshot(tmp_path / "s0").documents == {}
     for n in range(MAX_SEGMENTS + 3):
         replica.write([Document(f"memo-{n}", f"Memo {n}", f"Plant {n} opens in May.")], [])
     index = load_snapshot(tmp_path / "s0")
