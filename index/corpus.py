@@ -17,6 +17,7 @@ import numpy as np
 
 from index.chunk import Chunk
 from index.documents import Document
+from index.lexical import tokenize
 from index.search import Bm25, FaissStore, FanOutStore, StackedVectors, VectorStore
 from index.segment import Segment
 from index.split import SPLITTER, Sentence
@@ -128,6 +129,10 @@ class CorpusIndex:
         """Positions (in ``sentences``) of one document's sentences, in order."""
         return self._doc_sentences.get(doc_id, [])
 
+    def tokens_of(self, doc_id: str) -> list[list[str]]:
+        """BM25 tokens of one document's sentences, in order (kept as a derived value)."""
+        return self.derived(doc_id, "tokens", _tokens)
+
     def derived(self, doc_id: str, name: str, compute: Callable[[list[Sentence]], _T]) -> _T:
         """``compute`` of one document's sentences, computed once per document.
 
@@ -190,3 +195,7 @@ class CorpusIndex:
         """
         rows = sorted((s.sentence_id, s.doc_id, s.start, s.end) for s in self.sentences)
         return hashlib.sha256(msgspec.json.encode(rows)).hexdigest()
+
+
+def _tokens(sentences: list[Sentence]) -> list[list[str]]:
+    return [tokenize(s.text) for s in sentences]

@@ -22,7 +22,6 @@ from index.chunk import Chunk, chunk_sentences
 from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import Document, corpus_checksum
 from index.embed import Embedder
-from index.lexical import tokenize
 from index.search import COMPRESS_THRESHOLD, HNSW_THRESHOLD
 from index.segment import Segment
 from index.snapshots import (
@@ -173,7 +172,7 @@ def merged_segment(
             docs.append(doc)
             rows.extend(index.positions_of(doc.doc_id))
             chunks.extend(index.chunks_of(doc.doc_id))
-            tokens.extend(index.derived(doc.doc_id, "tokens", _tokens))
+            tokens.extend(index.tokens_of(doc.doc_id))
     return Segment.build(docs, [index.sentences[i] for i in rows], chunks, tokens,
                          index.vectors[rows], hnsw_threshold=hnsw_threshold,
                          compress_threshold=compress_threshold)  # fmt: skip
@@ -276,10 +275,6 @@ def _assembled(
         built_at=time.time(),
     )
     return index
-
-
-def _tokens(sentences: list[Sentence]) -> list[list[str]]:
-    return [tokenize(s.text) for s in sentences]
 
 
 def load_or_build(

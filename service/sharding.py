@@ -35,7 +35,6 @@ from index import (
     merged_segment,
     release_snapshots,
     save_snapshot,
-    tokenize,
     update_index,
     with_merged,
 )
@@ -262,7 +261,7 @@ def reshard(sources: Sequence[Path], into: int, out: Path) -> list[Path]:
         reuse, split = {}, {}
         for ix, doc in part:
             sentences = ix.sentences_of(doc.doc_id)
-            split[doc.doc_id] = (sentences, [tokenize(s.text) for s in sentences])
+            split[doc.doc_id] = (sentences, ix.tokens_of(doc.doc_id))
             for sentence, row in zip(sentences, ix.vectors[ix.positions_of(doc.doc_id)],
                                      strict=True):  # fmt: skip
                 reuse[sentence.sentence_id] = row

@@ -166,10 +166,6 @@ def shard_of(doc_id: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") % shards
 
 
-def _tokens(sentences: list[Sentence]) -> list[list[str]]:
-    return [tokenize(s.text) for s in sentences]
-
-
 class ShardReader:
     """One index directory's side of the fan-out: its summary, its finds, its documents."""
 
@@ -242,7 +238,7 @@ class ShardReader:
                     index.documents[doc_id],
                     index.sentences_of(doc_id),
                     index.chunks_of(doc_id),
-                    index.derived(doc_id, "tokens", _tokens),
+                    index.tokens_of(doc_id),
                     index.vectors[positions],
                 )
             )
