@@ -171,13 +171,12 @@ class Answerer:
         unscreened = any(document_instructions(reading.index, d) is None
                          for d in reading.index.documents)  # fmt: skip
         if self.llm is not None and unscreened and self._screening is None:
-            self._screening = asyncio.create_task(self._screen_fetched(self.llm, reading))
+            self._screening = asyncio.create_task(self._screen_fetched(reading))
         return reading
 
-    async def _screen_fetched(self, llm: ChatModel, reading: Reading) -> None:
+    async def _screen_fetched(self, reading: Reading) -> None:
         try:
-            await screen_documents(llm, reading.index, reading.grounder,
-                                   self.settings.llm_deadline_s)  # fmt: skip
+            await self.screen(reading)
         except Exception:  # screened again with the next question that fetches them
             log.exception("screening fetched documents failed")
         finally:
@@ -257,11 +256,14 @@ class Answerer:
                 return _composed(composition, q, "extractive", degraded=degraded)
         return self._abstain(q, because, mode="extractive", degraded=degraded)
 
-    async def screen(self) -> None:
-        """Have the LLM judge the current documents' suspect sentences (``judge``)."""
+    async def screen(self, reading: Reading | None = None) -> None:
+        """Have the LLM judge the suspect sentences of a reading's documents (``judge``).
+
+        By default the current reading's; over shards, those a question fetched.
+        """
         if self.llm is None:
             return
-        reading = self.reading
+        reading = reading or self.reading
         await screen_documents(self.llm, reading.index, reading.grounder,
                                self.settings.llm_deadline_s)  # fmt: skip
 

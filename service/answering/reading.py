@@ -15,12 +15,21 @@ from service.answering.language import language_of
 from service.answering.retrieve import Retriever
 from service.settings import Settings
 
-__all__ = ["Reading", "language_of_sentences"]
+__all__ = ["Reading", "language_of_sentences", "sentences_by_language"]
 
 
 def language_of_sentences(sentences: list[Sentence]) -> str:
     """The language of a document, told from its first sentences."""
     return language_of(" ".join(s.text for s in sentences[:20]))
+
+
+def sentences_by_language(index: CorpusIndex) -> Counter[str]:
+    """How many of the index's sentences are in each language (by their document's)."""
+    counts: Counter[str] = Counter()
+    for doc_id in index.documents:
+        language = index.derived(doc_id, "language", language_of_sentences)
+        counts[language] += len(index.positions_of(doc_id))
+    return counts
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,7 @@ class Reading:
     def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:
         """The reading of ``index``: term statistics, untrusted sentences, its language."""
         retriever = Retriever(index, embedder, settings)
-        by_language: Counter[str] = Counter()
-        for doc_id in index.documents:
-            language = index.derived(doc_id, "language", language_of_sentences)
-            by_language[language] += len(index.positions_of(doc_id))
+        by_language = sentences_by_language(index)
         languages = tuple(language for language, _ in by_language.most_common()) or ("en",)
         return cls(index, retriever, Grounder(retriever, settings),
                    sum(len(d.text) for d in index.documents.values()), languages)  # fmt: skip

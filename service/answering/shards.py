@@ -52,7 +52,7 @@ from index import (
     tokenize,
 )
 from service.answering.ground import Grounder
-from service.answering.reading import Reading, language_of_sentences
+from service.answering.reading import Reading, sentences_by_language
 from service.answering.retrieve import Retriever, term_counts
 from service.observe import SHARD_UP
 from service.settings import Settings
@@ -185,10 +185,6 @@ class ShardReader:
     def summary(self) -> ShardSummary:
         """The counts, evidence-term frequencies and languages of the shard's documents."""
         index = self.index
-        languages: Counter[str] = Counter()
-        for doc_id in index.documents:
-            language = index.derived(doc_id, "language", language_of_sentences)
-            languages[language] += len(index.positions_of(doc_id))
         return ShardSummary(
             self.name,
             self.version_name,
@@ -196,7 +192,7 @@ class ShardReader:
             sum(len(d.text) for d in index.documents.values()),
             dict(index.derived_total("term_counts", term_counts)),
             index.lexical.all_statistics(),
-            dict(languages),
+            dict(sentences_by_language(index)),
             [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
              for d in index.documents.values()],
         )  # fmt: skip

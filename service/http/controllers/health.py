@@ -48,17 +48,17 @@ class HealthController(Controller):
                 body["detail"] = life.failure
             return Response(body, status_code=503)
         runtime = life.runtime
+        shards = runtime.answerer.shards
         body = {
-            "status": "ready",
-            "index": msgspec.to_builtins(runtime.answerer.index.manifest),
+            "status": "degraded" if shards and shards.missing else "ready",
+            # Over shards the front holds no index of its own: the shards do.
+            "index": None if shards else msgspec.to_builtins(runtime.answerer.index.manifest),
             "llm": runtime.llm.name if runtime.llm else None,
             "embedded_llm": runtime.embedded is not None,
             "load_ms": runtime.timings_ms,
         }
-        if (shards := runtime.answerer.shards) is not None:
+        if shards is not None:
             # Answers go on without a missing shard, marked degraded; the probe says which.
-            body["status"] = "degraded" if shards.missing else "ready"
-            body["index"] = None  # the front holds none: the shards do
             body["shards"] = {
                 "documents": len(shards.listing),
                 "serving": sorted(set(shards.clients) - shards.missing),
