@@ -29,61 +29,50 @@ def _template(name: str) -> tuple[Template, Template]:
     return Template(system.strip()), Template(user.strip())
 
 
+def _chat(name: str, system: dict[str, str], user: dict[str, str]) -> list[dict[str, str]]:
+    """The system and user messages of prompt ``name``, its variables filled in."""
+    system_template, user_template = _template(name)
+    return [
+        {"role": "system", "content": system_template.substitute(system)},
+        {"role": "user", "content": user_template.substitute(user)},
+    ]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def render_answer_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
     """Chat messages for one question: system (instructions, sources), then the question."""
-    system, user = _template("answer")
-    numbered = "\n".join(f"[S{i}] {' '.join(text.split())}" for i, text in enumerate(sentences, 1))
-    return [
-        {"role": "system", "content": system.substitute(sentences=numbered)},
-        {"role": "user", "content": user.substitute(question=question)},
-    ]
+    numbered = "\n".join(f"[S{i}] {_one_line(text)}" for i, text in enumerate(sentences, 1))
+    return _chat("answer", {"sentences": numbered}, {"question": question})
 
 
 def render_condense_prompt(
     history: Sequence[tuple[str, str]], question: str
 ) -> list[dict[str, str]]:
     """Chat messages asking the LLM to make a follow-up question self-contained."""
-    system, user = _template("condense")
-    lines = "\n".join(f"{role.capitalize()}: {' '.join(text.split())}" for role, text in history)
-    return [
-        {"role": "system", "content": system.substitute()},
-        {"role": "user", "content": user.substitute(history=lines, question=question)},
-    ]
+    lines = "\n".join(f"{role.capitalize()}: {_one_line(text)}" for role, text in history)
+    return _chat("condense", {}, {"history": lines, "question": question})
 
 
 def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
     """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
-    system, user = _template("judge")
-    text = "\n".join(" ".join(t.split()) for t in sentences)
-    return [
-        {"role": "system", "content": system.substitute()},
-        {"role": "user", "content": user.substitute(sentences=text, question=question)},
-    ]
+    text = "\n".join(_one_line(t) for t in sentences)
+    return _chat("judge", {}, {"sentences": text, "question": question})
 
 
 def render_screen_prompt(kind: Literal["sentence", "question"], text: str) -> list[dict[str, str]]:
     """Chat messages asking whether a document sentence or a question gives orders (yes/no)."""
-    system, user = _template(f"screen_{kind}")
-    return [
-        {"role": "system", "content": system.substitute()},
-        {"role": "user", "content": user.substitute(text=" ".join(text.split()))},
-    ]
+    return _chat(f"screen_{kind}", {}, {"text": _one_line(text)})
 
 
 def render_translate_prompt(text: str, language: str) -> list[dict[str, str]]:
     """Chat messages asking for ``text`` (a question) in ``language`` (a language's name)."""
-    system, user = _template("translate")
-    return [
-        {"role": "system", "content": system.substitute(language=language)},
-        {"role": "user", "content": user.substitute(text=" ".join(text.split()))},
-    ]
+    return _chat("translate", {"language": language}, {"text": _one_line(text)})
 
 
 def render_render_prompt(lines: Sequence[str], language: str) -> list[dict[str, str]]:
     """Chat messages asking for an answer's quotes, numbered lines, in ``language``."""
-    system, user = _template("render")
-    numbered = "\n".join(f"{n}. {' '.join(line.split())}" for n, line in enumerate(lines, 1))
-    return [
-        {"role": "system", "content": system.substitute(language=language)},
-        {"role": "user", "content": user.substitute(lines=numbered)},
-    ]
+    numbered = "\n".join(f"{n}. {_one_line(line)}" for n, line in enumerate(lines, 1))
+    return _chat("render", {"language": language}, {"lines": numbered})
