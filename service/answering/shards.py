@@ -488,12 +488,10 @@ class Shards:
             for name, documents in fetched.items():
                 for f in documents:
                     self._remember((name, finds[name].version, f.document.doc_id), f)
-            segments = [self._cache[key] for n in sorted(keys) for key in keys[n].values()
-                        if key in self._cache]  # fmt: skip
-            for key in keys.values():
-                for k in key.values():
-                    if k in self._cache:
-                        self._cache.move_to_end(k)
+            segments = []
+            for key in (k for n in sorted(keys) for k in keys[n].values() if k in self._cache):
+                self._cache.move_to_end(key)  # used now: the last to be forgotten
+                segments.append(self._cache[key])
         return segments
 
     def _remember(self, key: tuple[str, str, str], fetched: FetchedDocument) -> None:
