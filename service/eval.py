@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from service.answering.conversation import standalone_question
+from service.answering.language import answer_language, language_of
 from service.answering.pipeline import Answerer
 from service.http.wire import ChatMessage, chat_completion
 from service.observe import elapsed_ms
@@ -184,6 +185,8 @@ def _row(
         "answerable": q.answerable,
         "abstained": not response.answerable,
         "answer": response.answer,
+        "language": language_of(q.question),
+        "answer_language": answer_language(response.answer),
         "correct": q.answerable and response.answerable and is_correct(q, answer),
         "f1": max((token_f1(answer, a) for a in q.answers), default=0.0),
         "gold_cited": q.answerable and _gold_cited(q, response),
@@ -288,6 +291,9 @@ def summary_figures(
         "abstention_precision": share(sum(not r["answerable"] for r in abstained), len(abstained)),
         "abstention_recall": share(sum(r["abstained"] for r in unanswerable), len(unanswerable)),
         "false_abstention_rate": share(sum(r["abstained"] for r in answerable), len(answerable)),
+        "in_question_language": share(
+            sum(r["answer_language"] == r["language"] for r in rows), len(rows)
+        ),
         "degraded": sum(r["degraded"] for r in rows),
         "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
         "latency_ms_p95": round(_percentile(latencies, 95), 1) if latencies else None,

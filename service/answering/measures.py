@@ -34,10 +34,19 @@ _NUMBER_WORDS = {
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
     "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1_000,
     "million": 1_000_000, "billion": 1_000_000_000,
+    # The multipliers of the languages answers are rendered in, so that a rendering's
+    # "3 millions", "18万" or "300 Tausend" is checked as the figure it states.
+    "millions": 1_000_000, "mille": 1_000, "milliard": 1_000_000_000,
+    "milliards": 1_000_000_000, "tausend": 1_000, "millionen": 1_000_000,
+    "milliarde": 1_000_000_000, "milliarden": 1_000_000_000, "mil": 1_000,
+    "millones": 1_000_000, "millón": 1_000_000, "万": 10_000, "亿": 100_000_000, "千": 1_000,
 }  # fmt: skip
-_MULTIPLIERS = {"hundred", "thousand", "million", "billion"}
+_MULTIPLIERS = {word for word, value in _NUMBER_WORDS.items() if value >= 100}
 _MAX_RUN = 4
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
+# A CJK multiplier is a token of its own: "18万名" is 18, 万 and 名.
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[万亿千]|[^\W\d_]+", re.UNICODE)
+# Thousands grouped by spaces, as French and German write them: "180 000", "3 000 000".
+_GROUPED = re.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?![\d])")
 
 
 # A list of names: "China and South Korea", "Renault (Renault)、 Dacia (Dacia) and Alpine".
@@ -103,13 +112,19 @@ def numbers_in(text: str) -> frozenset[float]:
         run = [*run[-(_MAX_RUN - 1) :], value]
         for width in range(2, len(run) + 1):
             values.add(math.prod(run[-width:]))
+    values.update(float(_ungrouped(found)) for found in _GROUPED.findall(text))
     return frozenset(values)
+
+
+def _ungrouped(figure: str) -> str:
+    return "".join(figure.split())
 
 
 def _stated_numbers(text: str) -> set[float]:
     # Only numbers the claim writes with digits must be backed: "the two sides"
     # and "one of" are ordinary words, not figures.
     found: set[float] = set()
+    text = _GROUPED.sub(lambda m: _ungrouped(m[0]), text)
     tokens = _TOKEN.findall(text.lower())
     for i, token in enumerate(tokens):
         if token[0].isdigit() and (value := number_value(token)) is not None:

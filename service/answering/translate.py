@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import anyio
 
 from index import CJK
-from service.answering.language import LANGUAGE_NAMES
+from service.answering.language import LANGUAGE_NAMES, language_of
 from service.answering.measures import entities_supported, numbers_supported
 from service.answering.prompts import render_render_prompt, render_translate_prompt
 from service.errors import LLMError
@@ -70,28 +70,53 @@ async def render_quotes(
 ) -> list[str] | None:
     """Each quote in ``language``, or None unless every rendering keeps its figures and names.
 
-    A name the asker wrote in ``question`` may appear in a rendering too.
+    A name the asker wrote in ``question`` may appear in a rendering too. A rendering that
+    names what its quote does not name in the same letters ("Chine et Corée du Sud" for
+    "China and South Korea") is put back into the quote's language, and kept only if the
+    names come back as the quote writes them: a translated name returns, an invented one
+    does not.
     """
-    messages = render_render_prompt(quotes, LANGUAGE_NAMES[language])
+    renderings = await _translated_lines(llm, quotes, language, deadline)
+    if renderings is None or not all(
+        rendering and numbers_supported(rendering, quote)
+        for quote, rendering in zip(quotes, renderings, strict=True)
+    ):
+        return None
+    # From Chinese, names are rendered in other letters: only figures can be checked.
+    unsure = [
+        i
+        for i, (quote, rendering) in enumerate(zip(quotes, renderings, strict=True))
+        if not _CJK.search(quote) and not entities_supported(rendering, quote, question)
+    ]
+    if unsure:
+        back = await _translated_lines(
+            llm, [renderings[i] for i in unsure], language_of(quotes[unsure[0]]), deadline
+        )
+        if back is None or not all(
+            entities_supported(line, quotes[i], question)
+            for i, line in zip(unsure, back, strict=True)
+        ):
+            log.debug("rendering %r names what its quote does not (back: %r)", renderings, back)
+            return None
+    return renderings
+
+
+async def _translated_lines(
+    llm: ChatModel, lines: Sequence[str], language: str, deadline: float
+) -> list[str] | None:
+    """Each line in ``language`` ("" for a line the reply lost); None when the LLM fails."""
+    messages = render_render_prompt(lines, LANGUAGE_NAMES[language])
     try:
         with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
-            reply = await llm.complete(messages, max_tokens=64 * len(quotes) + 32)
+            reply = await llm.complete(messages, max_tokens=64 * len(lines) + 32)
     except (LLMError, TimeoutError) as exc:
         log.warning("answer rendering failed: %s", exc)
         return None
-    rendered: dict[int, str] = {}
-    lines = [line.strip() for line in reply.splitlines() if line.strip()]
-    for line in lines:
+    translated: dict[int, str] = {}
+    replied = [line.strip() for line in reply.splitlines() if line.strip()]
+    for line in replied:
         if found := _NUMBERED.match(line):
-            rendered.setdefault(int(found[1]), found[2])
-    if not rendered and len(quotes) == 1 and len(lines) == 1:
-        rendered[1] = lines[0]  # one quote, rendered without its number
-    renderings = [rendered.get(n, "") for n in range(1, len(quotes) + 1)]
-    for quote, rendering in zip(quotes, renderings, strict=True):
-        if not rendering or not numbers_supported(rendering, quote):
-            return None
-        # A quote in Latin letters keeps its names: the rendering may hold no other. (From
-        # Chinese, names are rendered in other letters; only figures can be checked.)
-        if not _CJK.search(quote) and not entities_supported(rendering, quote, question):
-            return None
-    return renderings
+            translated.setdefault(int(found[1]), found[2])
+    if not translated and len(lines) == 1 and len(replied) == 1:
+        translated[1] = replied[0]  # one line, translated without its number
+    return [translated.get(n, "") for n in range(1, len(lines) + 1)]

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 from pydantic import SecretStr
 
 from service.answering import ABSTAIN_TEXTS
-from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, cma_reply
+from tests.conftest import ARTICLE_TEXT, CMA, QueuedUpstream, cma_reply, label_of
 
 Client = Callable[..., TestClient[Any]]
 KOREA_ZH = "哪些车型将基于CMA平台？"
@@ -128,3 +128,35 @@ def test_a_single_rendering_may_come_without_its_number(
     upstream.queue(KOREA_EN, cma_reply(upstream), "韩国车型基于CMA平台。")
     body = _ask(client, KOREA_ZH)
     assert body["answer"].startswith("韩国车型基于CMA平台 [1]（“")
+
+
+KEY_MARKETS_FR = "Quels sont les marchés clés de la coopération ?"
+KEY_MARKETS_EN = "Which countries are the key markets of the cooperation?"
+
+
+def _key_markets_reply(upstream: QueuedUpstream) -> str:
+    return f"China and South Korea {label_of(upstream, 'China and South Korea')}."
+
+
+def test_a_rendering_that_translates_a_name_is_shown_when_the_name_comes_back(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    reply = _key_markets_reply(upstream)
+    upstream.queue(KEY_MARKETS_EN, reply, "1. Chine et Corée du Sud", "1. China and South Korea")
+    body = _ask(client, KEY_MARKETS_FR)
+    assert body["answer"] == "Chine et Corée du Sud [1] (“China and South Korea”)."
+    back = upstream.requests[-1]
+    assert "into English" in _system(back)
+    assert back["messages"][1]["content"] == "1. Chine et Corée du Sud"
+
+
+def test_a_rendering_whose_name_comes_back_as_another_is_not_shown(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    reply = _key_markets_reply(upstream)
+    upstream.queue(KEY_MARKETS_EN, reply, "1. Chine et Japon", "1. China and Japan")
+    body = _ask(client, KEY_MARKETS_FR)
+    assert body["answer"] == "China and South Korea [1]."  # the verified quote alone
+    assert "China and South Korea" in body["citations"][0]["text"]

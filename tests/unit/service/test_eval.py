@@ -118,13 +118,13 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     rows = [
         {"answerable": True, "abstained": False, "correct": True, "gold_cited": True,
          "f1": 1.0, "citations": 1, "verbatim": 1, "gold_rank": 1, "latency_ms": 10.0,
-         "degraded": False},
+         "degraded": False, "language": "fr", "answer_language": "fr"},
         {"answerable": True, "abstained": True, "correct": False, "gold_cited": False,
          "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": 7, "latency_ms": 30.0,
-         "degraded": False},
+         "degraded": False, "language": "fr", "answer_language": "en"},
         {"answerable": False, "abstained": True, "correct": False, "gold_cited": False,
          "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": None, "latency_ms": 20.0,
-         "degraded": True},
+         "degraded": True, "language": "en", "answer_language": "en"},
     ]  # fmt: skip
     figures = summary_figures(rows, [_question()], "llm", Settings())
     assert figures["score"] == pytest.approx(2 / 3, abs=1e-4)
@@ -132,6 +132,7 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     assert figures["abstention_recall"] == 1.0 and figures["abstention_precision"] == 0.5
     assert (figures["recall@1"], figures["recall@5"], figures["recall@10"]) == (0.5, 0.5, 1.0)
     assert figures["latency_ms_p50"] == 20.0 and figures["degraded"] == 1
+    assert figures["in_question_language"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_record_mode_rows_replay_the_support_judge_at_any_thresholds() -> None:

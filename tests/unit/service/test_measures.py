@@ -17,6 +17,10 @@ SALES = (
         ("Renault has 18 10000 employees.", True),
         ("Sales were about 3 million units in 2020.", True),
         ("The two sides cooperate.", True),
+        ("Renault compte 180 000 employés.", True),  # thousands grouped by a space
+        ("Renault emploie 18万名员工。", True),
+        ("Ventes : 3 millions d'unités en 2020.", True),
+        ("Ventes : 300 000 unités.", False),  # not "300 Ten thousand"
         ("Renault has 200,000 employees.", False),
         ("Revenue was 10 billion yuan.", False),
     ],
