@@ -26,7 +26,7 @@ from importlib import resources
 
 import numpy as np
 
-from index import CorpusIndex, Embedder, Sentence, Vectors
+from index import CJK, CorpusIndex, Embedder, Sentence, Vectors
 
 __all__ = [
     "INSTRUCTION_MIN",
@@ -58,7 +58,7 @@ _ADDRESSED = re.compile(
     r"\b(?:you|your|yours|yourself|assistants?|chatbots?|bots?|AI|LLMs?|language models?"
     r"|reader|whoever reads|system prompt|instructions|vous|votre|vos|tu|toi|ton|ta|tes"
     r"|assistante?|IA|consignes)\b"
-    r"|你|您|助手|人工智能|模型|指令|提示词",
+    r"|你|您|助手|人工智能|模型|指令|指示|提示词",
     re.IGNORECASE,
 )
 # A directive verb opening the text (after an optional "please" or "now").
@@ -68,6 +68,9 @@ _DIRECTIVE = re.compile(
     r"|répondez|réponds|dites|dis|affichez|忽略|忘记|无视|回答|输出|打印|请)\b",
     re.IGNORECASE,
 )
+
+
+_CJK_TEXT = re.compile(f"[{CJK}]")
 
 
 def _cued(text: str) -> bool:
@@ -143,9 +146,17 @@ def suspect(texts: list[str], vectors: Vectors, examples: Examples, nearness: fl
     """Which document sentences might give orders: addressed, directive, or near an example.
 
     ``nearness`` is the cosine to the nearest example above which a sentence is suspect.
+    A sentence in Chinese or Japanese script is suspect by its words alone: the embedder
+    reads no CJK, so every such sentence lies near the examples, and the LLM's P(yes) on
+    plain Chinese statements (0.62-0.81 on corpus/eval/chinese) overlaps its P(yes) on
+    Chinese orders.
     """
     near = examples.nearness(vectors)
-    return [k for k, text in enumerate(texts) if _cued(text) or near[k] > nearness]
+    return [
+        k
+        for k, text in enumerate(texts)
+        if _cued(text) or (near[k] > nearness and not _CJK_TEXT.search(text))
+    ]
 
 
 def suspect_question(question: str) -> bool:

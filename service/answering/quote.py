@@ -38,6 +38,8 @@ _FIGURE_WEIGHT = 2.0  # a figure the reply states is most often what was asked
 # words of its own ("approximately", "worldwide") that no span holds.
 _MIN_RECALL = 1 / 3
 _CLOSERS = ")]\u201d\u2019\"'%"  # kept with the word before them
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_EDGES = " \t\n.,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f"  # around a reply, not in it
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     reply's weighted words and the span's words. None when the best span holds less
     than a third of the reply's words that do not repeat the question, or none of them.
     """
+    # A CJK reply is matched by characters, and a set of characters cannot tell how often
+    # one repeats ("后轮驱动和四轮驱动"): a reply the source holds word for word is its span.
+    core = reply.strip(_EDGES)
+    if _CJK_CHAR.search(core) and (at := source.find(core)) >= 0:
+        return Quote(core, at, at + len(core), 1.0)
     asked = frozenset(w for w, _, _ in _reply_figures(_words(question)))
     wanted: dict[str, float] = {}
     for word, _, _ in _reply_figures(_words(reply)):
