@@ -15,6 +15,7 @@ repeat the question.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from index import CJK, stem_words
@@ -39,7 +40,6 @@ _FIGURE_WEIGHT = 2.0  # a figure the reply states is most often what was asked
 _MIN_RECALL = 1 / 3
 _CLOSERS = ")]\u201d\u2019\"'%"  # kept with the word before them
 _CJK_CHAR = re.compile(f"[{CJK}]")
-_EDGES = " \t\n.,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f"  # around a reply, not in it
 
 
 @dataclass(frozen=True)
@@ -146,33 +146,36 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     reply's weighted words and the span's words. None when the best span holds less
     than a third of the reply's words that do not repeat the question, or none of them.
     """
-    # A CJK reply is matched by characters, and a set of characters cannot tell how often
-    # one repeats ("后轮驱动和四轮驱动"): a reply the source holds word for word is its span.
-    core = reply.strip(_EDGES)
-    if _CJK_CHAR.search(core) and (at := source.find(core)) >= 0:
-        return Quote(core, at, at + len(core), 1.0)
     asked = frozenset(w for w, _, _ in _reply_figures(_words(question)))
     wanted: dict[str, float] = {}
+    # How many of each word the reply holds: a CJK word is one character, and Chinese
+    # repeats characters ("后轮驱动和四轮驱动"); any other word counts once.
+    counts: Counter[str] = Counter()
     for word, _, _ in _reply_figures(_words(reply)):
         wanted[word] = _weight(word, asked)
+        counts[word] = counts[word] + 1 if _CJK_CHAR.match(word) else 1
     answer_words = {w for w, weight in wanted.items() if weight >= 1.0}
     words = _source_figures(_words(source), {w for w in wanted if w[0] == "#"})
     hits = [i for i, (w, _, _) in enumerate(words) if w in wanted]
     if not answer_words or not hits:
         return None
-    total = sum(wanted.values())
+    total = sum(wanted[w] * n for w, n in counts.items())
     upto = [0.0]  # upto[k]: the weight of the source's first k words
     for w, _, _ in words:
         upto.append(upto[-1] + _weight(w, asked))
     best: tuple[float, int, int, float] | None = None
     for a, i in enumerate(hits):
-        held: set[str] = set()
+        held: Counter[str] = Counter()
+        got, answering = 0.0, False
         for j in hits[a:]:
-            held.add(words[j][0])
-            if not held & answer_words:
+            word = words[j][0]
+            if held[word] < counts[word]:
+                held[word] += 1
+                got += wanted[word]
+            answering = answering or word in answer_words
+            if not answering:
                 continue
             span_weight = upto[j + 1] - upto[i]
-            got = sum(wanted[w] for w in held)
             recall = got / total
             precision = got / span_weight
             f1 = 2 * precision * recall / (precision + recall)

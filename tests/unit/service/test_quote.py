@@ -35,6 +35,7 @@ FIGURES = (
 )
 
 LAYOUTS = "该平台支持后轮驱动和四轮驱动两种布局。"
+UNIVERSITIES = "中心与两所大学建立了联合实验室，分别是浙江大学和同济大学。"
 
 
 @pytest.mark.parametrize(
@@ -53,12 +54,13 @@ LAYOUTS = "该平台支持后轮驱动和四轮驱动两种布局。"
         ("It sells cars in 130 countries", "In how many countries?", "130 Many countries"),
         # Chinese is matched by characters: a reply that repeats some is still quoted whole.
         ("后轮驱动和四轮驱动。", "该平台支持哪两种驱动布局？", "后轮驱动和四轮驱动"),
+        ("浙江大学、同济大学", "中心与哪两所大学建立了联合实验室？", "浙江大学和同济大学"),
     ],
 )
 def test_a_reply_is_shown_as_the_span_of_its_sentence_it_quotes(
     reply: str, question: str, quote: str
 ) -> None:
-    sources = [CMA_SENTENCE, FIGURES, LAYOUTS]
+    sources = [CMA_SENTENCE, FIGURES, LAYOUTS, UNIVERSITIES]
     source = next(s for s in sources if quote in s)
     found = align(reply, source, question)
     assert found is not None
