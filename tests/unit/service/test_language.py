@@ -17,8 +17,11 @@ def _questions(name: str) -> list[str]:
     return [row["q"] for row in rows]
 
 
-@pytest.mark.parametrize(("name", "language"), [("en24", "en"), ("more", "en"), ("fr", "fr"),
-                                                ("zh", "zh")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "language"),
+    [("en24", "en"), ("more", "en"), ("fr", "fr"), ("zh", "zh"), ("de", "de"), ("es", "es"),
+     ("ja", "ja")],
+)  # fmt: skip
 def test_every_question_of_an_eval_set_reads_as_its_language(name: str, language: str) -> None:
     assert {q: language_of(q) for q in _questions(name)} == {q: language for q in _questions(name)}
 
