@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from index import CJK
+from index import CJK, tokenize
 from service.answering.language import LANGUAGE_NAMES, language_of
 from service.answering.measures import entities_supported, numbers_supported
 from service.answering.prompts import render_render_prompt, render_translate_prompt
@@ -30,6 +30,9 @@ __all__ = ["Translations", "render_quotes"]
 log = logging.getLogger(__name__)
 
 _CJK = re.compile(f"[{CJK}]")
+_CJK_LANGUAGES = frozenset({"zh", "ja"})
+_NAME_RUN = re.compile(r"(?<![\w-])[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*")
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _NUMBERED = re.compile(r"^\s*(\d+)[.)、:：]\s*(.+?)\s*$")
 
 
@@ -70,19 +73,25 @@ async def render_quotes(
 ) -> list[str] | None:
     """Each quote in ``language``, or None unless every rendering keeps its figures and names.
 
-    A name the asker wrote in ``question`` may appear in a rendering too. A rendering that
-    names what its quote does not name in the same letters ("Chine et Corée du Sud" for
-    "China and South Korea") is put back into the quote's language, and kept only if the
-    names come back as the quote writes them: a translated name returns, an invented one
-    does not.
+    Into Chinese or Japanese, a name cannot be compared letter for letter, and the small
+    model renders names wrongly ("林肯" for Lingke, "雷诺·萨克森" for Renault Samsung): the
+    quote's names go to the LLM as placeholders ({1}, {2} …) and come back as the quote
+    writes them, so a rendering missing one, or adding one, is refused.
+
+    Into a language of Latin letters, a name the asker wrote in ``question`` may appear in
+    a rendering too. A rendering that names what its quote does not name in the same
+    letters ("Chine et Corée du Sud" for "China and South Korea") is put back into the
+    quote's language, and kept only if the names come back as the quote writes them: a
+    translated name returns, an invented one does not.
     """
+    if language in _CJK_LANGUAGES:
+        return await _rendered_with_names_kept(llm, quotes, language, deadline)
     renderings = await _translated_lines(llm, quotes, language, deadline)
     if renderings is None or not all(
         rendering and numbers_supported(rendering, quote)
         for quote, rendering in zip(quotes, renderings, strict=True)
     ):
         return None
-    # From Chinese, names are rendered in other letters: only figures can be checked.
     unsure = [
         i
         for i, (quote, rendering) in enumerate(zip(quotes, renderings, strict=True))
@@ -99,6 +108,46 @@ async def render_quotes(
             log.debug("rendering %r names what its quote does not (back: %r)", renderings, back)
             return None
     return renderings
+
+
+async def _rendered_with_names_kept(
+    llm: ChatModel, quotes: Sequence[str], language: str, deadline: float
+) -> list[str] | None:
+    masked = [_masked(quote) for quote in quotes]
+    replies = await _translated_lines(llm, [text for text, _ in masked], language, deadline)
+    if replies is None:
+        return None
+    renderings = []
+    for quote, (_, names), reply in zip(quotes, masked, replies, strict=True):
+        found = [int(n) for n in _PLACEHOLDER.findall(reply)]
+        if not reply or sorted(found) != list(range(1, len(names) + 1)):
+            log.debug("rendering %r does not keep the names of %r", reply, quote)
+            return None
+        rendering = _unmasked(reply, names)
+        if not numbers_supported(rendering, quote):
+            return None
+        renderings.append(rendering)
+    return renderings
+
+
+def _unmasked(text: str, names: list[str]) -> str:
+    return _PLACEHOLDER.sub(lambda found: names[int(found[1]) - 1], text)
+
+
+def _masked(quote: str) -> tuple[str, list[str]]:
+    """``quote`` with each name (a run of capitalised words) as {1}, {2} …, and the names.
+
+    A capitalised stopword alone ("The", "In") is no name.
+    """
+    names: list[str] = []
+
+    def placeholder(found: re.Match[str]) -> str:
+        if not tokenize(found[0]):
+            return found[0]
+        names.append(found[0])
+        return f"{{{len(names)}}}"
+
+    return _NAME_RUN.sub(placeholder, quote), names
 
 
 async def _translated_lines(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from pydantic import SecretStr
 
@@ -37,10 +38,11 @@ def test_a_chinese_question_is_answered_in_chinese_beside_its_english_quote(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), "1. 韩国车型基于CMA平台")
+    upstream.queue(KOREA_EN, cma_reply(upstream), "1. {1}节能平台{2}")
     body = _ask(client, KOREA_ZH)
     assert body["answerable"] is True
-    assert body["answer"].startswith("韩国车型基于CMA平台 [1]（“")  # the rendering, then its quote
+    # The rendering, its names as the quote writes them, then the quote.
+    assert body["answer"] == "Lingke节能平台CMA [1]（“Lingke energy saving platform CMA”）。"
     assert "CMA" in body["answer"].split("（“")[1]
     (citation,) = body["citations"]
     assert CMA in citation["text"]
@@ -49,18 +51,27 @@ def test_a_chinese_question_is_answered_in_chinese_beside_its_english_quote(
     assert "into English" in _system(translate) and translate["messages"][1]["content"] == KOREA_ZH
     assert answer["messages"][-1]["content"] == f"Question: {KOREA_EN}"  # asked in English
     assert "into Chinese" in _system(render)
+    # The names never reach the LLM: they cannot come back translated wrongly.
+    assert render["messages"][1]["content"] == "1. {1} energy saving platform {2}"
     assert {"translate", "render"} <= set(body["timings_ms"])
 
 
-def test_a_rendering_that_adds_a_name_or_a_figure_is_not_shown(
-    make_client: Client, upstream: QueuedUpstream
+@pytest.mark.parametrize(
+    "rendering",
+    [
+        "1. 2025年起基于{1}节能平台{2}",  # a figure the quote does not state
+        "1. 林肯节能平台{2}",  # a name written out instead of kept
+        "1. 基于{1}节能平台{2}和{3}",  # a name the quote does not hold
+    ],
+)
+def test_a_rendering_that_adds_or_changes_a_name_or_a_figure_is_not_shown(
+    make_client: Client, upstream: QueuedUpstream, rendering: str
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), "1. 2025年起韩国车型基于Toyota的CMA平台")
+    upstream.queue(KOREA_EN, cma_reply(upstream), rendering)
     body = _ask(client, KOREA_ZH)
     assert body["answerable"] is True
-    assert "Toyota" not in body["answer"] and "2025" not in body["answer"]
-    assert "CMA" in body["answer"] and "韩国" not in body["answer"]  # the verified quote alone
+    assert body["answer"] == "Lingke energy saving platform CMA [1]."  # the verified quote alone
 
 
 def test_an_abstention_is_said_in_the_askers_language(
@@ -125,9 +136,9 @@ def test_a_single_rendering_may_come_without_its_number(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), "韩国车型基于CMA平台。")
+    upstream.queue(KOREA_EN, cma_reply(upstream), "基于{1}节能平台{2}。")
     body = _ask(client, KOREA_ZH)
-    assert body["answer"].startswith("韩国车型基于CMA平台 [1]（“")
+    assert body["answer"].startswith("基于Lingke节能平台CMA [1]（“")
 
 
 KEY_MARKETS_FR = "Quels sont les marchés clés de la coopération ?"
