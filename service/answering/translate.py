@@ -20,7 +20,7 @@ import anyio
 
 from index import CJK, tokenize
 from service.answering.language import LANGUAGE_NAMES, language_of
-from service.answering.measures import entities_supported, numbers_supported
+from service.answering.measures import numbers_supported
 from service.answering.prompts import render_render_prompt, render_translate_prompt
 from service.errors import LLMError
 from service.llm import ChatModel
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _CJK = re.compile(f"[{CJK}]")
 _CJK_LANGUAGES = frozenset({"zh", "ja"})
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _NAME_RUN = re.compile(r"(?<![\w-])[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*")
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _NUMBERED = re.compile(r"^\s*(\d+)[.)、:：]\s*(.+?)\s*$")
@@ -73,41 +74,73 @@ async def render_quotes(
 ) -> list[str] | None:
     """Each quote in ``language``, or None unless every rendering keeps its figures and names.
 
-    Into Chinese or Japanese, a name cannot be compared letter for letter, and the small
-    model renders names wrongly ("林肯" for Lingke, "雷诺·萨克森" for Renault Samsung): the
-    quote's names go to the LLM as placeholders ({1}, {2} …) and come back as the quote
-    writes them, so a rendering missing one, or adding one, is refused.
+    A rendering may name only what its quote (or the asker's ``question``) names. One that
+    holds a capitalised word its quote lacks ("Chine et Corée du Sud" for "China and South
+    Korea"), and any rendering into Chinese or Japanese (whose names cannot be compared
+    letter by letter), is put back into the quote's language and kept only if every name
+    comes back as the quote writes it: a translated name returns, an invented one does not.
 
-    Into a language of Latin letters, a name the asker wrote in ``question`` may appear in
-    a rendering too. A rendering that names what its quote does not name in the same
-    letters ("Chine et Corée du Sud" for "China and South Korea") is put back into the
-    quote's language, and kept only if the names come back as the quote writes them: a
-    translated name returns, an invented one does not.
+    Into Chinese or Japanese, a rendering whose names do not come back (the small model
+    writes Lingke as 林肯, "Lincoln") is asked for once more with the quote's names as
+    placeholders ({1}, {2} …), each of which must come back once and is put back as the
+    quote writes it.
     """
-    if language in _CJK_LANGUAGES:
-        return await _rendered_with_names_kept(llm, quotes, language, deadline)
     renderings = await _translated_lines(llm, quotes, language, deadline)
-    if renderings is None or not all(
+    if renderings is not None and all(
         rendering and numbers_supported(rendering, quote)
         for quote, rendering in zip(quotes, renderings, strict=True)
     ):
-        return None
-    unsure = [
-        i
-        for i, (quote, rendering) in enumerate(zip(quotes, renderings, strict=True))
-        if not _CJK.search(quote) and not entities_supported(rendering, quote, question)
-    ]
-    if unsure:
-        back = await _translated_lines(
-            llm, [renderings[i] for i in unsure], language_of(quotes[unsure[0]]), deadline
-        )
-        if back is None or not all(
-            entities_supported(line, quotes[i], question)
-            for i, line in zip(unsure, back, strict=True)
+        cjk = language in _CJK_LANGUAGES
+        unsure = [
+            i
+            for i, (quote, rendering) in enumerate(zip(quotes, renderings, strict=True))
+            if not _CJK.search(quote)
+            and ((cjk and bool(_names(quote))) or not _names_known(rendering, quote, question))
+        ]
+        if not unsure or await _names_come_back(
+            llm, quotes, renderings, unsure, deadline, question
         ):
-            log.debug("rendering %r names what its quote does not (back: %r)", renderings, back)
-            return None
-    return renderings
+            return renderings
+    if language in _CJK_LANGUAGES:
+        return await _rendered_with_names_kept(llm, quotes, language, deadline)
+    return None
+
+
+async def _names_come_back(
+    llm: ChatModel,
+    quotes: Sequence[str],
+    renderings: list[str],
+    unsure: list[int],
+    deadline: float,
+    question: str,
+) -> bool:
+    """Whether the renderings at ``unsure``, put back into the quotes' language, name no more.
+
+    Each must name only what its quote (or the question) names.
+    """
+    language = language_of(quotes[unsure[0]])
+    back = await _translated_lines(llm, [renderings[i] for i in unsure], language, deadline)
+    kept = back is not None and all(
+        _names_known(line, quotes[i], question) for i, line in zip(unsure, back, strict=True)
+    )
+    if not kept:
+        log.debug("rendering %r names what its quote does not (back: %r)", renderings, back)
+    return kept
+
+
+def _names(text: str) -> list[str]:
+    """The capitalised words of ``text``, wherever they stand, stopwords ("The", "In") aside."""
+    return [word for word in _WORD.findall(text) if word[0].isupper() and tokenize(word)]
+
+
+def _names_known(text: str, quote: str, question: str) -> bool:
+    """Whether every capitalised word of ``text`` is in ``quote`` or ``question``.
+
+    Unlike the grounding check, a sentence-initial word counts: a rendering that opens on
+    an invented name ("Ferrari a renforcé …") is caught.
+    """
+    known = f"{quote} {question}".lower()
+    return all(word.lower() in known for word in _names(text))
 
 
 async def _rendered_with_names_kept(

@@ -38,22 +38,35 @@ def test_a_chinese_question_is_answered_in_chinese_beside_its_english_quote(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), "1. {1}节能平台{2}")
+    upstream.queue(KOREA_EN, cma_reply(upstream), "1. 领克节能平台CMA", "1. Lingke platform CMA")
     body = _ask(client, KOREA_ZH)
     assert body["answerable"] is True
-    # The rendering, its names as the quote writes them, then the quote.
-    assert body["answer"] == "Lingke节能平台CMA [1]（“Lingke energy saving platform CMA”）。"
-    assert "CMA" in body["answer"].split("（“")[1]
+    # The rendering, then the quote it renders.
+    assert body["answer"] == "领克节能平台CMA [1]（“Lingke energy saving platform CMA”）。"
     (citation,) = body["citations"]
     assert CMA in citation["text"]
     assert ARTICLE_TEXT[citation["start"] : citation["end"]] == citation["text"]
-    translate, answer, render = upstream.requests[-3:]
+    translate, answer, render, back = upstream.requests[-4:]
     assert "into English" in _system(translate) and translate["messages"][1]["content"] == KOREA_ZH
     assert answer["messages"][-1]["content"] == f"Question: {KOREA_EN}"  # asked in English
     assert "into Chinese" in _system(render)
-    # The names never reach the LLM: they cannot come back translated wrongly.
-    assert render["messages"][1]["content"] == "1. {1} energy saving platform {2}"
+    # Its names are checked by putting it back into English: Lingke came back as Lingke.
+    assert (
+        "into English" in _system(back) and back["messages"][1]["content"] == "1. 领克节能平台CMA"
+    )
     assert {"translate", "render"} <= set(body["timings_ms"])
+
+
+def test_a_rendering_whose_names_do_not_come_back_is_redone_with_the_names_kept(
+    make_client: Client, upstream: QueuedUpstream
+) -> None:
+    client = make_client()
+    wrong, back, kept = "1. 林肯节能平台CMA", "1. Lincoln platform CMA", "1. {1}节能平台{2}"
+    upstream.queue(KOREA_EN, cma_reply(upstream), wrong, back, kept)
+    body = _ask(client, KOREA_ZH)
+    assert body["answer"] == "Lingke节能平台CMA [1]（“Lingke energy saving platform CMA”）。"
+    # The names never reach the LLM the second time: they cannot come back wrong.
+    assert upstream.requests[-1]["messages"][1]["content"] == "1. {1} energy saving platform {2}"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +81,8 @@ def test_a_rendering_that_adds_or_changes_a_name_or_a_figure_is_not_shown(
     make_client: Client, upstream: QueuedUpstream, rendering: str
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), rendering)
+    wrong, back = "1. 丰田节能平台CMA", "1. Toyota platform CMA"
+    upstream.queue(KOREA_EN, cma_reply(upstream), wrong, back, rendering)
     body = _ask(client, KOREA_ZH)
     assert body["answerable"] is True
     assert body["answer"] == "Lingke energy saving platform CMA [1]."  # the verified quote alone
@@ -136,9 +150,9 @@ def test_a_single_rendering_may_come_without_its_number(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    upstream.queue(KOREA_EN, cma_reply(upstream), "基于{1}节能平台{2}。")
+    upstream.queue(KOREA_EN, cma_reply(upstream), "领克节能平台CMA。", "Lingke platform CMA")
     body = _ask(client, KOREA_ZH)
-    assert body["answer"].startswith("基于Lingke节能平台CMA [1]（“")
+    assert body["answer"].startswith("领克节能平台CMA [1]（“")
 
 
 KEY_MARKETS_FR = "Quels sont les marchés clés de la coopération ?"
