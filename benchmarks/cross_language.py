@@ -38,7 +38,7 @@ import numpy as np
 
 from index import SentenceTransformerEmbedder, split_sentences
 from service import Settings, bundled_corpus, load_runtime
-from service.answering.language import LANGUAGE_NAMES
+from service.answering import LANGUAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"en": "en24", "zh": "zh", "fr": "fr", "de": "de", "es": "es", "ja": "ja"}

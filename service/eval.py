@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from service.answering import answer_language, language_of
 from service.answering.conversation import standalone_question
-from service.answering.language import answer_language, language_of
 from service.answering.pipeline import Answerer
 from service.http.wire import ChatMessage, chat_completion
 from service.observe import elapsed_ms

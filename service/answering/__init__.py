@@ -39,7 +39,13 @@ from service.answering.instructions import (
     suspect,
     suspect_question,
 )
-from service.answering.language import ABSTAIN_TEXTS, LANGUAGE_NAMES, abstain_text, language_of
+from service.answering.language import (
+    ABSTAIN_TEXTS,
+    LANGUAGE_NAMES,
+    abstain_text,
+    answer_language,
+    language_of,
+)
 from service.answering.measures import (
     coverage,
     entities_supported,
@@ -108,6 +114,7 @@ __all__ = [
     "VerifiedClaim",
     "abstain_text",
     "align",
+    "answer_language",
     "answerability",
     "claims_of",
     "coverage",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.answering.language import answer_language, language_of
+from service.answering import answer_language, language_of
 
 EVAL = Path(__file__).resolve().parents[3] / "corpus" / "eval"
 
