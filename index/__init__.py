@@ -21,7 +21,7 @@ from index.embed import (
     Vectors,
 )
 from index.files import sha256_of
-from index.lexical import CJK, WORD, stem_words, tokenize
+from index.lexical import CJK, CJK_CHAR, WORD, stem_words, tokenize
 from index.ray import build_on_ray
 from index.search import (
     HNSW_THRESHOLD,
@@ -56,6 +56,7 @@ from index.writer import (
 
 __all__ = [
     "CJK",
+    "CJK_CHAR",
     "FORMAT_VERSION",
     "HNSW_THRESHOLD",
     "MAX_SEGMENTS",

@@ -18,7 +18,7 @@ __all__ = ["CJK", "WORD", "stem_words", "tokenize"]
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"  # kana, Han
 # A word: one CJK character, or a run of other letters and digits.
 WORD = re.compile(rf"[{CJK}]|[^\W_{CJK}]+", re.UNICODE)
-_CJK_CHAR = re.compile(rf"[{CJK}]")
+CJK_CHAR = re.compile(rf"[{CJK}]")  # one CJK character, for search() or fullmatch()
 _STOP = frozenset(STOPWORDS_EN_PLUS) | {"many", "much", "whose", "also", "would", "could"}
 
 
@@ -43,7 +43,7 @@ def tokenize(text: str) -> list[str]:
     run_end = 0
     for match in WORD.finditer(text.lower()):
         word = match.group()
-        if _CJK_CHAR.fullmatch(word):
+        if CJK_CHAR.fullmatch(word):
             if run and match.start() != run_end:
                 tokens.extend(_bigrams(run))
                 run = []

@@ -26,7 +26,7 @@ from importlib import resources
 
 import numpy as np
 
-from index import CJK, CorpusIndex, Embedder, Sentence, Vectors
+from index import CJK_CHAR, CorpusIndex, Embedder, Sentence, Vectors
 
 __all__ = [
     "INSTRUCTION_MIN",
@@ -68,9 +68,6 @@ _DIRECTIVE = re.compile(
     r"|répondez|réponds|dites|dis|affichez|忽略|忘记|无视|回答|输出|打印|请)\b",
     re.IGNORECASE,
 )
-
-
-_CJK_TEXT = re.compile(f"[{CJK}]")
 
 
 def _cued(text: str) -> bool:
@@ -155,7 +152,7 @@ def suspect(texts: list[str], vectors: Vectors, examples: Examples, nearness: fl
     return [
         k
         for k, text in enumerate(texts)
-        if _cued(text) or (near[k] > nearness and not _CJK_TEXT.search(text))
+        if _cued(text) or (near[k] > nearness and not CJK_CHAR.search(text))
     ]
 
 

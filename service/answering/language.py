@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from index import CJK
+from index import CJK_CHAR
 
 __all__ = ["ABSTAIN_TEXTS", "LANGUAGE_NAMES", "abstain_text", "answer_language", "language_of"]
 
@@ -34,7 +34,6 @@ ABSTAIN_TEXTS = {
     "ja": "文書はこの質問に答えていません。",
 }
 _KANA = re.compile(r"[\u3040-\u30ff]")
-_CJK = re.compile(rf"[{CJK}]")
 _LATIN = ("en", "fr", "de", "es")
 # How sure py3langid (over the four Latin-script languages) must be that a text is not
 # English. No English question of SQuAD's 448 or ours is above 0.5 for another language;
@@ -60,7 +59,7 @@ def language_of(text: str, sure: float = _MIN_LATIN) -> str:
     letters = sum(ch.isalpha() for ch in text)
     if not letters:
         return "en"
-    if len(_CJK.findall(text)) >= _MIN_CJK_SHARE * letters:
+    if len(CJK_CHAR.findall(text)) >= _MIN_CJK_SHARE * letters:
         return "ja" if _KANA.search(text) else "zh"
     language, probability = _identifier().classify(text)
     return str(language) if language != "en" and probability >= sure else "en"

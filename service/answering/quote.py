@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from index import CJK, stem_words
+from index import CJK, CJK_CHAR, stem_words
 from service.answering.measures import number_value
 
 __all__ = ["Quote", "align"]
@@ -39,7 +39,6 @@ _FIGURE_WEIGHT = 2.0  # a figure the reply states is most often what was asked
 # words of its own ("approximately", "worldwide") that no span holds.
 _MIN_RECALL = 1 / 3
 _CLOSERS = ")]\u201d\u2019\"'%"  # kept with the word before them
-_CJK_CHAR = re.compile(f"[{CJK}]")
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     counts: Counter[str] = Counter()
     for word, _, _ in _reply_figures(_words(reply)):
         wanted[word] = _weight(word, asked)
-        counts[word] = counts[word] + 1 if _CJK_CHAR.match(word) else 1
+        counts[word] = counts[word] + 1 if CJK_CHAR.match(word) else 1
     answer_words = {w for w, weight in wanted.items() if weight >= 1.0}
     words = _source_figures(_words(source), {w for w in wanted if w[0] == "#"})
     hits = [i for i, (w, _, _) in enumerate(words) if w in wanted]
