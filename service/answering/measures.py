@@ -20,6 +20,8 @@ __all__ = [
     "coverage",
     "entities_supported",
     "name_lists",
+    "names_in",
+    "names_supported",
     "number_value",
     "numbers_in",
     "numbers_supported",
@@ -154,3 +156,21 @@ def entities_supported(claim: str, source: str, question: str) -> bool:
     """
     known = (source + " " + question).lower()
     return all(word.lower() in known for word in _CAPITALISED.findall(claim.strip()))
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def names_in(text: str) -> list[str]:
+    """The capitalised words of ``text``, wherever they stand, stopwords ("The", "In") aside."""
+    return [word for word in _WORD.findall(text) if word[0].isupper() and tokenize(word)]
+
+
+def names_supported(text: str, source: str, question: str) -> bool:
+    """Whether every capitalised word of ``text`` is in ``source`` or ``question``.
+
+    Stricter than :func:`entities_supported`: a sentence-initial word counts, so that a
+    rendering that opens on an invented name ("Ferrari a renforcé …") is caught.
+    """
+    known = f"{source} {question}".lower()
+    return all(word.lower() in known for word in names_in(text))

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import anyio
 
-from index import CJK, tokenize
+from index import CJK_CHAR, tokenize
 from service.answering.language import LANGUAGE_NAMES, language_of
-from service.answering.measures import numbers_supported
+from service.answering.measures import names_in, names_supported, numbers_supported
 from service.answering.prompts import render_render_prompt, render_translate_prompt
 from service.errors import LLMError
 from service.llm import ChatModel
@@ -29,9 +29,7 @@ __all__ = ["Translations", "render_quotes"]
 
 log = logging.getLogger(__name__)
 
-_CJK = re.compile(f"[{CJK}]")
 _CJK_LANGUAGES = frozenset({"zh", "ja"})
-_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _NAME_RUN = re.compile(r"(?<![\w-])[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*")
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _NUMBERED = re.compile(r"^\s*(\d+)[.)、:：]\s*(.+?)\s*$")
@@ -85,23 +83,23 @@ async def render_quotes(
     placeholders ({1}, {2} …), each of which must come back once and is put back as the
     quote writes it.
     """
+    cjk = language in _CJK_LANGUAGES
     renderings = await _translated_lines(llm, quotes, language, deadline)
     if renderings is not None and all(
         rendering and numbers_supported(rendering, quote)
         for quote, rendering in zip(quotes, renderings, strict=True)
     ):
-        cjk = language in _CJK_LANGUAGES
         unsure = [
             i
             for i, (quote, rendering) in enumerate(zip(quotes, renderings, strict=True))
-            if not _CJK.search(quote)
-            and ((cjk and bool(_names(quote))) or not _names_known(rendering, quote, question))
+            if not CJK_CHAR.search(quote)
+            and ((cjk and bool(names_in(quote))) or not names_supported(rendering, quote, question))
         ]
         if not unsure or await _names_come_back(
             llm, quotes, renderings, unsure, deadline, question
         ):
             return renderings
-    if language in _CJK_LANGUAGES:
+    if cjk:
         return await _rendered_with_names_kept(llm, quotes, language, deadline)
     return None
 
@@ -121,26 +119,11 @@ async def _names_come_back(
     language = language_of(quotes[unsure[0]])
     back = await _translated_lines(llm, [renderings[i] for i in unsure], language, deadline)
     kept = back is not None and all(
-        _names_known(line, quotes[i], question) for i, line in zip(unsure, back, strict=True)
+        names_supported(line, quotes[i], question) for i, line in zip(unsure, back, strict=True)
     )
     if not kept:
         log.debug("rendering %r names what its quote does not (back: %r)", renderings, back)
     return kept
-
-
-def _names(text: str) -> list[str]:
-    """The capitalised words of ``text``, wherever they stand, stopwords ("The", "In") aside."""
-    return [word for word in _WORD.findall(text) if word[0].isupper() and tokenize(word)]
-
-
-def _names_known(text: str, quote: str, question: str) -> bool:
-    """Whether every capitalised word of ``text`` is in ``quote`` or ``question``.
-
-    Unlike the grounding check, a sentence-initial word counts: a rendering that opens on
-    an invented name ("Ferrari a renforcé …") is caught.
-    """
-    known = f"{quote} {question}".lower()
-    return all(word.lower() in known for word in _names(text))
 
 
 async def _rendered_with_names_kept(
