@@ -159,17 +159,22 @@ KEY_MARKETS_FR = "Quels sont les marchés clés de la coopération ?"
 KEY_MARKETS_EN = "Which countries are the key markets of the cooperation?"
 
 
-def _key_markets_reply(upstream: QueuedUpstream) -> str:
-    return f"China and South Korea {label_of(upstream, 'China and South Korea')}."
+def _ask_key_markets_in_french(
+    make_client: Client, upstream: QueuedUpstream, rendering: str, back: str
+) -> dict[str, Any]:
+    """Ask in French; the LLM replies "China and South Korea", renders it, puts it back."""
+    client = make_client()
+    reply = f"China and South Korea {label_of(upstream, 'China and South Korea')}."
+    upstream.queue(KEY_MARKETS_EN, reply, rendering, back)
+    return _ask(client, KEY_MARKETS_FR)
 
 
 def test_a_rendering_that_translates_a_name_is_shown_when_the_name_comes_back(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
-    client = make_client()
-    reply = _key_markets_reply(upstream)
-    upstream.queue(KEY_MARKETS_EN, reply, "1. Chine et Corée du Sud", "1. China and South Korea")
-    body = _ask(client, KEY_MARKETS_FR)
+    body = _ask_key_markets_in_french(
+        make_client, upstream, "1. Chine et Corée du Sud", "1. China and South Korea"
+    )
     assert body["answer"] == "Chine et Corée du Sud [1] (“China and South Korea”)."
     back = upstream.requests[-1]
     assert "into English" in _system(back)
@@ -179,9 +184,7 @@ def test_a_rendering_that_translates_a_name_is_shown_when_the_name_comes_back(
 def test_a_rendering_whose_name_comes_back_as_another_is_not_shown(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
-    client = make_client()
-    reply = _key_markets_reply(upstream)
-    upstream.queue(KEY_MARKETS_EN, reply, "1. Chine et Japon", "1. China and Japan")
-    body = _ask(client, KEY_MARKETS_FR)
+    rendering, back = "1. Chine et Japon", "1. China and Japan"
+    body = _ask_key_markets_in_french(make_client, upstream, rendering, back)
     assert body["answer"] == "China and South Korea [1]."  # the verified quote alone
     assert "China and South Korea" in body["citations"][0]["text"]
