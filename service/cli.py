@@ -280,6 +280,7 @@ def reshard_command(sources: tuple[Path, ...], into: int, out: Path) -> None:
 @click.option("--mode", type=_MODES, default="llm", show_default=True)
 @click.option("--top-k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N questions.")
+@click.option("--offset", type=int, default=0, show_default=True, help="Skip the first N.")
 @click.option(
     "--retrieval",
     type=click.Choice(["dense", "hybrid"]),
@@ -294,6 +295,7 @@ def eval_command(
     mode: AnswerMode,
     top_k: int,
     limit: int | None,
+    offset: int,
     retrieval: str | None,
     json_out: Path | None,
 ) -> None:
@@ -315,13 +317,15 @@ def eval_command(
     if conversations is not None and mode != "llm":
         raise click.UsageError("--conversations needs --mode llm: follow-ups are rewritten by it")
 
+    rows = slice(offset, None if limit is None else offset + limit)
+
     async def run() -> dict[str, Any]:
         runtime = await load_runtime(settings, with_llm=mode == "llm", progress=True)
         try:
             if conversations is not None:
-                dialogues = read_conversations(conversations)[:limit]
+                dialogues = read_conversations(conversations)[rows]
                 return await evaluate_conversations(runtime.answerer, dialogues, top_k)
-            items = read_questions(questions or bundled_eval("article_questions.json"))[:limit]
+            items = read_questions(questions or bundled_eval("article_questions.json"))[rows]
             return await evaluate(runtime.answerer, items, mode, top_k)
         finally:
             await runtime.aclose()

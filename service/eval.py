@@ -26,10 +26,12 @@ __all__ = [
     "Question",
     "evaluate",
     "evaluate_conversations",
+    "exact_match",
     "is_correct",
     "is_gold",
     "read_conversations",
     "read_questions",
+    "shown_words",
     "summary_figures",
     "token_f1",
 ]
@@ -47,6 +49,8 @@ class Question:
     gold: list[str]  # substrings a cited sentence must contain
     gold_spans: list[tuple[int, int]]
     doc_id: str | None = None
+    verdict: str | None = None  # "yes" or "no": what a yes/no question must be answered
+    max_words: int | None = None  # the longest shown answer that still reads as short
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ def read_questions(path: Path) -> list[Question]:
                 answers=[],
                 gold=r.get("gold", []),
                 gold_spans=[],
+                verdict=r.get("verdict"),
+                max_words=r.get("max_words"),
             )
         )
     return questions
@@ -122,6 +128,14 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+def shown_words(answer: str) -> str:
+    """What a reader reads as the answer: the text without its ``[n]`` markers."""
+    return " ".join(_MARKER.sub("", answer).split())
+
+
 def token_f1(prediction: str, gold: str) -> float:
     """SQuAD's token F1 between an answer and a gold answer, both normalised."""
     pred, truth = _normalise(prediction).split(), _normalise(gold).split()
@@ -132,9 +146,21 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def is_correct(q: Question, answer: str) -> bool:
-    """Whether ``answer`` holds one accepted alternative whole (or a gold answer)."""
+def exact_match(prediction: str, gold: str) -> bool:
+    """SQuAD's exact match: the two are equal once normalised."""
+    return _normalise(prediction) == _normalise(gold)
+
+
+def is_correct(q: Question, answer: str, verdict: str | None = None) -> bool:
+    """Whether ``answer`` holds one accepted alternative whole (or a gold answer).
+
+    A yes/no question needs its verdict too, and then no accepted words.
+    """
+    if q.verdict is not None and verdict != q.verdict:
+        return False
     lowered = answer.lower()
+    if q.verdict is not None and not q.accept:
+        return True
     if q.accept:
         return any(all(word.lower() in lowered for word in alt) for alt in q.accept)
     normalised = _normalise(answer)
@@ -178,7 +204,9 @@ def _row(
 ) -> dict[str, Any]:
     docs = answerer.index.documents
     verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
-    answer = response.answer if response.answerable else ""
+    answer = shown_words(response.answer) if response.answerable else ""
+    correct = q.answerable and response.answerable and is_correct(q, answer, response.verdict)
+    words = len(answer.split())
     return {
         "id": q.id,
         "question": q.question,
@@ -187,8 +215,13 @@ def _row(
         "answer": response.answer,
         "language": language_of(q.question),
         "answer_language": answer_language(response.answer),
-        "correct": q.answerable and response.answerable and is_correct(q, answer),
+        "correct": correct,
+        # Right and short: within the question's max_words, when it gives one.
+        "clean": correct and (q.max_words is None or words <= q.max_words),
+        "words": words,
+        "verdict": response.verdict,
         "f1": max((token_f1(answer, a) for a in q.answers), default=0.0),
+        "exact": any(exact_match(answer, a) for a in q.answers),
         "gold_cited": q.answerable and _gold_cited(q, response),
         "citations": len(verbatim),
         "verbatim": sum(verbatim),
@@ -283,7 +316,13 @@ def summary_figures(
         "recall@5": recall(5),
         "recall@10": recall(10),
         "answer_accuracy": share(sum(r["correct"] for r in answerable), len(answerable)),
+        "answers_clean": share(sum(r["clean"] for r in answerable), len(answerable)),
+        "answer_words_p50": statistics.median([r["words"] for r in answerable] or [0]),
+        # SQuAD's own metrics of the shown text, over the answerable questions.
         "answer_f1": share(sum(r["f1"] for r in answerable), len(answerable))
+        if any(q.answers for q in questions)
+        else None,
+        "answer_exact": share(sum(r["exact"] for r in answerable), len(answerable))
         if any(q.answers for q in questions)
         else None,
         "gold_cited_rate": share(sum(r["gold_cited"] for r in answerable), len(answerable)),

@@ -17,6 +17,7 @@ __all__ = [
     "DocumentList",
     "DocumentSummary",
     "ErrorBody",
+    "FigureReading",
     "Passage",
     "SearchRequest",
     "SearchResponse",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 AnswerMode = Literal["llm", "extractive"]
+Verdict = Literal["yes", "no"]
 MAX_QUESTION_CHARS = 2000  # a question on /v1/ask, or the last message of a chat
 Question = Annotated[str, Meta(min_length=1, max_length=MAX_QUESTION_CHARS)]
 TopK = Annotated[int, Meta(ge=1, le=20)]
@@ -79,6 +81,19 @@ class SentenceHit(msgspec.Struct):
     score: float
 
 
+class FigureReading(msgspec.Struct):
+    """A figure of the answer as its source writes it, and the value a rule reads in it.
+
+    "18 10000" is read as 180,000, "300 Ten thousand" as 3,000,000. The reading is shown
+    beside the quote, never instead of it.
+    """
+
+    text: str  # the figure as the quote writes it: "18 10000"
+    value: float  # 180000.0
+    reading: str  # the value as written for a reader: "180,000"
+    citation: int  # the [n] of the quote that holds it
+
+
 class AskResponse(msgspec.Struct):
     """An answer whose ``[n]`` markers point at ``citations[n-1]``."""
 
@@ -98,6 +113,11 @@ class AskResponse(msgspec.Struct):
     # abstention: the sentences it was asked about); None when it was not asked or the
     # LLM server sends no logprobs.
     support: float | None = None
+    # A yes/no question's answer, judged by the LLM on the cited sentences. The answer text
+    # then opens with "Yes:" or "No:", the only words it holds that are not the sources'.
+    verdict: Verdict | None = None
+    # Figures of the answer that the source writes in a machine-translated form.
+    figures: list[FigureReading] = msgspec.field(default_factory=list)
 
 
 class SearchResponse(msgspec.Struct):

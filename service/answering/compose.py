@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from index import Sentence
 from service.answering.language import ABSTAIN_TEXTS
-from service.schemas import Citation
+from service.answering.measures import figures_in
+from service.schemas import Citation, FigureReading
 
 __all__ = ["ABSTAIN_TEXT", "Composition", "VerifiedClaim", "cite"]
 
@@ -44,6 +45,7 @@ class Composition:
     sentences: Sequence[Sentence]
     parts: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)  # the parts' text, without markers
+    markers: list[int] = field(default_factory=list)  # each part's [n]
     citations: list[Citation] = field(default_factory=list)
     numbers: dict[int, int] = field(default_factory=dict)  # sentence index -> [n]
     released_parts: int = 0
@@ -63,6 +65,7 @@ class Composition:
             if part not in self.parts:
                 self.parts.append(part)
                 self.claims.append(body)
+                self.markers.append(self.numbers[claim.sentence_index])
 
     @property
     def cited(self) -> list[int]:
@@ -83,6 +86,15 @@ class Composition:
     def statement(self) -> str:
         """What the answer says, without its ``[n]`` markers (which are figures too)."""
         return " ".join(self.claims)
+
+    @property
+    def figures(self) -> list[FigureReading]:
+        """The figures of the answer that a rule reads ("18 10000" is 180,000)."""
+        return [
+            FigureReading(f.text, f.value, f"{f.value:,.0f}", n)
+            for body, n in zip(self.claims, self.markers, strict=True)
+            for f in figures_in(body)
+        ]
 
     def release(self) -> tuple[str, list[tuple[int, Citation]]]:
         """The text of the unreleased parts, and the citations first needed by them."""

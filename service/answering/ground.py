@@ -17,6 +17,7 @@ from enum import StrEnum
 from service.answering.compose import VerifiedClaim
 from service.answering.instructions import document_instructions, document_suspects, examples_for
 from service.answering.measures import (
+    asks_several,
     coverage,
     entities_supported,
     name_lists,
@@ -65,12 +66,6 @@ _ASKS_TIME = re.compile(
     r"|\b(?:what|which|in which|in what)\s+(?:year|decade|century|month|date|day|era)\b",
     re.IGNORECASE,
 )
-_ASKS_PLURAL = re.compile(
-    r"^\s*(?:(?:which|what)\s+|(?:name|list)\s+(?:the\s+|all\s+)?)"
-    r"(?:(?:two|three|four|five|several|other|main|key|(?:kinds?|types?|sorts?)\s+of)\s+)?"
-    r"(?!(?:is|was|has|does|its|this|his|us|as)\b)\w+[^s\W]s\b",
-    re.IGNORECASE,
-)
 _TIME_WORD = re.compile(
     r"\b(?:january|february|march|april|may|june|july|august|september|october|november"
     r"|december|spring|summer|autumn|fall|winter|century|decade|today|yesterday|ago"
@@ -107,7 +102,7 @@ def cuts_a_list(question: str, answer: str, sources: Sequence[str]) -> bool:
 
     "Which brands …?" answered with two of the five names its sentence lists is cut short.
     """
-    if not _ASKS_PLURAL.search(question):
+    if not asks_several(question):
         return False
     lowered = answer.lower()
     for source in sources:
@@ -200,23 +195,31 @@ class Grounder:
                     continue
                 if not entities_supported(claim.text, source, question):
                     continue
+                quote = align(claim.text, source, question)
+                if quote is None or not (terms(quote.text) - q_terms or numbers_in(quote.text)):
+                    continue  # no span of it, or one that adds nothing to the question
                 source_terms = terms(source)
-                support = (
-                    0.5 * coverage(claim_terms, source_terms)
-                    + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
-                    + 0.3 * max(float(dense[ci, si]), 0.0)
-                )
+                closeness = 0.3 * max(float(dense[ci, si]), 0.0)
+                if quote.copied:
+                    # A copy is supported by construction; a short one ("1901") shares
+                    # too few terms with its sentence for the measure below.
+                    support = 0.7 + closeness
+                else:
+                    support = (
+                        0.5 * coverage(claim_terms, source_terms)
+                        + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
+                        + closeness
+                    )
+                # Between sentences that support it alike, the label, then the sentence
+                # that holds more of the question, decides.
                 hint = 0.05 if sentence_index in claim.hints else 0.0
-                scored.append((support + hint, support, sentence_index))
+                asked = 0.01 * coverage(q_terms, source_terms)
+                scored.append((support + hint + asked, support, sentence_index, quote.text))
             # The claim is shown as the words of its best sentence that it quotes: the
             # model's own wording never is (it turns relations around, adds names).
-            for _, support, sentence_index in sorted(scored, reverse=True):
-                if support < self.min_claim_support:
-                    continue
-                source = index.sentences[sentence_index].text
-                quote = align(claim.text, source, question)
-                if quote is not None and (terms(quote.text) - q_terms or numbers_in(quote.text)):
-                    kept.append(VerifiedClaim(quote.text, sentence_index, support))
+            for _, support, sentence_index, text in sorted(scored, reverse=True):
+                if support >= self.min_claim_support:
+                    kept.append(VerifiedClaim(text, sentence_index, support))
                     break
         return kept
 

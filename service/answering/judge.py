@@ -25,9 +25,43 @@ from service.errors import LLMError
 from service.llm import ChatModel, Message, QueuedChatModel, until
 from service.observe import elapsed_ms
 
-__all__ = ["gives_orders", "screen_documents", "supports", "yes_probability"]
+__all__ = [
+    "first_token_alternatives",
+    "gives_orders",
+    "screen_documents",
+    "supports",
+    "yes_probability",
+]
 
 log = logging.getLogger(__name__)
+
+
+async def first_token_alternatives(
+    llm: ChatModel,
+    messages: list[Message],
+    deadline: float,
+    timings: dict[str, float],
+    name: str,
+) -> list[tuple[str, float]] | None:
+    """The first reply token's likeliest alternatives with their logprobs.
+
+    None when the call fails; empty when the server sends no logprobs. The time goes into
+    ``timings[name]``.
+    """
+    started = time.perf_counter()
+    top: list[tuple[str, float]] | None = None
+    try:
+        async with (
+            aclosing(llm.stream(messages, max_tokens=1)) as tokens,
+            aclosing(until(tokens, deadline)) as timed,
+        ):
+            async for token in timed:
+                top = list(token.top)
+                break
+    except LLMError as exc:
+        log.warning("%s call failed: %s", name, exc)
+    timings[name] = elapsed_ms(started)
+    return top
 
 
 async def yes_probability(
@@ -42,20 +76,8 @@ async def yes_probability(
     None when the call fails or the server sends no logprobs; the time goes into
     ``timings[name]``.
     """
-    started = time.perf_counter()
-    probability: float | None = None
-    try:
-        async with (
-            aclosing(llm.stream(messages, max_tokens=1)) as tokens,
-            aclosing(until(tokens, deadline)) as timed,
-        ):
-            async for token in timed:
-                probability = p_yes(token.top)
-                break
-    except LLMError as exc:
-        log.warning("%s call failed: %s", name, exc)
-    timings[name] = elapsed_ms(started)
-    return probability
+    top = await first_token_alternatives(llm, messages, deadline, timings, name)
+    return None if top is None else p_yes(top)
 
 
 async def supports(

@@ -11,14 +11,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from index import tokenize
 
 __all__ = [
+    "Figure",
     "Terms",
+    "asks_several",
     "coverage",
     "entities_supported",
+    "figures_in",
+    "name_list_spans",
     "name_lists",
     "names_in",
     "names_supported",
@@ -58,13 +63,31 @@ _LIST_SEPARATOR = re.compile(r"\s*(?:[,、;]|\band\b|\bor\b)\s*")
 _GLOSS = re.compile(r"\s*\([^)]*\)")
 
 
+_ASKS_SEVERAL = re.compile(
+    r"^\s*(?:(?:(?:with|in|of|for|from|to|by|on|at|between|among)\s+)?(?:which|what)\s+|(?:name|list)\s+(?:the\s+|all\s+)?)"
+    r"(?:(?:two|three|four|five|several|other|main|key|(?:kinds?|types?|sorts?)\s+of)\s+)?"
+    r"(?!(?:is|was|has|does|its|this|his|us|as)\b)\w+[^s\W]s\b",
+    re.IGNORECASE,
+)
+
+
+def asks_several(question: str) -> bool:
+    """Whether a question asks for several things: "Which brands …?", "List the …"."""
+    return bool(_ASKS_SEVERAL.search(question))
+
+
+def name_list_spans(text: str) -> list[tuple[int, int, list[str]]]:
+    """The lists of capitalised names in ``text``: each one's ``[start, end)`` and its items."""
+    lists = []
+    for found in _NAMES.finditer(text):
+        items = [_GLOSS.sub("", item).strip() for item in _LIST_SEPARATOR.split(found[0])]
+        lists.append((found.start(), found.end(), [item for item in items if item]))
+    return lists
+
+
 def name_lists(text: str) -> list[list[str]]:
     """The lists of capitalised names in ``text``, each as its items in order."""
-    lists = []
-    for found in _NAMES.findall(text):
-        items = [_GLOSS.sub("", item).strip() for item in _LIST_SEPARATOR.split(found)]
-        lists.append([item for item in items if item])
-    return lists
+    return [items for _, _, items in name_list_spans(text)]
 
 
 @lru_cache(maxsize=65536)
@@ -116,6 +139,44 @@ def numbers_in(text: str) -> frozenset[float]:
             values.add(math.prod(run[-width:]))
     values.update(float(_ungrouped(found)) for found in _GROUPED.findall(text))
     return frozenset(values)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure written as a number and its multipliers: "18 10000", "300 Ten thousand"."""
+
+    text: str
+    start: int
+    end: int
+    value: float
+
+
+# A number followed by multipliers: powers of ten written in digits ("18 10000", as the
+# machine translation writes 18万) or in words ("300 Ten thousand").
+_FIGURE = re.compile(
+    r"(?<![\d.,])\d+(?:[.,]\d+)*"
+    r"(?:\s+(?:10{2,}|ten|hundred|thousand|million|billion)\b)+",
+    re.IGNORECASE,
+)
+
+
+def figures_in(text: str) -> list[Figure]:
+    """The figures of ``text`` that need a rule to read, each with the value it states.
+
+    "In the world with 18 10000 employees" holds 18 10000 (180,000); "nearly 300 Ten
+    thousand units" holds 300 Ten thousand (3,000,000). Plain figures ("130", "2050")
+    need no reading and are left out.
+    """
+    found = []
+    for match in _FIGURE.finditer(text):
+        tokens = match[0].split()
+        values = [number_value(t.lower()) for t in tokens]
+        if any(v is None for v in values):
+            continue
+        found.append(
+            Figure(match[0], match.start(), match.end(), math.prod(v for v in values if v))
+        )
+    return found
 
 
 def _ungrouped(figure: str) -> str:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio.to_thread
 import msgspec
@@ -36,6 +36,12 @@ from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
 from service.answering.shards import Shards
 from service.answering.translate import Translations, render_quotes
+from service.answering.verdict import (
+    asks_yes_or_no,
+    judge_verdict,
+    with_verdict,
+    without_verdict,
+)
 from service.errors import BusyError, LLMError
 from service.llm import ChatModel, QueuedChatModel, until
 from service.observe import (
@@ -45,7 +51,7 @@ from service.observe import (
     elapsed_ms,
     record_answer,
 )
-from service.schemas import AnswerMode, AskResponse, Citation, Passage
+from service.schemas import AnswerMode, AskResponse, Citation, Passage, Verdict
 from service.settings import Settings
 
 __all__ = [
@@ -109,6 +115,7 @@ class Asking:
     retrieval: Retrieval = field(init=False)
     passages: list[Passage] = field(init=False)
     deadline: float = field(init=False)  # monotonic; one answer's LLM time ends here
+    verdict: Verdict | None = None  # a yes/no question's, once judged
 
 
 @dataclass
@@ -381,6 +388,20 @@ class Answerer:
         )
         return msgspec.structs.replace(response, answer=answer)
 
+    async def _with_verdict(self, llm: ChatModel, q: Asking, response: AskResponse) -> AskResponse:
+        """A yes/no question's answer, opened by the LLM's verdict on its cited sentences.
+
+        The support judge has given it already when it judged those sentences.
+        """
+        if q.verdict is None:
+            texts = [c.text for c in response.citations]
+            judged = await judge_verdict(llm, texts, q.retrieval.question, q.deadline, q.timings)
+            if judged is None:
+                return response
+            q.verdict = judged.verdict
+        answer = with_verdict(response.answer, q.verdict, q.language)
+        return msgspec.structs.replace(response, answer=answer, verdict=q.verdict)
+
     def _judged_sentences(
         self, q: Asking, parser: ReplyParser, composition: Composition
     ) -> list[int]:
@@ -408,7 +429,8 @@ class Answerer:
         # as it streams, and released once it is complete and judged.
         # An answer that may be rendered in another language is held whole as well.
         across = q.retrieval.question != q.question or q.language != q.reading.language
-        hold = self.settings.support_judge or (across and self._translating)
+        yes_or_no = asks_yes_or_no(q.retrieval.question)  # its verdict opens the answer
+        hold = self.settings.support_judge or (across and self._translating) or yes_or_no
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -460,6 +482,8 @@ class Answerer:
             response = await self._judged(llm, q, parser, composition)
         if response.answerable and not composition.released_parts and self._translating:
             response = await self._rendered(llm, q, response)
+        if response.answerable and yes_or_no:
+            response = await self._with_verdict(llm, q, response)
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = elapsed_ms(q.started)
         shown = composition.released_parts > 0
@@ -485,7 +509,13 @@ class Answerer:
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
             texts = [reading.sentences[i].text for i in judged_on]
-            support = await supports(llm, texts, q.retrieval.question, q.deadline, q.timings, name)
+            question = q.retrieval.question
+            if asks_yes_or_no(question):  # whether the text settles it, and which way
+                judged = await judge_verdict(llm, texts, question, q.deadline, q.timings, name)
+                if judged is not None:
+                    support, q.verdict = judged.support, judged.verdict
+            else:
+                support = await supports(llm, texts, question, q.deadline, q.timings, name)
             unjudged = support is None and time.monotonic() >= q.deadline
         if because is not None and support is None:
             return await anyio.to_thread.run_sync(self._without_llm_answer, q, because, composition)
@@ -556,6 +586,8 @@ def _settle(
     all of them.
     """
     grounder = q.reading.grounder
+    if asks_yes_or_no(q.retrieval.question):  # the reply's own yes or no is not trusted
+        claims = [replace(c, text=without_verdict(c.text)) for c in claims]
     composition.add(grounder.verify(q.retrieval.question, claims, context))
     if not release or not composition.pending:
         return []
@@ -580,8 +612,9 @@ def _composed(
     composition: Composition, q: Asking, mode: AnswerMode, *, degraded: bool
 ) -> AskResponse:
     return AskResponse(
-        composition.answer, True, composition.citations, q.passages, mode, degraded, q.timings
-    )
+        composition.answer, True, composition.citations, q.passages, mode, degraded, q.timings,
+        figures=composition.figures,
+    )  # fmt: skip
 
 
 def _replay(response: AskResponse, *, text: bool = True, after: int = 0) -> Iterator[AskEvent]:

@@ -15,6 +15,7 @@ __all__ = [
     "render_render_prompt",
     "render_screen_prompt",
     "render_translate_prompt",
+    "render_verdict_prompt",
 ]
 
 _SYSTEM = "--- system ---"
@@ -60,6 +61,12 @@ def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, s
     """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
     text = "\n".join(_one_line(t) for t in sentences)
     return _chat("judge", {}, {"sentences": text, "question": question})
+
+
+def render_verdict_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
+    """Chat messages asking whether ``sentences`` answer a yes/no question yes or no."""
+    text = "\n".join(_one_line(t) for t in sentences)
+    return _chat("verdict", {}, {"sentences": text, "question": question})
 
 
 def render_screen_prompt(kind: Literal["sentence", "question"], text: str) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from index import CJK, CJK_CHAR, stem_words
-from service.answering.measures import number_value
+from service.answering.measures import asks_several, name_list_spans, number_value
 
 __all__ = ["Quote", "align"]
 
@@ -31,6 +31,15 @@ _FUNCTION = frozenset(
     {"a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "and", "or", "is",
      "are", "was", "were", "be", "been", "will", "has", "have", "had", "its", "it", "their",
      "this", "that", "which", "who", "whom", "whose", "from", "as", "into", "than"}
+)  # fmt: skip
+# Words that leave a phrase dangling when it ends on them ("Rotterdam, where he").
+_DANGLING = frozenset(
+    {"where", "when", "while", "but", "because", "although", "though", "if", "so", "not",
+     "also", "such", "then", "there", "he", "she", "they", "we", "i", "you", "his", "her",
+     "our", "these", "those", "after", "before", "about", "since", "until", "can", "may",
+     "would", "could", "should", "must", "do", "does", "did", "being", "many", "more",
+     "most", "much", "some", "few", "several", "all", "each", "every", "other", "only",
+     "just", "nearly", "almost", "over", "under"}
 )  # fmt: skip
 _QUESTION_WEIGHT = 0.3  # a reply word that repeats the question says little about the answer
 _FUNCTION_WEIGHT = 0.1
@@ -49,6 +58,7 @@ class Quote:
     start: int  # offsets into the sentence, not the document
     end: int
     recall: float  # weighted share of the reply's words the span holds
+    copied: bool = False  # the reply copies the span word for word
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:
@@ -138,27 +148,165 @@ def _opening(source: str, start: int, end: int) -> int:
     return start - 1 if needed else start
 
 
+def _copy(
+    reply_words: list[tuple[str, int, int]], words: list[tuple[str, int, int]]
+) -> tuple[int, int] | None:
+    """The first and last source word of the reply copied word for word, if it is a copy.
+
+    Function words and punctuation are skipped on both sides: "the opening strategy of
+    Geely" copies "opening strategy of Geely Holding" up to "Geely".
+    """
+    wanted = [w for w, _, _ in reply_words if w not in _FUNCTION]
+    content = [k for k, (w, _, _) in enumerate(words) if w not in _FUNCTION]
+    keys = [words[k][0] for k in content]
+    n = len(wanted)
+    if not n:
+        return None
+    for m in range(len(keys) - n + 1):
+        if keys[m : m + n] == wanted:
+            return content[m], content[m + n - 1]
+    return None
+
+
+def _capitalised(source: str, word: tuple[str, int, int]) -> bool:
+    return source[word[1]].isupper()
+
+
+def _joined(source: str, left: tuple[str, int, int], right: tuple[str, int, int]) -> bool:
+    """Whether two words stand side by side, with only spaces between them."""
+    return not source[left[2] : right[1]].strip()
+
+
+def _name_run(source: str, words: list[tuple[str, int, int]], i: int) -> int:
+    """The last word of the run of capitalised words, side by side, that starts at ``i``."""
+    j = i
+    while (
+        j + 1 < len(words)
+        and _capitalised(source, words[j + 1])
+        and _joined(source, words[j], words[j + 1])
+    ):
+        j += 1
+    return j
+
+
+def _trim(
+    source: str, words: list[tuple[str, int, int]], i: int, j: int, asked: frozenset[str]
+) -> tuple[int, int]:
+    """Drop function words and words that only repeat the question from a span's edges.
+
+    A name is never cut: "Renault Samsung" keeps "Renault" though the question names
+    Renault, because the name goes on past it. At the end, words of the question stay
+    ("spirit of open cooperation"); words that leave the phrase dangling go.
+    """
+    while i < j and _weight(words[i][0], asked) < 1.0:
+        if _capitalised(source, words[i]) and words[i][0] not in _FUNCTION:
+            run = _name_run(source, words, i)
+            if any(_weight(w, asked) >= 1.0 for w, _, _ in words[i : min(run, j) + 1]):
+                break  # a name that goes on past the question's words
+        i += 1
+    while j > i and (words[j][0] in _FUNCTION or words[j][0] in _DANGLING):
+        j -= 1
+    return i, j
+
+
+def _whole_name(source: str, words: list[tuple[str, int, int]], i: int) -> int:
+    """Move a span's start back to the start of the name it starts inside."""
+    while (
+        i > 1  # a sentence's first word is capitalised anyway
+        and _capitalised(source, words[i])
+        and _capitalised(source, words[i - 1])
+        and words[i - 1][0] not in _FUNCTION
+        and _joined(source, words[i - 1], words[i])
+    ):
+        i -= 1
+    return i
+
+
+def _whole_lists(source: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span that holds some items of a list of names to the whole list."""
+    for list_start, list_end, items in name_list_spans(source):
+        held = [item in source[start:end] for item in items]
+        if list_start < end and start < list_end and any(held) and not all(held):
+            start, end = min(start, list_start), max(end, list_end)
+    return start, end
+
+
 def align(reply: str, source: str, question: str = "") -> Quote | None:
     """The span of ``source`` that best matches ``reply``; None if none holds enough of it.
 
-    The span starts and ends on words of the reply, and is chosen by F1 between the
-    reply's weighted words and the span's words. None when the best span holds less
-    than a third of the reply's words that do not repeat the question, or none of them.
+    A reply copied from the source word for word (function words and punctuation aside)
+    is that span. Otherwise the span starts and ends on words of the reply, and is chosen
+    by F1 between the reply's weighted words and the span's words. None when the best span
+    holds less than a third of the reply's words that do not repeat the question, or none
+    of them. Either way the span's edges are phrase edges: it does not start inside a
+    name, end on a word that leaves it dangling, drop a figure's unit, or, for a question
+    asking for several things, hold only part of a list of names.
     """
     asked = frozenset(w for w, _, _ in _reply_figures(_words(question)))
+    reply_words = _reply_figures(_words(reply))
     wanted: dict[str, float] = {}
     # How many of each word the reply holds: a CJK word is one character, and Chinese
     # repeats characters ("后轮驱动和四轮驱动"); any other word counts once.
     counts: Counter[str] = Counter()
-    for word, _, _ in _reply_figures(_words(reply)):
+    for word, _, _ in reply_words:
         wanted[word] = _weight(word, asked)
         counts[word] = counts[word] + 1 if CJK_CHAR.match(word) else 1
     answer_words = {w for w, weight in wanted.items() if weight >= 1.0}
     words = _source_figures(_words(source), {w for w in wanted if w[0] == "#"})
-    hits = [i for i, (w, _, _) in enumerate(words) if w in wanted]
-    if not answer_words or not hits:
+    if not answer_words:
         return None
     total = sum(wanted[w] * n for w, n in counts.items())
+    copied = _copy(reply_words, words)
+    if copied is not None:
+        i, j = copied
+        recall = 1.0
+    else:
+        found = _best_span(words, wanted, counts, answer_words, total, asked)
+        if found is None:
+            return None
+        i, j, recall = found
+    i, j = _trim(source, words, i, j, asked)
+    i = _whole_name(source, words, i)
+    unit = words[j + 1] if j + 1 < len(words) else None
+    if words[j][0][0] == "#" and unit is not None and _is_unit(source, words[j], unit):
+        j += 1  # a figure keeps its unit: "18 10000 employees", "20 Years"
+    span_words = {w for w, _, _ in words[i : j + 1]}
+    answer_recall = len(answer_words & span_words) / len(answer_words)
+    if answer_recall < _MIN_RECALL:
+        return None
+    start, end = words[i][1], words[j][2]
+    if asks_several(question):
+        start, end = _whole_lists(source, start, end)
+    start = _opening(source, start, end)
+    end = _closing(source, end)
+    return Quote(source[start:end], start, end, round(recall, 4), copied is not None)
+
+
+def _is_unit(source: str, figure: tuple[str, int, int], unit: tuple[str, int, int]) -> bool:
+    """Whether the word after a figure is its unit ("employees"), not the next clause.
+
+    A year has no unit: "2050 Achieve the goal" starts a new clause.
+    """
+    word = unit[0]
+    if not word.isalpha() or word in _FUNCTION or word in _DANGLING:
+        return False
+    if not _joined(source, figure, unit):
+        return False
+    value = float(figure[0][1:])
+    written = source[figure[1] : figure[2]]
+    return not (written.isdigit() and len(written) == 4 and 1000 <= value <= 2100)
+
+
+def _best_span(
+    words: list[tuple[str, int, int]],
+    wanted: dict[str, float],
+    counts: Counter[str],
+    answer_words: set[str],
+    total: float,
+    asked: frozenset[str],
+) -> tuple[int, int, float] | None:
+    """The span of ``words`` between two reply words with the best weighted F1."""
+    hits = [i for i, (w, _, _) in enumerate(words) if w in wanted]
     upto = [0.0]  # upto[k]: the weight of the source's first k words
     for w, _, _ in words:
         upto.append(upto[-1] + _weight(w, asked))
@@ -180,23 +328,4 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
             f1 = 2 * precision * recall / (precision + recall)
             if best is None or f1 > best[0]:
                 best = (f1, i, j, recall)
-    if best is None:
-        return None
-    _, i, j, recall = best
-    # A quote neither starts nor ends on a function word ("on Lingke …"), nor starts on
-    # words that only repeat the question ("share resources …" to "What will they share?";
-    # at its end they finish a phrase: "spirit of open cooperation").
-    while i < j and _weight(words[i][0], asked) < 1.0:
-        i += 1
-    while j > i and words[j][0] in _FUNCTION:
-        j -= 1
-    unit = words[j + 1][0] if j + 1 < len(words) else ""
-    if words[j][0][0] == "#" and unit.isalpha() and unit not in _FUNCTION:
-        j += 1  # a figure keeps its unit: "18 10000 employees", "20 Years"
-    span_words = {w for w, _, _ in words[i : j + 1]}
-    answer_recall = len(answer_words & span_words) / len(answer_words)
-    if answer_recall < _MIN_RECALL:
-        return None
-    start, end = words[i][1], _closing(source, words[j][2])
-    start = _opening(source, start, end)
-    return Quote(source[start:end], start, end, round(recall, 4))
+    return None if best is None else (best[1], best[2], best[3])

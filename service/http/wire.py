@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from service.answering.pipeline import AnswerDelta, AnswerDone, AskEvent
-from service.schemas import AskResponse, Citation, TopK
+from service.schemas import AskResponse, Citation, FigureReading, TopK
 
 __all__ = [
     "ChatCompletion",
@@ -31,6 +31,7 @@ __all__ = [
     "chat_chunks",
     "chat_completion",
     "model_list",
+    "readings_note",
     "sources_block",
     "task_chunks",
     "task_completion",
@@ -125,9 +126,16 @@ def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
     return "\n\nSources:\n" + "\n".join(lines)
 
 
+def readings_note(figures: Sequence[FigureReading]) -> str:
+    """The readings of the answer's machine-translated figures: " (18 10000 = 180,000)"."""
+    if not figures:
+        return ""
+    return " (" + "; ".join(f"{f.text} = {f.reading}" for f in figures) + ")"
+
+
 def _content(response: AskResponse, titles: dict[str, str], *, sources: bool) -> str:
     tail = sources_block(response.citations, titles) if sources else ""
-    return response.answer + tail
+    return response.answer + readings_note(response.figures) + tail
 
 
 class Usage(msgspec.Struct):
@@ -354,6 +362,8 @@ async def chat_chunks(
             elif isinstance(event, AnswerDone):
                 response = event.response
     assert response is not None
+    if response.figures:
+        yield chunks.text(readings_note(response.figures))
     for card in cards.events(response.citations):
         yield chunks.make([], event=card)
     if sources and response.citations:
