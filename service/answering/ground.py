@@ -34,6 +34,7 @@ __all__ = [
     "Abstention",
     "Grounder",
     "answerability",
+    "answers_as_asked",
     "cuts_a_list",
     "holds_what_is_asked",
     "p_yes",
@@ -126,6 +127,11 @@ def holds_what_is_asked(question: str, answer: str) -> bool:
     return True
 
 
+def answers_as_asked(question: str, answer: str, sources: Sequence[str]) -> bool:
+    """Whether an answer holds what is asked for, and every item of a list it cites from."""
+    return holds_what_is_asked(question, answer) and not cuts_a_list(question, answer, sources)
+
+
 class Grounder:
     """Judges claims and answers against the sentences of one index."""
 
@@ -164,7 +170,12 @@ class Grounder:
         return document_suspects(index, doc_id, examples, self.instruction_nearness)
 
     def verify(
-        self, question: str, claims: Sequence[Claim], context: list[int]
+        self,
+        question: str,
+        claims: Sequence[Claim],
+        context: list[int],
+        *,
+        statements: bool = False,
     ) -> list[VerifiedClaim]:
         """The claims a context sentence supports, each as a quote of its best sentence.
 
@@ -173,7 +184,8 @@ class Grounder:
         question, and embedding cosine. The model's own label is only a small hint. A
         supported claim is kept as the span of the sentence it quotes (``quote.align``),
         so what is shown is the source's words; a quote that adds nothing to the question
-        is no answer.
+        is no answer. ``statements`` are claims that restate a yes/no question: they are
+        quoted as evidence (``quote.align``), with no words of theirs taken as the question's.
         """
         context = [i for i in context if i not in self.untrusted]
         if not claims or not context:
@@ -195,7 +207,7 @@ class Grounder:
                     continue
                 if not entities_supported(claim.text, source, question):
                     continue
-                quote = align(claim.text, source, question)
+                quote = align(claim.text, source, question, statement=statements)
                 if quote is None or not (terms(quote.text) - q_terms or numbers_in(quote.text)):
                     continue  # no span of it, or one that adds nothing to the question
                 source_terms = terms(source)
@@ -210,10 +222,11 @@ class Grounder:
                         + 0.2 * (coverage(novel, source_terms) if novel else 1.0)
                         + closeness
                     )
-                # Between sentences that support it alike, the label, then the sentence
-                # that holds more of the question, decides.
+                # A short copy ("Geely Holding Group") is often in several sentences: the
+                # one that holds most of the question is its source, and the label only
+                # a hint (it is wrong about one time in five).
                 hint = 0.05 if sentence_index in claim.hints else 0.0
-                asked = 0.01 * coverage(q_terms, source_terms)
+                asked = 0.3 * coverage(q_terms, source_terms) if quote.copied else 0.0
                 scored.append((support + hint + asked, support, sentence_index, quote.text))
             # The claim is shown as the words of its best sentence that it quotes: the
             # model's own wording never is (it turns relations around, adds names).
@@ -249,9 +262,7 @@ class Grounder:
         a statement grows.
         """
         sources = [self.retriever.index.sentences[i].text for i in cited]
-        if not holds_what_is_asked(retrieval.question, statement):
-            return Abstention.MISSING_ASKED
-        if cuts_a_list(retrieval.question, statement, sources):
+        if not answers_as_asked(retrieval.question, statement, sources):
             return Abstention.MISSING_ASKED
         if not self.answers_question(retrieval, cited):
             return Abstention.OFF_POINT

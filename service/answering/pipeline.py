@@ -26,11 +26,13 @@ import msgspec
 
 from index import CorpusIndex, Embedder
 from service.answering.compose import Composition, VerifiedClaim
-from service.answering.ground import Abstention, Grounder, answerability
+from service.answering.ground import Abstention, Grounder, answerability, answers_as_asked
 from service.answering.instructions import document_instructions
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
+from service.answering.phrase import shortest_phrase
 from service.answering.prompts import render_answer_prompt
+from service.answering.quote import align
 from service.answering.reading import Reading
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
@@ -413,7 +415,9 @@ class Answerer:
         if composition.cited:
             return composition.cited
         untrusted = q.reading.grounder.untrusted
-        for claim in claims_of(parser.raw, parser.context):
+        # A bare "Yes [S1]" says nothing its label could be checked against.
+        yes_or_no = asks_yes_or_no(q.retrieval.question)
+        for claim in [] if yes_or_no else claims_of(parser.raw, parser.context):
             hinted = sorted(i for i in claim.hints if i not in untrusted)
             if hinted:
                 return hinted[:1]
@@ -527,11 +531,30 @@ class Answerer:
                 given = composition
             else:
                 given = Composition(reading.sentences)
-                given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
-                           for i in judged_on])  # fmt: skip
+                for i in judged_on:
+                    candidate = reading.retriever.candidate(q.retrieval, i)
+                    given.add([await self._shortest(llm, q, candidate)])
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)
+
+    async def _shortest(self, llm: ChatModel, q: Asking, candidate: Candidate) -> VerifiedClaim:
+        """A sentence about to be given whole, as the shortest phrase of it that answers.
+
+        Kept whole when the LLM copies no phrase of it, or one that lacks what the
+        question asks for (a figure, every item of a list).
+        """
+        sentence = q.reading.sentences[candidate.index].text
+        question = q.retrieval.question
+        if asks_yes_or_no(question):
+            # The evidence is the words of the sentence the question asks about: asked
+            # for a phrase, the small model answers "Yes" or "No" instead.
+            quote = align(question, sentence, statement=True)
+        else:
+            quote = await shortest_phrase(llm, sentence, question, q.deadline, q.timings)
+        if quote is None or not answers_as_asked(question, quote.text, [sentence]):
+            return _whole(q.reading, candidate)
+        return VerifiedClaim(quote.text, candidate.index, candidate.evidence)
 
     def _without_llm_answer(
         self, q: Asking, because: Abstention, composition: Composition
@@ -586,9 +609,13 @@ def _settle(
     all of them.
     """
     grounder = q.reading.grounder
-    if asks_yes_or_no(q.retrieval.question):  # the reply's own yes or no is not trusted
+    if asks_yes_or_no(q.retrieval.question):
+        # The reply's own yes or no is not trusted, and its claim restates the question
+        # ("Renault group is allied with Nissan"): it is quoted as the evidence for it.
         claims = [replace(c, text=without_verdict(c.text)) for c in claims]
-    composition.add(grounder.verify(q.retrieval.question, claims, context))
+        composition.add(grounder.verify("", claims, context, statements=True))
+    else:
+        composition.add(grounder.verify(q.retrieval.question, claims, context))
     if not release or not composition.pending:
         return []
     if not composition.released_parts and grounder.shortfall(

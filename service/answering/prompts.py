@@ -12,6 +12,7 @@ __all__ = [
     "render_answer_prompt",
     "render_condense_prompt",
     "render_judge_prompt",
+    "render_phrase_prompt",
     "render_render_prompt",
     "render_screen_prompt",
     "render_translate_prompt",
@@ -61,6 +62,11 @@ def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, s
     """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
     text = "\n".join(_one_line(t) for t in sentences)
     return _chat("judge", {}, {"sentences": text, "question": question})
+
+
+def render_phrase_prompt(sentence: str, question: str) -> list[dict[str, str]]:
+    """Chat messages asking for the shortest phrase of ``sentence`` that answers ``question``."""
+    return _chat("phrase", {}, {"sentence": _one_line(sentence), "question": question})
 
 
 def render_verdict_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:

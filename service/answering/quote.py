@@ -41,6 +41,8 @@ _DANGLING = frozenset(
      "most", "much", "some", "few", "several", "all", "each", "every", "other", "only",
      "just", "nearly", "almost", "over", "under"}
 )  # fmt: skip
+_CLAUSE_BREAKS = ",;:\u2014\u2013"
+_CLAUSE_REACH = 2  # words a paraphrase's span may grow by to end where its clause ends
 _QUESTION_WEIGHT = 0.3  # a reply word that repeats the question says little about the answer
 _FUNCTION_WEIGHT = 0.1
 _FIGURE_WEIGHT = 2.0  # a figure the reply states is most often what was asked
@@ -209,6 +211,32 @@ def _trim(
     return i, j
 
 
+def _breaks(source: str, left: tuple[str, int, int], right: tuple[str, int, int]) -> bool:
+    """Whether a clause ends between two words ("market , Share resources")."""
+    return any(ch in _CLAUSE_BREAKS for ch in source[left[2] : right[1]])
+
+
+def _clause_edges(
+    source: str, words: list[tuple[str, int, int]], i: int, j: int
+) -> tuple[int, int]:
+    """Move the edges of a span the reply does not copy onto the clause edges near them.
+
+    The words a paraphrase shares with its sentence can start a span on the last word of
+    one clause ("market , Share resources …") and end it a word short of the next clause's
+    end ("… as key"): a start within two words of a clause break moves past it, and an end
+    within two words of one moves up to it.
+    """
+    for k in range(i, min(i + 2, j)):
+        if _breaks(source, words[k], words[k + 1]):
+            i = k + 1
+            break
+    for k in range(j, min(j + _CLAUSE_REACH, len(words) - 1) + 1):
+        if k == len(words) - 1 or _breaks(source, words[k], words[k + 1]):
+            j = k
+            break
+    return i, j
+
+
 def _whole_name(source: str, words: list[tuple[str, int, int]], i: int) -> int:
     """Move a span's start back to the start of the name it starts inside."""
     while (
@@ -231,7 +259,7 @@ def _whole_lists(source: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def align(reply: str, source: str, question: str = "") -> Quote | None:
+def align(reply: str, source: str, question: str = "", *, statement: bool = False) -> Quote | None:
     """The span of ``source`` that best matches ``reply``; None if none holds enough of it.
 
     A reply copied from the source word for word (function words and punctuation aside)
@@ -241,6 +269,10 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     of them. Either way the span's edges are phrase edges: it does not start inside a
     name, end on a word that leaves it dangling, drop a figure's unit, or, for a question
     asking for several things, hold only part of a list of names.
+
+    A ``statement`` (what a yes/no question's reply restates: "Renault group is allied with
+    Nissan") is quoted as the evidence for it: from the first to the last of its words
+    that the sentence holds, not the few it holds most densely.
     """
     asked = frozenset(w for w, _, _ in _reply_figures(_words(question)))
     reply_words = _reply_figures(_words(reply))
@@ -265,6 +297,10 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
         if found is None:
             return None
         i, j, recall = found
+        if statement:
+            held = [k for k, (w, _, _) in enumerate(words) if w in answer_words]
+            i, j = held[0], held[-1]
+        i, j = _clause_edges(source, words, i, j)
     i, j = _trim(source, words, i, j, asked)
     i = _whole_name(source, words, i)
     unit = words[j + 1] if j + 1 < len(words) else None
@@ -277,8 +313,8 @@ def align(reply: str, source: str, question: str = "") -> Quote | None:
     start, end = words[i][1], words[j][2]
     if asks_several(question):
         start, end = _whole_lists(source, start, end)
-    start = _opening(source, start, end)
     end = _closing(source, end)
+    start = _opening(source, start, end)
     return Quote(source[start:end], start, end, round(recall, 4), copied is not None)
 
 
