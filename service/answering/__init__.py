@@ -4,7 +4,9 @@ Steps, one module each: ``retrieve`` (candidates and evidence), ``reply`` (the L
 cut into claims), ``quote`` (a claim aligned back to its sentence), ``ground`` (support,
 whether the cited sentences answer, every reason to abstain), ``judge`` (the LLM's yes/no
 verdicts), ``compose`` (text, markers, citations); ``pipeline`` runs them over one
-question's state. Beside them: ``measures`` (text measures the steps share),
+question's state; ``phrase`` (the shortest phrase of a sentence given whole) and
+``verdict`` (a yes/no question's yes or no) are steps it runs when they apply. Beside
+them: ``measures`` (text measures the steps share),
 ``instructions`` (which sentences and questions give orders), ``prompts`` (the templates),
 ``conversation`` (a chat's question, and frontends' background tasks), ``language`` (which
 language a text is in), ``translate`` (questions into the documents' language, answers
@@ -47,13 +49,17 @@ from service.answering.language import (
     language_of,
 )
 from service.answering.measures import (
+    Figure,
+    asks_several,
     coverage,
     entities_supported,
+    figures_in,
     number_value,
     numbers_in,
     numbers_supported,
     terms,
 )
+from service.answering.phrase import shortest_phrase
 from service.answering.pipeline import (
     AnswerDelta,
     AnswerDone,
@@ -79,11 +85,20 @@ from service.answering.shards import (
     ShardWritten,
     shard_of,
 )
+from service.answering.verdict import (
+    VERDICT_WORDS,
+    Judged,
+    asks_yes_or_no,
+    read_verdict,
+    with_verdict,
+    without_verdict,
+)
 
 __all__ = [
     "ABSTAIN_TEXT",
     "ABSTAIN_TEXTS",
     "LANGUAGE_NAMES",
+    "VERDICT_WORDS",
     "Abstention",
     "AnswerDelta",
     "AnswerDone",
@@ -96,7 +111,9 @@ __all__ = [
     "Composition",
     "Examples",
     "FetchedDocument",
+    "Figure",
     "Grounder",
+    "Judged",
     "Quote",
     "Reading",
     "ReplyParser",
@@ -116,11 +133,14 @@ __all__ = [
     "align",
     "answer_language",
     "answerability",
+    "asks_several",
+    "asks_yes_or_no",
     "claims_of",
     "coverage",
     "cuts_a_list",
     "document_instructions",
     "entities_supported",
+    "figures_in",
     "history",
     "holds_what_is_asked",
     "is_frontend_task",
@@ -130,13 +150,17 @@ __all__ = [
     "numbers_in",
     "numbers_supported",
     "p_yes",
+    "read_verdict",
     "render_answer_prompt",
     "render_judge_prompt",
     "resolve_positions",
     "run_task",
     "shard_of",
+    "shortest_phrase",
     "standalone_question",
     "suspect",
     "suspect_question",
     "terms",
+    "with_verdict",
+    "without_verdict",
 ]

@@ -14,10 +14,12 @@ from service import (
     Question,
     Settings,
     evaluate_conversations,
+    exact_match,
     is_correct,
     is_gold,
     read_conversations,
     read_questions,
+    shown_words,
     summary_figures,
     token_f1,
 )
@@ -118,13 +120,16 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     rows = [
         {"answerable": True, "abstained": False, "correct": True, "gold_cited": True,
          "f1": 1.0, "citations": 1, "verbatim": 1, "gold_rank": 1, "latency_ms": 10.0,
-         "degraded": False, "language": "fr", "answer_language": "fr"},
+         "degraded": False, "language": "fr", "answer_language": "fr", "clean": True,
+         "words": 3, "exact": True},
         {"answerable": True, "abstained": True, "correct": False, "gold_cited": False,
          "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": 7, "latency_ms": 30.0,
-         "degraded": False, "language": "fr", "answer_language": "en"},
+         "degraded": False, "language": "fr", "answer_language": "en", "clean": False,
+         "words": 0, "exact": False},
         {"answerable": False, "abstained": True, "correct": False, "gold_cited": False,
          "f1": 0.0, "citations": 0, "verbatim": 0, "gold_rank": None, "latency_ms": 20.0,
-         "degraded": True, "language": "en", "answer_language": "en"},
+         "degraded": True, "language": "en", "answer_language": "en", "clean": False,
+         "words": 0, "exact": False},
     ]  # fmt: skip
     figures = summary_figures(rows, [_question()], "llm", Settings())
     assert figures["score"] == pytest.approx(2 / 3, abs=1e-4)
@@ -133,6 +138,22 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     assert (figures["recall@1"], figures["recall@5"], figures["recall@10"]) == (0.5, 0.5, 1.0)
     assert figures["latency_ms_p50"] == 20.0 and figures["degraded"] == 1
     assert figures["in_question_language"] == pytest.approx(2 / 3, abs=1e-4)
+    assert figures["answers_clean"] == 0.5 and figures["answer_words_p50"] == 1.5
+
+
+def test_the_shown_text_is_scored_without_its_markers_as_squad_scores_it() -> None:
+    shown = shown_words("the Eiffel Tower [1].")
+    assert shown == "the Eiffel Tower."
+    assert exact_match(shown, "Eiffel Tower") and token_f1(shown, "Eiffel Tower") == 1.0
+    # With the marker, "1" was a word of the answer, and no short answer could score 1.
+    assert token_f1("the Eiffel Tower [1].", "Eiffel Tower") < 1.0
+
+
+def test_a_yes_no_question_is_right_only_with_its_verdict() -> None:
+    q = Question("y", "Does Renault group have ten brands?", True, [], [], [], [], verdict="no")
+    assert is_correct(q, "No: Renault group has five brands [1].", "no")
+    assert not is_correct(q, "Yes: Renault group has five brands [1].", "yes")
+    assert not is_correct(q, "Renault group has five brands [1].", None)
 
 
 def test_record_mode_rows_replay_the_support_judge_at_any_thresholds() -> None:

@@ -150,13 +150,22 @@ def test_a_refused_reply_is_answered_from_its_best_sentence_when_the_judge_says_
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(support_judge=True, second_opinion_min=0.7)
-    upstream.queue("NOT FOUND", YES, "NOT FOUND", NO)
+    # The sentence is then asked for its shortest phrase: a copy of it is shown, anything
+    # else leaves the sentence whole.
+    upstream.queue("NOT FOUND", YES, "Lingke energy saving platform CMA")
+    upstream.queue("NOT FOUND", YES, "the Korean models use CMA")
+    upstream.queue("NOT FOUND", NO)
     events = ask_events(base, {"question": KOREA})
     given = events[-1][1]
     assert given["answerable"] is True and given["support"] == pytest.approx(0.9)
     (citation,) = given["citations"]
-    assert CMA in citation["text"] and given["answer"] == f"{citation['text'].rstrip('. ')} [1]."
-    assert shown_text(events) == given["answer"]
+    assert CMA in citation["text"] and given["answer"] == "Lingke energy saving platform CMA [1]."
+    assert shown_text(events) == given["answer"] and "phrase" in given["timings_ms"]
+    phrase_prompt = upstream.requests[-1]["messages"][-1]["content"]
+    assert KOREA in phrase_prompt and CMA in phrase_prompt  # that sentence alone, fenced
+    whole = ask_events(base, {"question": KOREA})[-1][1]
+    (citation,) = whole["citations"]
+    assert whole["answer"] == f"{citation['text'].rstrip('. ')} [1]."
     held = ask_events(base, {"question": KOREA})[-1][1]
     assert held["abstained_because"] == "llm_refused" and held["citations"] == []
     assert held["support"] == pytest.approx(0.2)
@@ -187,7 +196,7 @@ def test_a_list_question_needs_every_item_its_sentence_lists(
     assert cuts_a_list(question, answer, [f"Renault group has five brands ―― {BRANDS} ."]) is cut
 
 
-def test_a_reply_that_cuts_a_list_short_is_answered_with_its_whole_sentence(
+def test_a_reply_that_cuts_a_list_short_is_shown_with_the_whole_list(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server()
@@ -195,7 +204,7 @@ def test_a_reply_that_cuts_a_list_short_is_answered_with_its_whole_sentence(
     upstream.queue(f"Renault group has Renault and Dacia {brands}.")
     events = ask_events(base, {"question": "Which brands belong to Renault group?"})
     done = events[-1][1]
-    assert done["mode"] == "extractive" and "Mobilize" in done["answer"]
+    assert done["answer"] == f"{BRANDS} [1]."
     assert "five brands" in done["citations"][0]["text"]
     assert shown_text(events) == done["answer"]  # the cut reply itself was never shown
 

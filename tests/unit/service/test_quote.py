@@ -171,3 +171,81 @@ def test_an_unfaithful_reply_is_never_shown_on_ask_stream_or_chat(
                 assert " ".join(claim.split()) in " ".join(
                     citations[int(number) - 1]["text"].split()
                 )
+
+
+COUNTRIES = (
+    "The cooperation between the two sides will aim at the opportunity of hybrid power market "
+    ", Share resources and technologies , And carry out cooperation with China and South Korea "
+    "as key markets ."
+)
+BRANDS = (
+    "Renault group has five brands ―― Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine "
+    "and Mobilize, Achieve complementary advantages ."
+)
+DATELINE = (
+    "8 month 9 Hangzhou, China / France , We have learned from the officials of Renault group "
+    "and Geely Holding Group , The two sides have signed a memorandum of understanding (MoU), "
+    "Build innovative partnerships ."
+)
+KOREA_HISTORY = (
+    "In the Korean market , Renault Samsung has a long history 20 Years of successful "
+    "development experience ."
+)
+CARBON = (
+    "To meet the challenges of environmental problems , Renault group has set 2050 Achieve the "
+    "goal of carbon neutrality in Europe in ."
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "source", "question", "quote"),
+    [
+        # A copy is shown whole, though its first word repeats the question: a name is
+        # never cut to its last word.
+        ("Renault Samsung", KOREA_HISTORY, "Which Renault company has a long history in Korea?",
+         "Renault Samsung"),
+        # A copy that starts inside a name starts where the name does.
+        ("Holding Group", DATELINE, "Who signed the memorandum?", "Geely Holding Group"),
+        # A year has no unit: "2050 Achieve" is the start of the next clause.
+        ("2050", CARBON, "In which year will it be carbon neutral?", "2050"),
+        ("20", KOREA_HISTORY, "How many years of experience?", "20 Years"),
+        # Asked for several, a quote holding some names of a list holds all of them.
+        ("Renault (Renault)、 Dacia", BRANDS, "Which brands does Renault group have?",
+         "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobilize"),
+        ("China", COUNTRIES, "With which countries will they cooperate?",
+         "China and South Korea"),
+        # A bracket is kept with what it closes.
+        ("MoU", DATELINE, "What did they sign?", "(MoU)"),
+        # A phrase never ends on a word that leaves it dangling.
+        ("Rotterdam, where he", "In 1632 he moved to Rotterdam, where he died in 1650.",
+         "Where did he move in 1632?", "Rotterdam"),
+        # A paraphrase's span is moved onto its clause's edges, not cut at "as key".
+        ("Renault will contribute by sharing resources and technologies, and carrying out "
+         "cooperation with China and South Korea as key markets.", COUNTRIES,
+         "What will Renault contribute to the cooperation?",
+         "Share resources and technologies , And carry out cooperation with China and South "
+         "Korea as key markets"),
+    ],
+)  # fmt: skip
+def test_a_quote_starts_and_ends_on_phrase_edges(
+    reply: str, source: str, question: str, quote: str
+) -> None:
+    found = align(reply, source, question)
+    assert found is not None and found.text == quote
+    assert source[found.start : found.end] == found.text
+
+
+def test_one_name_of_a_list_stays_one_when_one_thing_is_asked() -> None:
+    found = align("China", COUNTRIES, "Which country is the bigger market?")
+    assert found is not None and found.text == "China"
+
+
+def test_a_statement_is_quoted_as_the_evidence_for_it() -> None:
+    """A yes/no question's reply restates it; its quote spans all the words it shares."""
+    source = (
+        "Renault group has strengthened its strength through the alliance with Nissan and "
+        "Mitsubishi and with its unique expertise in the field of electric vehicles ."
+    )
+    found = align("Renault group is allied with Nissan", source, statement=True)
+    assert found is not None
+    assert found.text.startswith("Renault group") and found.text.endswith("Nissan")

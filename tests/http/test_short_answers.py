@@ -1,0 +1,110 @@
+"""What a reader sees: the shortest phrase that answers, a yes or no before the quote of a
+yes/no question, and the reading of a mistranslated figure beside it, alike on /v1/ask, its
+stream and the chat endpoint (plain and streamed, through the official client)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+
+from tests.conftest import QueuedUpstream, Scripted, ask_events, chat, label_of, shown_text
+
+Server = Callable[..., str]
+
+
+def _three_way(verdict: str) -> Scripted:
+    """The yes/no judge's first token: the verdict likeliest, "unknown" unlikely."""
+    other = "yes" if verdict == "no" else "no"
+    top = [(verdict, math.log(0.8)), (other, math.log(0.15)), ("unknown", math.log(0.05))]
+    return Scripted([verdict], first_top=top)
+
+
+def _streamed_chat(base: str, question: str) -> str:
+    with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="citeqa", messages=[{"role": "user", "content": question}], stream=True
+            )
+        )
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _every_way(base: str, question: str) -> tuple[dict[str, Any], str, str, str]:
+    """The answer of /v1/ask; the text its stream showed; chat's content, plain and streamed."""
+    plain = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    events = ask_events(base, {"question": question})
+    assert events[-1][1]["answer"] == plain["answer"]
+    content = chat(base, [{"role": "user", "content": question}]).json()
+    return (
+        plain,
+        shown_text(events),
+        content["choices"][0]["message"]["content"],
+        (_streamed_chat(base, question)),
+    )
+
+
+def test_a_false_premise_is_answered_no_before_the_quote_that_shows_it(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    # The reply says yes; its "yes" is not trusted, the judge's verdict is.
+    reply = f"Yes, five brands {label_of(upstream, 'five brands')}"
+    for _ in range(4):
+        upstream.queue(reply, _three_way("no"))
+    question = "Does Renault group have ten brands?"
+    plain, streamed, content, streamed_chat = _every_way(base, question)
+    assert plain["answer"] == "No: five brands [1]." and plain["verdict"] == "no"
+    assert "five brands" in plain["citations"][0]["text"]
+    assert plain["support"] == 0.95  # P(yes) + P(no): the text settles the question
+    assert streamed == plain["answer"]
+    assert content.startswith("No: five brands [1].") and streamed_chat == content
+    judged = upstream.requests[-1]["messages"][-1]["content"]
+    assert question in judged and "five brands" in judged
+
+
+def test_a_yes_no_question_the_text_does_not_settle_is_abstained(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    reply = f"Yes, five brands {label_of(upstream, 'five brands')}"
+    unknown = Scripted(["unknown"], first_top=[("unknown", math.log(0.9)), ("yes", -3.0)])
+    upstream.queue(reply, unknown)
+    body = httpx.post(
+        base + "/v1/ask", json={"question": "Does Renault group sell trucks?"}, timeout=30
+    ).json()
+    assert body["answerable"] is False and body["verdict"] is None and body["citations"] == []
+
+
+def test_a_mistranslated_figure_carries_its_reading_beside_the_verbatim_quote(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    reply = f"18 10000 employees {label_of(upstream, '18 10000')}"
+    upstream.queue(reply, reply, reply, reply)
+    plain, streamed, content, streamed_chat = _every_way(
+        base, "How many employees does Renault group have?"
+    )
+    assert plain["answer"] == "18 10000 employees [1]." == streamed
+    assert plain["figures"] == [
+        {"text": "18 10000", "value": 180000.0, "reading": "180,000", "citation": 1}
+    ]
+    assert content.startswith("18 10000 employees [1]. (18 10000 = 180,000)")
+    assert streamed_chat == content
+
+
+def test_a_copied_phrase_is_shown_whole_though_the_question_names_its_first_word(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server()
+    upstream.queue(f"Renault Samsung {label_of(upstream, 'Renault Samsung')}")
+    body = httpx.post(
+        base + "/v1/ask",
+        json={"question": "Which Renault company has 20 years of experience in Korea?"},
+        timeout=30,
+    ).json()
+    assert body["answer"] == "Renault Samsung [1]."
+    assert body["verdict"] is None and body["figures"] == []

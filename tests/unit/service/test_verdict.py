@@ -1,0 +1,71 @@
+"""Yes/no questions and figures: the only words an answer shows that are not a quote."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from service.answering import (
+    asks_yes_or_no,
+    figures_in,
+    read_verdict,
+    with_verdict,
+    without_verdict,
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "yes_or_no"),
+    [
+        ("Does Renault group have five brands?", True),
+        ("Is Geely based on the CMA platform developed by Renault?", True),
+        ("Did the two sides sign a memorandum?", True),
+        ("Is it China or South Korea?", False),  # a choice, not yes or no
+        ("Which platform underpins the Korean models?", False),
+        ("How many employees does Renault have?", False),
+    ],
+)
+def test_which_questions_are_answered_yes_or_no(question: str, yes_or_no: bool) -> None:
+    assert asks_yes_or_no(question) is yes_or_no
+
+
+def test_the_replys_own_yes_or_no_is_taken_off_its_claim() -> None:
+    assert without_verdict("Yes, Renault group is allied with Nissan") == (
+        "Renault group is allied with Nissan"
+    )
+    assert without_verdict("No: five brands") == "five brands"
+    assert without_verdict("No") == ""
+    assert without_verdict("Nothing but Nissan") == "Nothing but Nissan"  # not a verdict
+
+
+def test_a_verdict_reads_yes_no_and_unknown_from_the_first_token() -> None:
+    judged = read_verdict([("no", math.log(0.6)), ("yes", math.log(0.1)), ("unknown", -1.6)])
+    assert judged is not None and judged.verdict == "no"
+    assert judged.support == pytest.approx(0.7 / (0.7 + math.exp(-1.6)), abs=1e-3)
+    assert read_verdict([("Yes", -0.1)]) == read_verdict([("yes", -0.1)])
+    assert read_verdict([]) is None
+
+
+def test_the_verdict_opens_the_answer_in_the_askers_language() -> None:
+    assert with_verdict("five brands [1].", "no", "en") == "No: five brands [1]."
+    assert with_verdict("five brands [1].", "yes", "fr") == "Oui: five brands [1]."
+    assert with_verdict("五个品牌 [1]。", "yes", "zh") == "是：五个品牌 [1]。"
+
+
+@pytest.mark.parametrize(
+    ("text", "figure", "value"),
+    [
+        ("In the world with 18 10000 employees", "18 10000", 180_000),
+        ("nearly 300 Ten thousand units", "300 Ten thousand", 3_000_000),
+        ("about 3 million people", "3 million", 3_000_000),
+    ],
+)
+def test_a_mistranslated_figure_is_read_by_rule(text: str, figure: str, value: float) -> None:
+    (found,) = figures_in(text)
+    assert found.text == figure and found.value == value
+    assert text[found.start : found.end] == figure
+
+
+def test_plain_figures_need_no_reading() -> None:
+    assert figures_in("in 130 Many countries since 2050 , 20 Years") == []
