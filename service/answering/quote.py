@@ -127,11 +127,33 @@ def _weight(word: str, asked: frozenset[str]) -> float:
     return _FIGURE_WEIGHT if word[0] == "#" else 1.0
 
 
-def _closing(source: str, end: int) -> int:
-    """Extend a span over the closing brackets, quote marks or percent sign right after it."""
+_PAIRS = {")": "(", "]": "[", "\u201d": "\u201c", "\u2019": "\u2018"}  # closer: opener
+
+
+def _closing(source: str, start: int, end: int) -> int:
+    """Extend a span over the closers right after it that it opens, and a percent sign.
+
+    "Great Fire of 1901" keeps its closing quote when it holds the opening one; "Euler" in
+    "(especially Euler)" does not take the bracket of a phrase it starts inside.
+    """
     while end < len(source) and source[end] in _CLOSERS:
+        closer, text = source[end], source[start:end]
+        opener = _PAIRS.get(closer)
+        if opener is not None and text.count(opener) <= text.count(closer):
+            break
+        if closer in "\"'" and text.count(closer) % 2 == 0:
+            break
         end += 1
     return end
+
+
+def _enclosed(source: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span that a pair of brackets or quotes encloses exactly: "Great Fire of 1901"."""
+    if 0 < start and end < len(source):
+        before, after = source[start - 1], source[end]
+        if _PAIRS.get(after) == before or (before == after and before in "\"'"):
+            return start - 1, end + 1
+    return start, end
 
 
 def _opening(source: str, start: int, end: int) -> int:
@@ -313,8 +335,9 @@ def align(reply: str, source: str, question: str = "", *, statement: bool = Fals
     start, end = words[i][1], words[j][2]
     if asks_several(question):
         start, end = _whole_lists(source, start, end)
-    end = _closing(source, end)
+    start, end = _enclosed(source, start, end)
     start = _opening(source, start, end)
+    end = _closing(source, start, end)
     return Quote(source[start:end], start, end, round(recall, 4), copied is not None)
 
 

@@ -214,8 +214,9 @@ CARBON = (
          "Renault (Renault)、 Dacia (Dacia)、 LADA (Lada)、Alpine and Mobilize"),
         ("China", COUNTRIES, "With which countries will they cooperate?",
          "China and South Korea"),
-        # A bracket is kept with what it closes.
+        # A bracket is kept with what it closes, and only then.
         ("MoU", DATELINE, "What did they sign?", "(MoU)"),
+        ("Euler", "proved it (especially Euler) in 1750.", "Who else proved it?", "Euler"),
         # A phrase never ends on a word that leaves it dangling.
         ("Rotterdam, where he", "In 1632 he moved to Rotterdam, where he died in 1650.",
          "Where did he move in 1632?", "Rotterdam"),
