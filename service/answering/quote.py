@@ -149,7 +149,7 @@ def _closing(source: str, start: int, end: int) -> int:
 
 def _enclosed(source: str, start: int, end: int) -> tuple[int, int]:
     """Widen a span that a pair of brackets or quotes encloses exactly: "Great Fire of 1901"."""
-    if 0 < start and end < len(source):
+    if start > 0 and end < len(source):
         before, after = source[start - 1], source[end]
         if _PAIRS.get(after) == before or (before == after and before in "\"'"):
             return start - 1, end + 1
