@@ -26,13 +26,12 @@ import msgspec
 
 from index import CorpusIndex, Embedder
 from service.answering.compose import Composition, VerifiedClaim
-from service.answering.ground import Abstention, Grounder, answerability, answers_as_asked
+from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.instructions import document_instructions
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
 from service.answering.phrase import shortest_phrase
 from service.answering.prompts import render_answer_prompt
-from service.answering.quote import align
 from service.answering.reading import Reading
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
@@ -531,30 +530,29 @@ class Answerer:
                 given = composition
             else:
                 given = Composition(reading.sentences)
-                for i in judged_on:
-                    candidate = reading.retriever.candidate(q.retrieval, i)
-                    given.add([await self._shortest(llm, q, candidate)])
+                given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
+                           for i in judged_on])  # fmt: skip
+            if support is not None and not asks_yes_or_no(q.retrieval.question):
+                given = await self._shortest(llm, q, given, support)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)
 
-    async def _shortest(self, llm: ChatModel, q: Asking, candidate: Candidate) -> VerifiedClaim:
-        """A sentence about to be given whole, as the shortest phrase of it that answers.
+    async def _shortest(
+        self, llm: ChatModel, q: Asking, given: Composition, support: float
+    ) -> Composition:
+        """The answer as the shortest phrase of its cited sentences that answers, if any.
 
-        Kept whole when the LLM copies no phrase of it, or one that lacks what the
-        question asks for (a figure, every item of a list).
+        Asked right after the judge's yes, about the same sentences (``phrase``).
         """
-        sentence = q.reading.sentences[candidate.index].text
-        question = q.retrieval.question
-        if asks_yes_or_no(question):
-            # The evidence is the words of the sentence the question asks about: asked
-            # for a phrase, the small model answers "Yes" or "No" instead.
-            quote = align(question, sentence, statement=True)
-        else:
-            quote = await shortest_phrase(llm, sentence, question, q.deadline, q.timings)
-        if quote is None or not answers_as_asked(question, quote.text, [sentence]):
-            return _whole(q.reading, candidate)
-        return VerifiedClaim(quote.text, candidate.index, candidate.evidence)
+        cited = given.cited
+        texts = [q.reading.sentences[i].text for i in cited]
+        phrase = await shortest_phrase(llm, texts, q.retrieval.question, q.deadline, q.timings)
+        if phrase is None:
+            return given
+        shortest = Composition(q.reading.sentences)
+        shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
+        return shortest
 
     def _without_llm_answer(
         self, q: Asking, because: Abstention, composition: Composition

@@ -64,9 +64,17 @@ def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, s
     return _chat("judge", {}, {"sentences": text, "question": question})
 
 
-def render_phrase_prompt(sentence: str, question: str) -> list[dict[str, str]]:
-    """Chat messages asking for the shortest phrase of ``sentence`` that answers ``question``."""
-    return _chat("phrase", {}, {"sentence": _one_line(sentence), "question": question})
+def render_phrase_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
+    """The judge's prompt, its "yes", then a request for the shortest phrase that answers.
+
+    The judge's whole prompt is the prefix, so the LLM server processes only the last turn.
+    """
+    _, follow = _template("phrase")
+    return [
+        *render_judge_prompt(sentences, question),
+        {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": follow.substitute()},
+    ]
 
 
 def render_verdict_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:

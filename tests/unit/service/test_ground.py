@@ -161,8 +161,10 @@ def test_a_refused_reply_is_answered_from_its_best_sentence_when_the_judge_says_
     (citation,) = given["citations"]
     assert CMA in citation["text"] and given["answer"] == "Lingke energy saving platform CMA [1]."
     assert shown_text(events) == given["answer"] and "phrase" in given["timings_ms"]
-    phrase_prompt = upstream.requests[-1]["messages"][-1]["content"]
-    assert KOREA in phrase_prompt and CMA in phrase_prompt  # that sentence alone, fenced
+    # The phrase is asked as the turn after the judge's own prompt and its yes.
+    *judged, said_yes, asked = upstream.requests[-1]["messages"]
+    assert judged == upstream.requests[-2]["messages"] and said_yes["content"] == "yes"
+    assert "shortest phrase" in asked["content"]
     whole = ask_events(base, {"question": KOREA})[-1][1]
     (citation,) = whole["citations"]
     assert whole["answer"] == f"{citation['text'].rstrip('. ')} [1]."
@@ -242,13 +244,14 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
     reply = (
         f"They will be based on Lingke energy saving platform CMA {label_of(upstream, 'Lingke')}."
     )
-    upstream.queue(reply, YES, reply, NO)
+    upstream.queue(reply, YES, "Lingke energy saving platform CMA", reply, NO)
     events = ask_events(base, {"question": question})
     given = events[-1][1]
     assert given["answerable"] is True and CMA in given["citations"][0]["text"]
+    assert given["answer"] == "Lingke energy saving platform CMA [1]."  # the phrase asked after
     assert "second_opinion" in given["timings_ms"]
     assert shown_text(events) == given["answer"]  # streamed as it was given
-    opinion = upstream.requests[-1]["messages"][-1]["content"]
+    opinion = upstream.requests[-2]["messages"][-1]["content"]
     assert question in opinion and "Lingke" in opinion  # the cited sentence, fenced
     held = ask_events(base, {"question": question})[-1][1]
     assert held["abstained_because"] == "off_point" and held["citations"] == []
