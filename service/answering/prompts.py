@@ -73,7 +73,7 @@ def render_phrase_prompt(sentences: list[str], question: str) -> list[dict[str, 
     return [
         *render_judge_prompt(sentences, question),
         {"role": "assistant", "content": "yes"},
-        {"role": "user", "content": follow.substitute()},
+        {"role": "user", "content": follow.substitute(question=question)},
     ]
 
 
