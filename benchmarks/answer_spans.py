@@ -7,9 +7,11 @@ Each answerable question of ``../shared/eval/squad`` is asked with its gold sent
 only sources, through the answer prompt given (default: the one the service uses; pass an older
 prompt file to measure an older design on the same questions). Printed: SQuAD's F1 and exact
 match (its own normalisation, markers removed) of the model's raw reply, which is the model's
-own limit, and of the quote the service would show (``quote.align`` of the reply against the
-sentence it labelled), the share of replies that copy their sentence word for word, and the
-reply time. Write-up: ``benchmarks/results/answer-spans.md``.
+own limit; of the quote of the reply (``quote.align`` against the sentence it labelled); and
+of what the service shows, the shortest phrase asked as the turn after the judge's prompt
+(``phrase.shortest_phrase``), or that quote when the phrase is no copy. Also: the share of
+replies that copy their sentence word for word, and the time of the reply and of the phrase.
+Write-up: ``benchmarks/results/answer-spans.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from string import Template
 from typing import Any
 
 from service import Settings, exact_match, load_runtime, shown_words, token_f1
-from service.answering import align, claims_of
+from service.answering import align, claims_of, shortest_phrase
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "questions.jsonl"
 PROMPT = Path(__file__).resolve().parents[1] / "prompts" / "answer.md"
@@ -72,9 +74,17 @@ async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
                     break
         raw_f1, raw_em = _best(raw, r["answers"]) if raw else (0.0, False)
         f1, em = _best(shown, r["answers"]) if shown else (0.0, False)
+        # The service's design: the shortest phrase asked as the turn after the judge's.
+        timings: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        phrase = await shortest_phrase(runtime.llm, sentences, r["question"], deadline, timings)
+        phrased = phrase.quote.text if phrase is not None else shown
+        phrase_f1, phrase_em = _best(phrased, r["answers"]) if phrased else (0.0, False)
         results.append({"id": r["id"], "question": r["question"], "answers": r["answers"],
                         "reply": reply, "shown": shown, "copied": copied, "raw_f1": raw_f1,
-                        "raw_em": raw_em, "f1": f1, "em": em, "ms": round(elapsed, 1)})  # fmt: skip
+                        "raw_em": raw_em, "f1": f1, "em": em, "ms": round(elapsed, 1),
+                        "phrased": phrased, "phrase_f1": phrase_f1, "phrase_em": phrase_em,
+                        "phrase_ms": timings.get("phrase", 0.0)})  # fmt: skip
     await runtime.aclose()
     n = len(results)
     return {
@@ -88,6 +98,9 @@ async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
         "copied": round(sum(x["copied"] for x in results) / n, 3),
         "shown_words_p50": statistics.median(len(x["shown"].split()) for x in results),
         "reply_ms_p50": round(statistics.median(x["ms"] for x in results), 1),
+        "phrase_f1": round(sum(x["phrase_f1"] for x in results) / n, 3),
+        "phrase_em": round(sum(x["phrase_em"] for x in results) / n, 3),
+        "phrase_ms_p50": round(statistics.median(x["phrase_ms"] for x in results), 1),
         "rows": results,
     }
 

@@ -95,6 +95,18 @@ def test_cma_question_is_answered_and_cited_verbatim(server: httpx.Client) -> No
         assert text[c["start"] : c["end"]] == c["text"]
 
 
+def test_a_figure_is_answered_short_with_its_reading(server: httpx.Client) -> None:
+    body = server.post(
+        "/v1/ask", json={"question": "How many employees does Renault group have worldwide?"}
+    ).json()
+    assert body["answerable"] is True and "18 10000" in body["answer"], body
+    # The figure asked for, not the sentence of countries, staff and sales it stands in.
+    assert len(body["answer"].split()) <= 6 and "130" not in body["answer"], body
+    assert {"text": "18 10000", "value": 180000.0, "reading": "180,000", "citation": 1} in (
+        body["figures"]
+    )
+
+
 def test_unanswerable_question_is_abstained(server: httpx.Client) -> None:
     body = server.post("/v1/ask", json={"question": "What is Geely's annual revenue?"}).json()
     assert body["answerable"] is False and body["citations"] == []
