@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     support_judge: bool = True
     support_judge_min: float = Field(default=0.35, ge=0.0, le=1.0)
     second_opinion_min: float = Field(default=0.4, ge=0.0, le=1.0)
+    # After the judge's yes, the LLM is asked, as the next turn of the judge's prompt, for the
+    # shortest phrase of the cited sentences that answers (prompts/phrase.md); a phrase that
+    # copies its sentence is shown instead of the quote. One more short call (p50 2.7 s on
+    # SQuAD here, benchmarks/results/answer-spans.md); needs the support judge.
+    shortest_phrase: bool = True
     # Segments this big or bigger (a first build, a merge) keep compressed vectors in memory:
     # IVF-PQ codes, each search re-ranked exactly from the full vectors on disk.
     compress_above: int = Field(default=1_000_000, ge=1)

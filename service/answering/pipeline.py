@@ -532,7 +532,8 @@ class Answerer:
                 given = Composition(reading.sentences)
                 given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
                            for i in judged_on])  # fmt: skip
-            if support is not None and not asks_yes_or_no(q.retrieval.question):
+            phrased = self.settings.shortest_phrase and not asks_yes_or_no(q.retrieval.question)
+            if support is not None and phrased:
                 given = await self._shortest(llm, q, given, support)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
