@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.answering.judge import first_token_alternatives
+from service.answering.measures import numbers_supported
 from service.answering.prompts import render_verdict_prompt
 from service.llm import ChatModel
 from service.schemas import Verdict
@@ -27,6 +28,7 @@ __all__ = [
     "asks_yes_or_no",
     "judge_verdict",
     "read_verdict",
+    "states_other_figures",
     "with_verdict",
     "without_verdict",
 ]
@@ -67,6 +69,15 @@ class Judged:
     verdict: Verdict
 
 
+def states_other_figures(question: str, sentences: Sequence[str]) -> bool:
+    """Whether a yes/no question states a figure its sentences do not ("2030" for "2050").
+
+    The small judge says yes to most such false premises; a figure the sentences do not
+    state is no premise they bear out, so the verdict is no.
+    """
+    return not any(numbers_supported(question, sentence) for sentence in sentences)
+
+
 def read_verdict(top: Sequence[tuple[str, float]]) -> Judged | None:
     """The judgement in a reply's first token alternatives; None without any."""
     yes = no = unknown = 0.0
@@ -97,7 +108,10 @@ async def judge_verdict(
     """Whether ``sentences`` settle a yes/no question, and which way; None on no judgement."""
     messages = render_verdict_prompt(list(sentences), question)
     top = await first_token_alternatives(llm, messages, deadline, timings, name)
-    return None if top is None else read_verdict(top)
+    judged = None if top is None else read_verdict(top)
+    if judged is not None and states_other_figures(question, sentences):
+        return Judged(judged.support, "no")
+    return judged
 
 
 def with_verdict(answer: str, verdict: Verdict, language: str) -> str:

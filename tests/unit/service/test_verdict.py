@@ -69,3 +69,12 @@ def test_a_mistranslated_figure_is_read_by_rule(text: str, figure: str, value: f
 
 def test_plain_figures_need_no_reading() -> None:
     assert figures_in("in 130 Many countries since 2050 , 20 Years") == []
+
+
+def test_a_figure_the_sentence_does_not_state_is_a_false_premise() -> None:
+    from service.answering.verdict import states_other_figures
+
+    carbon = "Renault group has set 2050 Achieve the goal of carbon neutrality in Europe in ."
+    assert states_other_figures("Has Renault group set 2030 as the year?", [carbon])
+    assert not states_other_figures("Has Renault group set 2050 as the year?", [carbon])
+    assert not states_other_figures("Is Renault group carbon neutral?", [carbon])
