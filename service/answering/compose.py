@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from index import Sentence
 from service.answering.language import ABSTAIN_TEXTS
 from service.answering.measures import figures_in
+from service.answering.quote import Quote
 from service.schemas import Citation, FigureReading
 
 __all__ = ["ABSTAIN_TEXT", "Composition", "VerifiedClaim", "cite"]
@@ -86,6 +87,24 @@ class Composition:
     def statement(self) -> str:
         """What the answer says, without its ``[n]`` markers (which are figures too)."""
         return " ".join(self.claims)
+
+    def overlaps(self, sentence_index: int, quote: Quote) -> bool:
+        """Whether ``quote`` (offsets into that sentence) overlaps a part quoting it.
+
+        A part that is the whole sentence overlaps any quote of it.
+        """
+        source = self.sentences[sentence_index].text
+        for body, n in zip(self.claims, self.markers, strict=True):
+            if self.numbers.get(sentence_index) != n:
+                continue
+            start = source.find(body)
+            if start < 0:  # flattened whitespace: compare words instead
+                if set(quote.text.split()) & set(body.split()):
+                    return True
+                continue
+            if quote.start < start + len(body) and start < quote.end:
+                return True
+        return False
 
     @property
     def figures(self) -> list[FigureReading]:

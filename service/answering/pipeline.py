@@ -544,12 +544,15 @@ class Answerer:
     ) -> Composition:
         """The answer as the shortest phrase of its cited sentences that answers, if any.
 
-        Asked right after the judge's yes, about the same sentences (``phrase``).
+        Asked right after the judge's yes, about the same sentences (``phrase``). The
+        phrase shortens the verified reply, never replaces it: it must overlap a quote of
+        the reply (the model asked for a phrase alone picks other names of the sentence:
+        "China" for what the two sides share).
         """
         cited = given.cited
         texts = [q.reading.sentences[i].text for i in cited]
         phrase = await shortest_phrase(llm, texts, q.retrieval.question, q.deadline, q.timings)
-        if phrase is None:
+        if phrase is None or not given.overlaps(cited[phrase.sentence], phrase.quote):
             return given
         shortest = Composition(q.reading.sentences)
         shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])

@@ -259,6 +259,12 @@ def _clause_edges(
     return i, j
 
 
+def _acronym(source: str, word: tuple[str, int, int]) -> bool:
+    """Whether a word is written in capitals, as names like "CMA" or "LADA" are."""
+    written = source[word[1] : word[2]]
+    return len(written) >= 2 and written.isalpha() and written.isupper()
+
+
 def _whole_name(source: str, words: list[tuple[str, int, int]], i: int) -> int:
     """Move a span's start back to the start of the name it starts inside."""
     while (
@@ -325,6 +331,12 @@ def align(reply: str, source: str, question: str = "", *, statement: bool = Fals
         i, j = _clause_edges(source, words, i, j)
     i, j = _trim(source, words, i, j, asked)
     i = _whole_name(source, words, i)
+    while (
+        j + 1 < len(words)
+        and _acronym(source, words[j + 1])
+        and _joined(source, words[j], words[j + 1])
+    ):
+        j += 1  # "Lingke energy saving platform" is named by the "CMA" after it
     unit = words[j + 1] if j + 1 < len(words) else None
     if words[j][0][0] == "#" and unit is not None and _is_unit(source, words[j], unit):
         j += 1  # a figure keeps its unit: "18 10000 employees", "20 Years"

@@ -108,3 +108,20 @@ def test_a_copied_phrase_is_shown_whole_though_the_question_names_its_first_word
     ).json()
     assert body["answer"] == "Renault Samsung [1]."
     assert body["verdict"] is None and body["figures"] == []
+
+
+def test_the_phrase_asked_after_the_judge_shortens_the_reply_and_never_replaces_it(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    question = "What will the two sides share in their cooperation?"
+    reply = f"The two sides will share resources and technologies {label_of(upstream, 'Share')}."
+    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+    # Another name of the same sentence is no shorter form of what the reply said.
+    upstream.queue(reply, yes, "China")
+    other = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert other["answer"] == "resources and technologies [1]."
+    upstream.queue(reply, yes, "resources")
+    shorter = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert shorter["answer"] == "resources [1]." and "phrase" in shorter["timings_ms"]
+    assert "Share resources" in shorter["citations"][0]["text"]

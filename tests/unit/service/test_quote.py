@@ -206,6 +206,8 @@ CARBON = (
          "Renault Samsung"),
         # A copy that starts inside a name starts where the name does.
         ("Holding Group", DATELINE, "Who signed the memorandum?", "Geely Holding Group"),
+        # A name in capitals after the phrase names it: "… platform CMA".
+        ("Lingke energy saving platform", CMA_SENTENCE, KOREA, "Lingke energy saving platform CMA"),
         # A year has no unit: "2050 Achieve" is the start of the next clause.
         ("2050", CARBON, "In which year will it be carbon neutral?", "2050"),
         ("20", KOREA_HISTORY, "How many years of experience?", "20 Years"),
