@@ -90,6 +90,7 @@ from service.answering.verdict import (
     Judged,
     asks_yes_or_no,
     read_verdict,
+    states_other_figures,
     with_verdict,
     without_verdict,
 )
@@ -158,6 +159,7 @@ __all__ = [
     "shard_of",
     "shortest_phrase",
     "standalone_question",
+    "states_other_figures",
     "suspect",
     "suspect_question",
     "terms",

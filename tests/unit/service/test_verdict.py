@@ -10,6 +10,7 @@ from service.answering import (
     asks_yes_or_no,
     figures_in,
     read_verdict,
+    states_other_figures,
     with_verdict,
     without_verdict,
 )
@@ -72,8 +73,6 @@ def test_plain_figures_need_no_reading() -> None:
 
 
 def test_a_figure_the_sentence_does_not_state_is_a_false_premise() -> None:
-    from service.answering.verdict import states_other_figures
-
     carbon = "Renault group has set 2050 Achieve the goal of carbon neutrality in Europe in ."
     assert states_other_figures("Has Renault group set 2030 as the year?", [carbon])
     assert not states_other_figures("Has Renault group set 2050 as the year?", [carbon])
