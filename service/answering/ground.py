@@ -17,6 +17,7 @@ from enum import StrEnum
 from service.answering.compose import VerifiedClaim
 from service.answering.instructions import document_instructions, document_suspects, examples_for
 from service.answering.measures import (
+    adds_to,
     asks_several,
     coverage,
     entities_supported,
@@ -198,7 +199,7 @@ class Grounder:
         for ci, claim in enumerate(claims):
             claim_terms = terms(claim.text)
             novel = claim_terms - q_terms
-            if not novel and not numbers_in(claim.text) - numbers_in(question):
+            if not adds_to(question, claim.text):
                 continue  # it only restates the question: no answer in it
             scored = []
             for si, sentence_index in enumerate(context):

@@ -19,6 +19,7 @@ from index import tokenize
 __all__ = [
     "Figure",
     "Terms",
+    "adds_to",
     "asks_several",
     "coverage",
     "entities_supported",
@@ -94,6 +95,11 @@ def name_lists(text: str) -> list[list[str]]:
 def terms(text: str) -> Terms:
     """Stemmed content words of ``text``, numbers excluded."""
     return frozenset(tokenize(text))
+
+
+def adds_to(question: str, text: str) -> bool:
+    """Whether ``text`` says more than ``question``: a term or a figure the question lacks."""
+    return bool(terms(text) - terms(question) or numbers_in(text) - numbers_in(question))
 
 
 def coverage(needle: Terms, haystack: Terms, weights: Mapping[str, float] | None = None) -> float:

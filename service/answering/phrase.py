@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import anyio
 
 from service.answering.ground import answers_as_asked
-from service.answering.measures import numbers_in, terms
+from service.answering.measures import adds_to
 from service.answering.prompts import render_phrase_prompt
 from service.answering.quote import Quote, align
 from service.errors import LLMError
@@ -62,13 +62,10 @@ async def shortest_phrase(
         timings["phrase"] = elapsed_ms(started)
     reply = " ".join(reply.split()).strip("\"'“”")
     log.debug("shortest phrase: %r", reply)
-    asked = terms(question)
     for k, sentence in enumerate(sentences):
         quote = align(reply, sentence, question)
-        if quote is None or not quote.copied:
+        if quote is None or not quote.copied or not adds_to(question, quote.text):
             continue
-        if not (terms(quote.text) - asked or numbers_in(quote.text) - numbers_in(question)):
-            continue  # only the question's own words
         if answers_as_asked(question, quote.text, [sentence]):
             return Phrase(k, quote)
     return None

@@ -118,6 +118,11 @@ class Asking:
     deadline: float = field(init=False)  # monotonic; one answer's LLM time ends here
     verdict: Verdict | None = None  # a yes/no question's, once judged
 
+    @property
+    def yes_or_no(self) -> bool:
+        """Whether the question asked of the documents is answered by yes or no."""
+        return asks_yes_or_no(self.retrieval.question)
+
 
 @dataclass
 class Answerer:
@@ -415,8 +420,7 @@ class Answerer:
             return composition.cited
         untrusted = q.reading.grounder.untrusted
         # A bare "Yes [S1]" says nothing its label could be checked against.
-        yes_or_no = asks_yes_or_no(q.retrieval.question)
-        for claim in [] if yes_or_no else claims_of(parser.raw, parser.context):
+        for claim in [] if q.yes_or_no else claims_of(parser.raw, parser.context):
             hinted = sorted(i for i in claim.hints if i not in untrusted)
             if hinted:
                 return hinted[:1]
@@ -432,8 +436,8 @@ class Answerer:
         # as it streams, and released once it is complete and judged.
         # An answer that may be rendered in another language is held whole as well.
         across = q.retrieval.question != q.question or q.language != q.reading.language
-        yes_or_no = asks_yes_or_no(q.retrieval.question)  # its verdict opens the answer
-        hold = self.settings.support_judge or (across and self._translating) or yes_or_no
+        # A yes/no question's verdict opens its answer, so the answer waits for it.
+        hold = self.settings.support_judge or (across and self._translating) or q.yes_or_no
         llm_started = time.perf_counter()
         failure: LLMError | None = None
         confidence: float | None = None
@@ -485,7 +489,7 @@ class Answerer:
             response = await self._judged(llm, q, parser, composition)
         if response.answerable and not composition.released_parts and self._translating:
             response = await self._rendered(llm, q, response)
-        if response.answerable and yes_or_no:
+        if response.answerable and q.yes_or_no:
             response = await self._with_verdict(llm, q, response)
         response = msgspec.structs.replace(response, answerability=confidence)
         timings["total"] = elapsed_ms(q.started)
@@ -513,7 +517,7 @@ class Answerer:
             name = "judge" if because is None else "second_opinion"
             texts = [reading.sentences[i].text for i in judged_on]
             question = q.retrieval.question
-            if asks_yes_or_no(question):  # whether the text settles it, and which way
+            if q.yes_or_no:  # whether the text settles it, and which way
                 judged = await judge_verdict(llm, texts, question, q.deadline, q.timings, name)
                 if judged is not None:
                     support, q.verdict = judged.support, judged.verdict
@@ -532,8 +536,7 @@ class Answerer:
                 given = Composition(reading.sentences)
                 given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
                            for i in judged_on])  # fmt: skip
-            phrased = self.settings.shortest_phrase and not asks_yes_or_no(q.retrieval.question)
-            if support is not None and phrased:
+            if support is not None and self.settings.shortest_phrase and not q.yes_or_no:
                 given = await self._shortest(llm, q, given, support)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
@@ -611,7 +614,7 @@ def _settle(
     all of them.
     """
     grounder = q.reading.grounder
-    if asks_yes_or_no(q.retrieval.question):
+    if q.yes_or_no:
         # The reply's own yes or no is not trusted, and its claim restates the question
         # ("Renault group is allied with Nissan"): it is quoted as the evidence for it.
         claims = [replace(c, text=without_verdict(c.text)) for c in claims]
