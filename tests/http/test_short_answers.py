@@ -115,13 +115,29 @@ def test_the_phrase_asked_after_the_judge_shortens_the_reply_and_never_replaces_
 ) -> None:
     base = live_server(support_judge=True)
     question = "What will the two sides share in their cooperation?"
-    reply = f"The two sides will share resources and technologies {label_of(upstream, 'Share')}."
+    reply = (
+        "The two sides will share resources and technologies , and carry out cooperation "
+        f"{label_of(upstream, 'Share')}."
+    )
     yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
     # Another name of the same sentence is no shorter form of what the reply said.
     upstream.queue(reply, yes, "China")
     other = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
-    assert other["answer"] == "resources and technologies [1]."
+    assert other["answer"] == "resources and technologies , And carry out cooperation [1]."
     upstream.queue(reply, yes, "resources")
     shorter = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
     assert shorter["answer"] == "resources [1]." and "phrase" in shorter["timings_ms"]
     assert "Share resources" in shorter["citations"][0]["text"]
+
+
+def test_a_reply_already_phrase_sized_is_shown_without_asking_for_a_phrase(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    question = "What will the two sides share in their cooperation?"
+    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+    upstream.queue(f"resources and technologies {label_of(upstream, 'Share')}", yes)
+    before = len(upstream.requests)
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert body["answer"] == "resources and technologies [1]."
+    assert "phrase" not in body["timings_ms"] and len(upstream.requests) == before + 2
