@@ -1,12 +1,21 @@
 """Latency and memory of the pipeline, each against a baseline measured in the same run.
 
     .venv/bin/python benchmarks/latency.py [--rounds N] [--json OUT]
+    .venv/bin/python benchmarks/latency.py --corpus ../shared/eval/squad/docs.jsonl \
+        --corpus corpus/renault-geely-mou.txt \
+        --questions ../shared/eval/squad/questions.jsonl [--offset N] [--limit N]
 
 Figures: cold start to ready (embedder, index, LLM load and prompt-cache warm-up), the first
 answer after ready, p50/p95 of search, ask in extractive mode and ask with the LLM over the
 development questions, and peak RSS. Baselines: a bare query ``encode`` for search, and a bare
 chat completion with the identical prompt for the LLM ask, so each ratio is the pipeline's own
 overhead over the work it cannot avoid.
+
+With ``--corpus``, the questions are asked of an index of those documents (built once, under
+``var/eval-<checksum>`` as ``citeqa eval`` builds it), which is the large-corpus case: the
+prompt holds each question's best sentences, uncached. The bare completion is sent that same
+prompt. Prompt and generation tokens per second come from llama.cpp's own counters
+(``/metrics`` of the embedded server), over the asks alone and over the bare completions alone.
 """
 
 from __future__ import annotations
@@ -20,8 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from index import corpus_checksum, read_documents
 from service import Settings, load_runtime
-from service.answering import AnswerDelta, render_answer_prompt
+from service.answering import AnswerDelta
+from service.eval import read_questions
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 FALLBACK = [
@@ -38,15 +51,76 @@ def _ms(samples: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1)}
 
 
-async def main(rounds: int) -> dict[str, Any]:
-    """Measure every figure once, with its baseline."""
-    questions = (
-        [q["q"] for q in json.loads(QUESTIONS.read_text())["questions"]]
-        if QUESTIONS.exists()
-        else FALLBACK
+_COUNTERS = (
+    "llamacpp:prompt_tokens_total",
+    "llamacpp:prompt_seconds_total",
+    "llamacpp:tokens_predicted_total",
+    "llamacpp:tokens_predicted_seconds_total",
+)
+
+
+class _Counters:
+    """llama.cpp's token counters, read before and after a pass: its own tokens per second."""
+
+    def __init__(self, base_url: str | None) -> None:
+        self.url = None if base_url is None else base_url.removesuffix("/v1") + "/metrics"
+
+    def read(self) -> dict[str, float]:
+        if self.url is None:
+            return {}
+        text = httpx.get(self.url, timeout=10).text
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in _COUNTERS:
+                values[name] = float(value)
+        return values
+
+    @staticmethod
+    def rates(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+        if not before or not after:
+            return {"prompt_tokens_per_s": None, "generated_tokens_per_s": None}
+
+        def rate(tokens: str, seconds: str) -> float | None:
+            spent = after[seconds] - before[seconds]
+            return round((after[tokens] - before[tokens]) / spent, 1) if spent > 0 else None
+
+        return {
+            "prompt_tokens": after[_COUNTERS[0]] - before[_COUNTERS[0]],
+            "prompt_tokens_per_s": rate(_COUNTERS[0], _COUNTERS[1]),
+            "generated_tokens": after[_COUNTERS[2]] - before[_COUNTERS[2]],
+            "generated_tokens_per_s": rate(_COUNTERS[2], _COUNTERS[3]),
+        }
+
+
+def _settings(corpus: list[Path]) -> Settings:
+    """The served settings, or an index of ``corpus`` of its own, as ``citeqa eval`` keeps one."""
+    base = Settings()
+    if not corpus:
+        return base
+    checksum = corpus_checksum(read_documents(corpus))[:12]
+    return base.model_copy(
+        update={"corpus": corpus, "index_dir": base.index_dir.parent / f"eval-{checksum}"}
     )
+
+
+def _questions(path: Path | None, offset: int, limit: int | None) -> list[str]:
+    if path is not None:
+        return [q.question for q in read_questions(path)][
+            offset : None if limit is None else offset + limit
+        ]
+    if QUESTIONS.exists():
+        return [q["q"] for q in json.loads(QUESTIONS.read_text())["questions"]]
+    return FALLBACK
+
+
+async def main(
+    rounds: int, corpus: list[Path], questions_path: Path | None, offset: int, limit: int | None
+) -> dict[str, Any]:
+    """Measure every figure once, with its baseline."""
+    questions = _questions(questions_path, offset, limit)
     started = time.perf_counter()
-    runtime = await load_runtime(Settings())
+    runtime = await load_runtime(_settings(corpus))
     cold_start = (time.perf_counter() - started) * 1000
     answerer = runtime.answerer
     assert runtime.llm is not None
@@ -75,23 +149,27 @@ async def main(rounds: int) -> dict[str, Any]:
             extractive.append((time.perf_counter() - t) * 1000)
     # Two separate passes, so that each call finds only the shared prefix cached,
     # never its own whole prompt.
-    sentences = [s.text for s in answerer.index.sentences]
-    for q in questions:
+    counters = _Counters(
+        runtime.embedded.base_url if runtime.embedded else answerer.settings.llm_base_url
+    )
+    prompts = [answerer.answer_prompt(q) for q in questions]
+    before = counters.read()
+    for messages in prompts:
         t = time.perf_counter()
-        await runtime.llm.complete(
-            render_answer_prompt(sentences, q), max_tokens=answerer.settings.llm_max_tokens
-        )
+        await runtime.llm.complete(messages, max_tokens=answerer.settings.llm_max_tokens)
         bare_llm.append((time.perf_counter() - t) * 1000)
+    between = counters.read()
     for q in questions:
         t = time.perf_counter()
         await answerer.ask(q)
         ask.append((time.perf_counter() - t) * 1000)
+    after = counters.read()
     # Streaming: time to the first shown text and to the end, against the time to the
     # first token of a bare upstream stream with the identical prompt.
     first_text, stream_total, bare_first = [], [], []
-    for q in questions:
+    for messages in prompts:
         t = time.perf_counter()
-        async for _ in runtime.llm.stream(render_answer_prompt(sentences, q), max_tokens=1):
+        async for _ in runtime.llm.stream(messages, max_tokens=1):
             bare_first.append((time.perf_counter() - t) * 1000)
             break
     for q in questions:
@@ -122,6 +200,9 @@ async def main(rounds: int) -> dict[str, Any]:
         "first_text_over_bare_first_token_p50": round(
             statistics.median(first_text) / statistics.median(bare_first), 2
         ),
+        "llama_bare": _Counters.rates(before, between),
+        "llama_ask": _Counters.rates(between, after),
+        "corpus_sentences": len(answerer.index.sentences),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "questions": len(questions),
     }
@@ -132,8 +213,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of search/extractive")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--corpus", type=Path, action="append", default=[], help="documents to index and ask"
+    )
+    parser.add_argument("--questions", type=Path, default=None, help="SQuAD JSONL or article JSON")
+    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    result = asyncio.run(main(args.rounds))
+    result = asyncio.run(main(args.rounds, args.corpus, args.questions, args.offset, args.limit))
     for key, value in result.items():
         print(f"{key:>30}: {value}")
     if args.json:

@@ -241,6 +241,11 @@ class Answerer:
         sources = [reading.sentences[i].text for i in context]
         return context, render_answer_prompt(sources, retrieval.question)
 
+    def answer_prompt(self, question: str) -> list[dict[str, str]]:
+        """The answer prompt the LLM is sent for an English ``question``, to time it bare."""
+        reading = self.reading
+        return self._prompt(reading, reading.retriever.retrieve(question))[1]
+
     def _abstain(
         self, q: Asking, because: Abstention, *, mode: AnswerMode = "llm", degraded: bool = False
     ) -> AskResponse:

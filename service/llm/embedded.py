@@ -124,6 +124,7 @@ class EmbeddedServer:
     threads: int = 2
     # llama.cpp's own console output: 0 keeps it quiet, 3 shows its load and timing lines.
     verbosity: int = 0
+    base_url: str | None = None  # set by start()
 
     def params(self) -> Any:
         """llama.cpp's server parameters (``xllamacpp.CommonParams``) for this server."""
@@ -143,6 +144,7 @@ class EmbeddedServer:
         params.hostnames = ["127.0.0.1"]
         params.port = _free_port()
         params.cache_prompt = True
+        params.endpoint_metrics = True  # llama.cpp's own token counts and times, on loopback
         params.warmup = True
         params.verbosity = self.verbosity
         return params
@@ -156,7 +158,8 @@ class EmbeddedServer:
             self._server: xllamacpp.Server | None = xllamacpp.Server(params)
         except Exception as exc:
             raise ModelUnavailableError(f"embedded LLM failed to start: {exc}") from exc
-        return f"http://127.0.0.1:{params.port}/v1"
+        self.base_url = f"http://127.0.0.1:{params.port}/v1"
+        return self.base_url
 
     def stop(self) -> None:
         """Stop serving and free the model."""
