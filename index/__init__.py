@@ -12,13 +12,30 @@ Imports nothing from ``service``.
 
 from index.chunk import Chunk, chunk_sentences
 from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
-from index.documents import Document, corpus_checksum, markdown_title, read_documents
+from index.documents import (
+    Document,
+    corpus_checksum,
+    keep_originals,
+    markdown_title,
+    original_name,
+    read_documents,
+    read_original,
+)
 from index.embed import (
     BatchingEmbedder,
     EmbeddedAlready,
     Embedder,
     SentenceTransformerEmbedder,
     Vectors,
+)
+from index.extract import (
+    Extracted,
+    ExtractionError,
+    Run,
+    extract,
+    page_of,
+    pdf_boxes,
+    render_page,
 )
 from index.files import sha256_of
 from index.lexical import CJK, CJK_CHAR, WORD, stem_words, tokenize
@@ -71,11 +88,14 @@ __all__ = [
     "EmbedBatch",
     "EmbeddedAlready",
     "Embedder",
+    "Extracted",
+    "ExtractionError",
     "FaissStore",
     "FanOutStore",
     "IndexFormatError",
     "IndexMissingError",
     "Manifest",
+    "Run",
     "Segment",
     "Sentence",
     "SentenceTransformerEmbedder",
@@ -87,14 +107,21 @@ __all__ = [
     "chunk_sentences",
     "corpus_checksum",
     "current_snapshot",
+    "extract",
     "hold_snapshots",
+    "keep_originals",
     "load_or_build",
     "load_snapshot",
     "markdown_title",
     "merge_plan",
     "merged_segment",
+    "original_name",
+    "page_of",
+    "pdf_boxes",
     "read_documents",
+    "read_original",
     "release_snapshots",
+    "render_page",
     "save_snapshot",
     "sha256_of",
     "split_batch",

@@ -1,4 +1,4 @@
-"""Documents and how they are read from .txt, .md and .jsonl files."""
+"""Documents and how they are read from files: .txt, .md, .jsonl, and PDF, HTML and DOCX."""
 
 from __future__ import annotations
 
@@ -11,10 +11,21 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Document", "corpus_checksum", "markdown_title", "read_documents"]
+from index.extract import extract
+
+__all__ = [
+    "Document",
+    "corpus_checksum",
+    "keep_originals",
+    "markdown_title",
+    "original_name",
+    "read_documents",
+    "read_original",
+]
 
 _DOC_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _MARKDOWN_SUFFIXES = {".md", ".markdown"}
+_EXTRACTED_SUFFIXES = {".pdf", ".html", ".htm", ".xhtml", ".docx"}
 _H1 = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 
 
@@ -25,6 +36,44 @@ class Document(msgspec.Struct, frozen=True):
     title: str
     text: str
     metadata: dict[str, str] = msgspec.field(default_factory=dict)  # stored, not indexed
+    # A paged document (PDF): where each page starts in ``text``; None without pages.
+    pages: list[int] | None = None
+    # The file the text was extracted from (PDF, HTML, DOCX), kept beside the index by its
+    # sha256 (``keep_originals``); None for text given as text.
+    original: str | None = None
+
+
+_ORIGINALS = "originals"
+
+
+def original_name(data: bytes, kind: str) -> str:
+    """The name a file is kept under beside the index: its content, hashed, and its kind."""
+    return f"{hashlib.sha256(data).hexdigest()}.{kind}"
+
+
+def keep_originals(index_dir: Path, files: Iterable[tuple[str, bytes]]) -> None:
+    """Keep each ``(original_name, bytes)`` beside the index, once; written whole or not at all."""
+    from index.files import fsync
+
+    directory = index_dir / _ORIGINALS
+    for name, data in files:
+        target = directory / name
+        if target.exists():
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(data)
+        fsync(partial)
+        partial.replace(target)
+        fsync(directory)
+
+
+def read_original(index_dir: Path, name: str) -> bytes | None:
+    """A kept original's bytes; None if it is not kept (or the name is no kept name)."""
+    if not re.fullmatch(r"[0-9a-f]{64}\.[a-z]+", name):
+        return None
+    path = index_dir / _ORIGINALS / name
+    return path.read_bytes() if path.is_file() else None
 
 
 def markdown_title(text: str) -> str | None:
@@ -72,17 +121,38 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
                 ) from exc
 
 
-def read_documents(paths: Iterable[Path]) -> list[Document]:
-    """Read documents from .txt/.md files (one each) and .jsonl files (one per line).
+def read_documents(
+    paths: Iterable[Path], originals: list[tuple[str, bytes]] | None = None
+) -> list[Document]:
+    """Read documents from .txt/.md/.pdf/.html/.docx files (one each) and .jsonl (one per line).
 
-    A title and metadata for ``NAME.txt`` or ``NAME.md`` may sit beside it in ``NAME.meta.json``
-    (``{"title": ..., "metadata": {...}}``); the title there wins over a markdown heading.
+    A title and metadata for ``NAME.txt`` (or any single-document file) may sit beside it in
+    ``NAME.meta.json`` (``{"title": ..., "metadata": {...}}``); the title there wins over a
+    markdown heading or the file's own title. The bytes of each PDF, HTML or DOCX file go
+    into ``originals``, if given, to be kept beside the index (``keep_originals``).
     """
     docs: list[Document] = []
     for path in paths:
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             docs.extend(_read_jsonl(path))
+        elif suffix in _EXTRACTED_SUFFIXES:
+            data = path.read_bytes()
+            found = extract(data, path.name)
+            about = _sidecar(path)
+            name = original_name(data, found.kind)
+            if originals is not None:
+                originals.append((name, data))
+            docs.append(
+                Document(
+                    doc_id=_doc_id_from_path(path),
+                    title=about.title or found.title or path.stem,
+                    text=found.text,
+                    metadata=about.metadata,
+                    pages=found.pages,
+                    original=name,
+                )
+            )
         elif suffix in {".txt", *_MARKDOWN_SUFFIXES}:
             text = path.read_text(encoding="utf-8")
             heading = markdown_title(text) if suffix in _MARKDOWN_SUFFIXES else None
@@ -96,7 +166,9 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
                 )
             )
         else:
-            raise ValueError(f"{path}: unsupported file type (use .txt, .md or .jsonl)")
+            raise ValueError(
+                f"{path}: unsupported file type (use .pdf, .html, .docx, .txt, .md or .jsonl)"
+            )
     seen: set[str] = set()
     for doc in docs:
         if doc.doc_id in seen:

@@ -18,6 +18,7 @@ from index import (
     build_index,
     corpus_checksum,
     current_snapshot,
+    keep_originals,
     load_snapshot,
     read_documents,
     save_snapshot,
@@ -187,8 +188,10 @@ def build(
             f"{settings.index_dir} already holds an index; choose another with --out DIR, "
             "or pass --force to replace it and the documents added to it"
         )
+    originals: list[tuple[str, bytes]] = []
     try:
-        docs = read_documents(settings.seed_paths)
+        docs = read_documents(settings.seed_paths, originals)
+        keep_originals(settings.index_dir, originals)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     if engine == "ray":

@@ -54,6 +54,18 @@ class InvalidRequestError(CiteQAError):
     status_code = 400
 
 
+class UnsupportedFileError(CiteQAError):
+    """An upload whose bytes are no kind of file that is read here, or not what its name says."""
+
+    status_code = 415
+
+
+class UnreadableFileError(CiteQAError):
+    """A file of a kind that is read here that gives no text: encrypted, scanned, damaged."""
+
+    status_code = 422
+
+
 class ForbiddenError(CiteQAError):
     """The operation is disabled by configuration."""
 

@@ -26,6 +26,7 @@ from index import (
     build_index,
     current_snapshot,
     hold_snapshots,
+    keep_originals,
     load_or_build,
     load_snapshot,
     read_documents,
@@ -187,9 +188,12 @@ def open_index(settings: Settings, embedder: Embedder, *, progress: bool = False
         except (IndexFormatError, OSError) as exc:
             raise IndexLoadError(str(exc)) from exc
     try:
+        originals: list[tuple[str, bytes]] = []
+        docs = read_documents(settings.seed_paths, originals)
+        keep_originals(settings.index_dir, originals)
         return load_or_build(
             settings.index_dir,
-            read_documents(settings.seed_paths),
+            docs,
             embedder,
             progress=progress,
             sync_seed=settings.corpus is not None,

@@ -57,6 +57,7 @@ class Citation(msgspec.Struct):
     end: int
     text: str
     score: float
+    page: int | None = None  # 1-based, in a paged document (PDF); None without pages
 
 
 class Passage(msgspec.Struct):
@@ -159,6 +160,10 @@ class DocumentDetail(msgspec.Struct):
     title: str
     text: str
     sentences: list[SentenceSpan]
+    # A paged document (PDF): the offset in ``text`` where each page starts, and the URL of
+    # a page's image (``{page}`` 1-based; ``?start=&end=`` lights up those characters).
+    pages: list[int] | None = None
+    page_image: str | None = None
 
 
 class ErrorBody(msgspec.Struct):

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0)
     max_document_chars: int = 2_000_000
     max_batch_documents: int = 100
+    # A PDF of more pages is refused (413): its text takes ~2 ms a page, its embedding far more.
+    max_pdf_pages: int = Field(default=500, ge=1)
     # The model id that /v1/models lists and chat completions report.
     model_name: str = "citeqa"
     # The service's address as clients reach it, for links to documents in source cards;

@@ -26,9 +26,12 @@ from msgspec import Meta
 
 from index import (
     Document,
+    ExtractionError,
+    extract,
     markdown_title,
     merge_plan,
     merged_segment,
+    original_name,
     save_snapshot,
     update_index,
     with_merged,
@@ -41,6 +44,8 @@ from service.errors import (
     NotFoundError,
     PayloadTooLargeError,
     ShardUnavailableError,
+    UnreadableFileError,
+    UnsupportedFileError,
 )
 from service.runtime import PendingWrite, Runtime
 from service.settings import Settings
@@ -114,24 +119,63 @@ def _document(item: DocumentIn, where: str, settings: Settings) -> Document:
     return Document(doc_id=doc_id, title=item.title or doc_id, text=item.text, metadata=metadata)
 
 
-def parse_uploads(files: list[tuple[str, bytes]], settings: Settings) -> list[Document]:
-    """Documents from ``multipart/form-data`` files: one .txt or .md file each."""
+def parse_uploads(
+    files: list[tuple[str, bytes]],
+    fields: dict[str, str],
+    settings: Settings,
+    originals: list[tuple[str, bytes]],
+) -> list[Document]:
+    """Documents from ``multipart/form-data`` files: PDF, HTML, DOCX, text or markdown.
+
+    The kind is read from each file's bytes (``index.extract``). A form field ``doc_id`` or
+    ``title`` names the document when one file is sent; ``metadata`` is a JSON object for
+    each. Without ``doc_id``, a file's name gives it. The bytes of each PDF, HTML or DOCX
+    file are appended to ``originals``, to be kept beside the index.
+    """
     if not files:
-        raise InvalidRequestError("the form has no file in it")
+        raise InvalidRequestError("the form has no file in it (send it in the field 'file')")
     if len(files) > settings.max_batch_documents:
         raise PayloadTooLargeError(
             f"{len(files)} files; the limit is {settings.max_batch_documents}"
         )
-    items = []
-    for name, data in files:
+    if len(files) > 1 and (fields.get("doc_id") or fields.get("title")):
+        raise InvalidRequestError("doc_id and title name one document: send one file with them")
+    try:
+        metadata = msgspec.json.decode(fields.get("metadata") or "{}", type=Metadata)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"metadata: expected a JSON object of values ({exc})") from exc
+    docs, kept = [], []
+    for k, (name, data) in enumerate(files):
         path = PurePath(name or "upload.txt")
-        if path.suffix.lower() not in (".txt", ".md", ".markdown"):
-            raise InvalidRequestError(f"{name}: upload .txt or .md files")
-        text = _decode(data, name)
-        doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or None
-        heading = markdown_title(text) if path.suffix.lower() != ".txt" else None
-        items.append(DocumentIn(text=text, doc_id=doc_id, title=heading or path.stem))
-    return _documents(items, settings)
+        try:
+            found = extract(data, path.name, max_pages=settings.max_pdf_pages)
+        except ExtractionError as exc:
+            error = {413: PayloadTooLargeError, 415: UnsupportedFileError}.get(
+                exc.status, UnreadableFileError
+            )
+            raise error(str(exc)) from exc
+        doc_id = fields.get("doc_id") or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.")
+        heading = markdown_title(found.text) if found.kind == "markdown" else found.title
+        title = (fields.get("title") or heading or path.stem)[:500]
+        item = _valid(dict(text=found.text, doc_id=doc_id or None, title=title, metadata=metadata))
+        doc = _document(item, f"files[{k}] ({path.name})", settings)
+        if found.kind in ("pdf", "html", "docx"):
+            original = original_name(data, found.kind)
+            kept.append((original, data))
+            doc = msgspec.structs.replace(doc, pages=found.pages, original=original)
+        docs.append(doc)
+    if len({d.doc_id for d in docs}) != len(docs):
+        raise InvalidRequestError("two files give the same doc_id: rename one")
+    originals.extend(kept)
+    return docs
+
+
+def _valid(fields: dict[str, Any]) -> DocumentIn:
+    """``fields`` as a :class:`DocumentIn`, or a 400 naming what is wrong with them."""
+    try:
+        return msgspec.convert(fields, DocumentIn)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(str(exc)) from exc
 
 
 def _decode(data: bytes, where: str) -> str:

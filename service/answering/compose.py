@@ -7,7 +7,7 @@ always exactly the answer of record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from index import Sentence
@@ -31,12 +31,16 @@ class VerifiedClaim:
     support: float
 
 
-def cite(sentence: Sentence, score: float) -> Citation:
-    """The wire citation of a sentence."""
+def cite(sentence: Sentence, score: float, page: int | None = None) -> Citation:
+    """The wire citation of a sentence, on ``page`` of a paged document."""
     return Citation(
         sentence.doc_id, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
-        round(score, 4),
+        round(score, 4), page,
     )  # fmt: skip
+
+
+def _no_pages(sentence: Sentence) -> int | None:
+    return None
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Composition:
     """The answer under construction: its parts, their citations, and what has been released."""
 
     sentences: Sequence[Sentence]
+    page_of: Callable[[Sentence], int | None] = _no_pages
     parts: list[str] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)  # the parts' text, without markers
     markers: list[int] = field(default_factory=list)  # each part's [n]
@@ -57,7 +62,7 @@ class Composition:
         for claim in claims:
             if claim.sentence_index not in self.numbers:
                 sentence = self.sentences[claim.sentence_index]
-                self.citations.append(cite(sentence, claim.support))
+                self.citations.append(cite(sentence, claim.support, self.page_of(sentence)))
                 self.numbers[claim.sentence_index] = len(self.citations)
             stripped = claim.text.rstrip(".!?;:, ")
             body = " ".join(stripped.split())

@@ -271,7 +271,7 @@ class Answerer:
             if c.index in reading.grounder.untrusted:
                 continue
             if reading.grounder.shortfall(q.retrieval, sentence.text, [c.index]) is None:
-                composition = Composition(reading.sentences)
+                composition = reading.composition()
                 composition.add([_whole(reading, c)])
                 return _composed(composition, q, "extractive", degraded=degraded)
         return self._abstain(q, because, mode="extractive", degraded=degraded)
@@ -438,7 +438,7 @@ class Answerer:
         timings = q.timings
         context, messages = self._prompt(q.reading, q.retrieval)
         parser = ReplyParser(context)
-        composition = Composition(q.reading.sentences)
+        composition = q.reading.composition()
         # With the judge on, nothing is shown before it has spoken: the reply is verified
         # as it streams, and released once it is complete and judged.
         # An answer that may be rendered in another language is held whole as well.
@@ -540,7 +540,7 @@ class Answerer:
             if because is None or (because is Abstention.OFF_POINT and composition.parts):
                 given = composition
             else:
-                given = Composition(reading.sentences)
+                given = reading.composition()
                 given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
                            for i in judged_on])  # fmt: skip
             if support is not None and self.settings.shortest_phrase and not q.yes_or_no:
@@ -566,7 +566,7 @@ class Answerer:
         phrase = await shortest_phrase(llm, texts, q.retrieval.question, q.deadline, q.timings)
         if phrase is None or not given.overlaps(cited[phrase.sentence], phrase.quote):
             return given
-        shortest = Composition(q.reading.sentences)
+        shortest = q.reading.composition()
         shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
         return shortest
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from index import CorpusIndex, Embedder, Sentence
+from index import CorpusIndex, Embedder, Sentence, page_of
+from service.answering.compose import Composition
 from service.answering.ground import Grounder
 from service.answering.language import language_of
 from service.answering.retrieve import Retriever
@@ -65,3 +66,12 @@ class Reading:
     def sentences(self) -> list[Sentence]:
         """The index's sentences, by position."""
         return self.index.sentences
+
+    def page_of(self, sentence: Sentence) -> int | None:
+        """The 1-based page a sentence starts on, or None if its document has no pages."""
+        doc = self.index.documents.get(sentence.doc_id)
+        return None if doc is None else page_of(doc.pages, sentence.start)
+
+    def composition(self) -> Composition:
+        """An empty answer over this reading's sentences, citing each with its page."""
+        return Composition(self.sentences, self.page_of)

@@ -120,7 +120,7 @@ def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
     lines = []
     for n, c in enumerate(citations, 1):
         title = titles.get(c.doc_id, c.doc_id)
-        where = f"{c.doc_id} [{c.start}, {c.end})"
+        where = f"{c.doc_id} [{c.start}, {c.end})" + (f", p. {c.page}" if c.page else "")
         named = where if title == c.doc_id else f"{title}, {where}"
         lines.append(f'[{n}] "{" ".join(c.text.split())}" ({named})')
     return "\n\nSources:\n" + "\n".join(lines)
@@ -298,6 +298,8 @@ class SourceCards:
 
     def _card(self, citation: Citation, *, located: bool) -> WebUIEvent:
         name = self.titles.get(citation.doc_id, citation.doc_id)
+        if citation.page is not None:
+            name = f"{name}, p. {citation.page}"
         if located:
             name = f"{name}, chars {citation.start}-{citation.end}"
         url = f"{self.base_url}/v1/documents/{citation.doc_id}"

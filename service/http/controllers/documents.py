@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from litestar import Controller, Request, delete, get, post
+import anyio.to_thread
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
-from service.errors import NotFoundError
+from index import Run, extract, keep_originals, pdf_boxes, read_original, render_page
+from service.errors import InvalidRequestError, NotFoundError
 from service.http.apidoc import errors
 from service.http.dependencies import RuntimeDep, SettingsDep
 from service.http.guards import require_admin_key
@@ -22,6 +25,12 @@ from service.writes import (
 )
 
 __all__ = ["DocumentsController"]
+
+
+@functools.lru_cache(maxsize=16)
+def _runs(original: str, data: bytes) -> list[Run]:
+    """How a kept PDF's text maps to its pages' characters: extracted again, as it was."""
+    return extract(data, original).runs
 
 
 class DocumentsController(Controller):
@@ -55,7 +64,47 @@ class DocumentsController(Controller):
         if doc is None:
             raise NotFoundError(f"no document with doc_id {doc_id!r}")
         spans = [SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in sentences]
-        return DocumentDetail(doc.doc_id, doc.title, doc.text, spans)
+        image = (
+            f"/v1/documents/{doc.doc_id}/pages/{{page}}"
+            if doc.pages is not None and doc.original
+            else None
+        )
+        return DocumentDetail(doc.doc_id, doc.title, doc.text, spans, doc.pages, image)
+
+    @get("/{doc_id:str}/pages/{page:int}", sync_to_thread=True, media_type="image/png",
+         responses=errors(400, 401, 404))  # fmt: skip
+    def page_image(
+        self,
+        doc_id: FromPath[str],
+        page: FromPath[int],
+        runtime: RuntimeDep,
+        settings: SettingsDep,
+        start: FromQuery[int | None] = None,
+        end: FromQuery[int | None] = None,
+    ) -> Response[bytes]:
+        """A PDF page as a PNG image, with the text ``[start, end)`` lit up on it.
+
+        ``start`` and ``end`` are offsets into the document's text, as a citation gives them;
+        the characters they cover on this page are highlighted.
+        """
+        doc = runtime.answerer.index.documents.get(doc_id)
+        if doc is None:
+            raise NotFoundError(f"no document with doc_id {doc_id!r}")
+        data = read_original(settings.index_dir, doc.original) if doc.original else None
+        if doc.pages is None or data is None:
+            raise NotFoundError(f"{doc_id!r} has no page images: it was not given as a PDF")
+        if not 1 <= page <= len(doc.pages):
+            raise NotFoundError(f"{doc_id!r} has pages 1 to {len(doc.pages)}, not {page}")
+        boxes: list[tuple[float, float, float, float]] = []
+        if start is not None or end is not None:
+            lo, hi = start or 0, len(doc.text) if end is None else end
+            if not 0 <= lo < hi <= len(doc.text):
+                raise InvalidRequestError(
+                    f"start and end must satisfy 0 <= start < end <= {len(doc.text)}"
+                )
+            boxes = pdf_boxes(data, _runs(doc.original or "", data), lo, hi).get(page - 1, [])
+        return Response(render_page(data, page - 1, boxes), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
 
     @post(status_code=201, guards=[require_admin_key],
           responses=errors(400, 401, 403, 413, 507))  # fmt: skip
@@ -69,17 +118,24 @@ class DocumentsController(Controller):
 
         The body is JSON ``{doc_id?, title?, text, metadata?}``, a batch
         ``{"documents": [...]}``, a text/markdown body (``?doc_id=&title=``), or
-        ``multipart/form-data`` with .txt/.md files (each file's name gives its doc_id).
+        ``multipart/form-data`` with PDF, HTML, DOCX, text or markdown files in the field
+        ``file`` (the kind is read from the bytes), and ``doc_id``, ``title`` and
+        ``metadata`` (a JSON object) as form fields; without ``doc_id`` the file's name gives it.
         """
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
             form = await request.form()
-            files = [
-                (upload.filename, await upload.read())
-                for _, upload in form.multi_items()
-                if isinstance(upload, UploadFile)
-            ]
-            docs = parse_uploads(files, settings)
+            files, fields = [], {}
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    files.append((value.filename, await value.read()))
+                else:
+                    fields[key] = str(value)
+            originals: list[tuple[str, bytes]] = []
+            docs = await anyio.to_thread.run_sync(parse_uploads, files, fields, settings, originals)
+            # Kept before the index names them; a failed write leaves an unnamed file, never
+            # a document whose page cannot be shown.
+            await anyio.to_thread.run_sync(keep_originals, settings.index_dir, originals)
         else:
             body = await request.body()
             docs = parse_documents(body, content_type, dict(request.query_params), settings)

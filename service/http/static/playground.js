@@ -279,6 +279,7 @@ async function showCitation(number) {
       .map((c, i) => ({ ...c, number: i + 1 }))
       .filter((c) => c.doc_id === citation.doc_id);
     const mark = renderDocument(doc, cited, number);
+    await showPage(doc, citation, number);
     for (const button of document.querySelectorAll("button.marker")) {
       button.setAttribute("aria-pressed", String(Number(button.dataset.n) === number));
     }
@@ -291,9 +292,27 @@ async function showCitation(number) {
   }
 }
 
+// The cited page of a PDF, as an image with the cited sentence lit up, above its text.
+async function showPage(doc, citation, number) {
+  const view = $("page-view");
+  const image = $("page-image");
+  if (!doc.page_image || !citation || !citation.page) {
+    view.hidden = true;
+    return;
+  }
+  const path = doc.page_image.replace("{page}", String(citation.page));
+  const response = await api(`${path}?start=${citation.start}&end=${citation.end}`);
+  if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(await response.blob());
+  image.alt = `Page ${citation.page} of ${doc.title}, with source ${number} highlighted`;
+  $("page-caption").textContent = `[${number}] on page ${citation.page} of ${doc.title}`;
+  view.hidden = false;
+}
+
 async function openDocument(docId) {
   try {
     const doc = await loadDocument(docId);
+    $("page-view").hidden = true;
     renderDocument(doc, [], 0);
     $("document").focus();
   } catch (error) {
@@ -325,17 +344,13 @@ async function refreshDocuments() {
 
 async function upload(file) {
   const status = $("add-status");
-  if (!/\.(txt|md)$/i.test(file.name)) {
-    status.textContent = "Only .txt and .md files can be added.";
-    return;
-  }
   if (!state.adminKey) {
     status.textContent = "Enter the admin key first.";
     $("admin-key").focus();
     return;
   }
   const form = new FormData();
-  form.append("files", file, file.name);
+  form.append("file", file, file.name);
   status.textContent = `Adding ${file.name}…`;
   try {
     const response = await api("/v1/documents", { method: "POST", body: form }, state.adminKey);

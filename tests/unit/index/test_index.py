@@ -194,7 +194,8 @@ def test_reads_txt_md_and_jsonl(tmp_path: Path) -> None:
     ("name", "content", "message"),
     [
         ("bad.jsonl", '{"title": "no id"}\n', "bad.jsonl:1"),
-        ("bad.pdf", "x", "unsupported file type"),
+        ("bad.pdf", "x", "the name says PDF but the bytes are TEXT"),
+        ("bad.xlsx", "x", "unsupported file type"),
         ("bad.meta.json", '{"title": ""}', "bad.meta.json"),
         ("bad.meta.json", '{"titel": "Typo"}', "titel"),
     ],

@@ -1,0 +1,401 @@
+"""Text out of the files people keep: PDF, HTML and Word, as well as plain text and markdown.
+
+The extracted text *is* the document's text: every offset points into it. What the reader
+of a PDF sees as one paragraph reads as one here: a line break inside a paragraph becomes a
+space, a hyphen that splits a word at a line end goes, running headers, footers and page
+numbers are left out, and a line that is no prose (a table row, a formula) stands as its own
+paragraph, so that it never swallows the sentences around it. A PDF's text keeps its pages
+(where each starts in the text) and, for every stretch of text, the characters of the page it
+came from, so that a citation can be lit up on the page image (``pdf_boxes``).
+
+The kind of a file is known from its bytes, never from its name; a name that says otherwise
+is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import statistics
+import zipfile
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Extracted",
+    "ExtractionError",
+    "Kind",
+    "Run",
+    "extract",
+    "page_of",
+    "pdf_boxes",
+    "render_page",
+    "sniff",
+]
+
+Kind = Literal["text", "markdown", "pdf", "html", "docx"]
+
+_SUFFIXES: dict[str, Kind] = {
+    ".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
+    ".pdf": "pdf", ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
+}  # fmt: skip
+_HTML = re.compile(
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class ExtractionError(ValueError):
+    """A file that gives no text, said in words a user can act on; ``status`` is the HTTP one."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Run(msgspec.Struct, array_like=True, frozen=True):
+    """``length`` characters of the text from ``start`` on are the page's ``char``-th on."""
+
+    start: int
+    page: int  # 0-based
+    char: int
+    length: int
+
+
+@dataclass
+class Extracted:
+    """A file's text, its title if the file names one, and where its pages start."""
+
+    kind: Kind
+    text: str
+    title: str | None = None
+    pages: list[int] | None = None  # offset in ``text`` where each page starts
+    runs: list[Run] = field(default_factory=list)  # PDF only: text back to page characters
+
+
+def sniff(data: bytes) -> Kind | None:
+    """The kind of a file from its bytes; None when it is none that is read here."""
+    head = data[:1024]
+    if head.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                return "docx" if "word/document.xml" in z.namelist() else None
+        except zipfile.BadZipFile:  # cut short: its local headers still name its parts
+            return "docx" if b"word/document.xml" in data else None
+    if _HTML.match(head.removeprefix(b"\xef\xbb\xbf")):
+        return "html"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "text"
+
+
+def _what(data: bytes) -> str:
+    import filetype
+
+    found = filetype.guess(data)
+    return f"{found.mime} data" if found else "binary data that is not UTF-8 text"
+
+
+def extract(data: bytes, name: str, *, max_pages: int = 500) -> Extracted:
+    """The text of a file named ``name``, or :class:`ExtractionError` saying why there is none."""
+    kind = sniff(data)
+    claimed = _SUFFIXES.get(PurePath(name).suffix.lower())
+    if kind is None:
+        raise ExtractionError(
+            f"{name}: the file is {_what(data)}; upload PDF, HTML, DOCX, text or markdown", 415
+        )
+    if kind == "text" and claimed == "markdown":
+        kind = "markdown"
+    if claimed is not None and claimed != kind and not (claimed == "text" and kind == "html"):
+        raise ExtractionError(
+            f"{name}: the name says {claimed.upper()} but the bytes are {kind.upper()}; "
+            "rename the file or upload the right one",
+            415,
+        )
+    if kind == "pdf":
+        extracted = _pdf(data, name, max_pages)
+    elif kind == "html":
+        extracted = _html(data, name)
+    elif kind == "docx":
+        extracted = _docx(data, name)
+    else:
+        extracted = Extracted(kind, data.decode("utf-8"))
+    if not extracted.text.strip():
+        raise ExtractionError(f"{name}: the file holds no text")
+    return extracted
+
+
+def page_of(pages: Sequence[int] | None, offset: int) -> int | None:
+    """The 1-based page that holds ``offset``, or None for a document without pages."""
+    if not pages:
+        return None
+    return max(bisect_right(pages, offset), 1)
+
+
+# --- PDF --------------------------------------------------------------------------------
+
+_PAGE_NUMBER = re.compile(r"^(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,6})(?:\s*(?:/|of)\s*\d{1,4})?$",
+                          re.IGNORECASE)  # fmt: skip
+_LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+@dataclass
+class _Line:
+    page: int
+    char: int  # index of its first character on the page
+    text: str
+
+
+def _open_pdf(data: bytes, name: str, max_pages: int):  # type: ignore[no-untyped-def]
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise ExtractionError(
+                f"{name}: the PDF is encrypted; remove its password and upload it again"
+            ) from exc
+        raise ExtractionError(f"{name}: the PDF is damaged or truncated ({exc})") from exc
+    if len(pdf) > max_pages:
+        n = len(pdf)
+        pdf.close()
+        raise ExtractionError(
+            f"{name}: {n} pages; the limit is {max_pages} (CITEQA_MAX_PDF_PAGES)", 413
+        )
+    return pdf
+
+
+def _page_lines(page_text: str, page: int) -> list[_Line]:
+    lines, char = [], 0
+    for raw in re.split(r"(\r\n|\n|\r)", page_text):
+        if raw in ("\r\n", "\n", "\r"):
+            char += len(raw)
+            continue
+        stripped = raw.strip()
+        if stripped:
+            lead = len(raw) - len(raw.lstrip())
+            lines.append(_Line(page, char + lead, stripped))
+        char += len(raw)
+    return lines
+
+
+def _running(pages: list[list[_Line]]) -> set[tuple[int, int]]:
+    """(page, line) of running headers, footers and page numbers.
+
+    They are among the first and last two lines of a page, and are a bare page number, or
+    read the same (figures aside) at the edge of most pages.
+    """
+    if not pages:
+        return set()
+
+    def shape(text: str) -> str:
+        return re.sub(r"\d+", "#", text.lower())
+
+    edges: Counter[str] = Counter()
+    for lines in pages:
+        edges.update({shape(line.text) for line in (lines[:2] + lines[-2:])})
+    common = {s for s, n in edges.items() if len(pages) >= 3 and n >= max(3, len(pages) // 2)}
+    found = set()
+    for p, lines in enumerate(pages):
+        for k in {0, 1, len(lines) - 2, len(lines) - 1}:
+            if 0 <= k < len(lines):
+                text = lines[k].text
+                if _PAGE_NUMBER.match(text) or shape(text) in common:
+                    found.add((p, k))
+    return found
+
+
+def _is_prose(text: str) -> bool:
+    """Whether a line reads as running text, not a table row or a formula: mostly letters."""
+    return len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
+
+
+def _pdf(data: bytes, name: str, max_pages: int) -> Extracted:
+    pdf = _open_pdf(data, name, max_pages)
+    try:
+        title = (pdf.get_metadata_dict().get("Title") or "").strip() or None
+        pages = []
+        for p in range(len(pdf)):
+            textpage = pdf[p].get_textpage()
+            pages.append(_page_lines(textpage.get_text_range(), p))
+    finally:
+        pdf.close()
+    if not any(pages):
+        raise ExtractionError(
+            f"{name}: the PDF has no text layer (a scan, or images of text); no OCR runs here, "
+            "so run OCR on it first (for example ocrmypdf) and upload the result"
+        )
+    skip = _running(pages)
+    text: list[str] = []
+    runs: list[Run] = []
+    starts: list[int] = []
+    size = 0
+
+    def put(piece: str, line: _Line | None = None, char: int = 0) -> None:
+        nonlocal size
+        if line is not None and piece:
+            runs.append(Run(size, line.page, line.char + char, len(piece)))
+        text.append(piece)
+        size += len(piece)
+
+    previous: _Line | None = None
+    width = 0.0
+    for p, lines in enumerate(pages):
+        kept = [line for k, line in enumerate(lines) if (p, k) not in skip]
+        for n, line in enumerate(kept):
+            body = line.text
+            if previous is not None:
+                before = previous.text
+                if not (_is_prose(body) and _is_prose(before)) or len(before) < 0.8 * width:
+                    # A short line ends its paragraph; a line that is no prose stands alone.
+                    put("\n\n")
+                elif n == 0 and not body[:1].islower():
+                    put("\n\n")  # a page that opens a paragraph of its own
+                elif before.endswith("-") and body[:1].islower() and before[-2:-1].isalpha():
+                    # "exam-" + "ple": the hyphen only split the word at the line end
+                    text[-1] = text[-1][:-1]
+                    size -= 1
+                    last = runs[-1]
+                    runs[-1] = Run(last.start, last.page, last.char, last.length - 1)
+                else:
+                    put(" ")  # a line break inside a paragraph, or a sentence across pages
+            if n == 0:
+                starts.append(size)
+                width = statistics.median(len(kept_line.text) for kept_line in kept)
+            char = 0
+            # pdfium joins a word it split with a hyphen at a line end itself, marking the
+            # place with U+FFFE: the mark goes, the word reads whole.
+            for piece in body.split("\ufffe"):
+                put(piece, line, char)
+                char += len(piece) + 1
+            previous = line
+        if not kept:
+            starts.append(size)
+    if title is None:  # the first line, if it is short enough to be a heading
+        first = next((line.text for lines in pages for line in lines), "")
+        title = first if 0 < len(first.split()) <= 12 else None
+    return Extracted("pdf", "".join(text), title, starts, runs)
+
+
+def pdf_boxes(
+    data: bytes, runs: Sequence[Run], start: int, end: int
+) -> dict[int, list[tuple[float, float, float, float]]]:
+    """The boxes (left, bottom, right, top, in PDF points) of text ``[start, end)``, by page.
+
+    One box per line of the page: the characters of a run are merged into the box that
+    holds them.
+    """
+    import pypdfium2 as pdfium
+
+    boxes: dict[int, list[tuple[float, float, float, float]]] = {}
+    pdf = pdfium.PdfDocument(data)
+    try:
+        for run in runs:
+            lo, hi = max(start, run.start), min(end, run.start + run.length)
+            if lo >= hi:
+                continue
+            textpage = pdf[run.page].get_textpage()
+            chars = [textpage.get_charbox(run.char + i - run.start) for i in range(lo, hi)]
+            chars = [c for c in chars if c[2] > c[0]]
+            if chars:
+                box = (min(c[0] for c in chars), min(c[1] for c in chars),
+                       max(c[2] for c in chars), max(c[3] for c in chars))  # fmt: skip
+                boxes.setdefault(run.page, []).append(box)
+    finally:
+        pdf.close()
+    return boxes
+
+
+def render_page(
+    data: bytes,
+    page: int,
+    boxes: Sequence[tuple[float, float, float, float]] = (),
+    scale: float = 1.5,
+) -> bytes:
+    """PNG of the 0-based ``page``, with ``boxes`` (PDF points) lit up in yellow."""
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageDraw
+
+    pdf = pdfium.PdfDocument(data)
+    try:
+        pdf_page = pdf[page]
+        height = pdf_page.get_height()
+        image = pdf_page.render(scale=scale).to_pil().convert("RGBA")
+    finally:
+        pdf.close()
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for left, bottom, right, top in boxes:
+        corners = ((left * scale - 1, (height - top) * scale - 1),
+                   (right * scale + 1, (height - bottom) * scale + 1))  # fmt: skip
+        draw.rectangle(
+            corners,
+            fill=(255, 221, 0, 96),
+            outline=(230, 160, 0, 255),
+        )
+    out = io.BytesIO()
+    Image.alpha_composite(image, overlay).convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+# --- HTML and DOCX ----------------------------------------------------------------------
+
+
+# What frames a page's content, not the content: pruned before the main text is found.
+_CHROME = ["//nav", "//header", "//footer", "//aside", "//form"]
+_TABLE_RULE = re.compile(r"^\s*\|?(?:\s*:?-{2,}:?\s*\|)+\s*$|^\s*$")
+
+
+def _html(data: bytes, name: str) -> Extracted:
+    import trafilatura
+
+    html = data.decode("utf-8", errors="replace")
+    text = trafilatura.extract(html, include_comments=False, include_tables=True,
+                               favor_recall=True, deduplicate=False,
+                               prune_xpath=_CHROME)  # fmt: skip
+    if not text or not text.strip():
+        raise ExtractionError(f"{name}: the page has no main text (navigation or scripts only)")
+    meta = trafilatura.extract_metadata(html)
+    title = (meta.title if meta is not None else None) or None
+    # One paragraph per block: a blank line between blocks, as the sentence splitter reads it.
+    blocks = [line.strip() for line in text.splitlines() if not _TABLE_RULE.match(line)]
+    return Extracted("html", "\n\n".join(block for block in blocks if block), title)
+
+
+def _docx(data: bytes, name: str) -> Extracted:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many kinds on a damaged package
+        raise ExtractionError(f"{name}: the Word file is damaged or truncated ({exc})") from exc
+    blocks: list[str] = []
+    heading: str | None = None
+    for item in document.iter_inner_content():
+        if isinstance(item, Paragraph):
+            body = " ".join(item.text.split())
+            if body:
+                style = (item.style.name if item.style is not None else "") or ""
+                if heading is None and (style.startswith("Heading") or style == "Title"):
+                    heading = body
+                blocks.append(body)
+        elif isinstance(item, Table):
+            for row in item.rows:
+                cells = [" ".join(cell.text.split()) for cell in row.cells]
+                if any(cells):
+                    blocks.append(" | ".join(dict.fromkeys(cells)))
+    title = (document.core_properties.title or "").strip() or heading
+    return Extracted("docx", "\n\n".join(blocks), title)
