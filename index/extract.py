@@ -147,6 +147,7 @@ def page_of(pages: Sequence[int] | None, offset: int) -> int | None:
 _PAGE_NUMBER = re.compile(r"^(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,6})(?:\s*(?:/|of)\s*\d{1,4})?$",
                           re.IGNORECASE)  # fmt: skip
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+_FIGURE = re.compile(r"[(\[]?[-+±]?[\d.,%]*\d[\d.,%]*[)\]]?[,;]?")
 
 
 @dataclass
@@ -217,8 +218,16 @@ def _running(pages: list[list[_Line]]) -> set[tuple[int, int]]:
 
 
 def _is_prose(text: str) -> bool:
-    """Whether a line reads as running text, not a table row or a formula: mostly letters."""
-    return len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", ""))
+    """Whether a line reads as running text, not a table row or a formula.
+
+    Mostly letters, and mostly words: a row of a table ("Austria 8.9 83,879 Vienna") has a
+    figure in every other cell.
+    """
+    tokens = text.split()
+    figures = sum(1 for token in tokens if _FIGURE.fullmatch(token))
+    return len(_LETTERS.findall(text)) >= 0.6 * len(text.replace(" ", "")) and (
+        len(tokens) < 3 or figures < 0.3 * len(tokens)
+    )
 
 
 def _pdf(data: bytes, name: str, max_pages: int) -> Extracted:

@@ -258,6 +258,7 @@ async def load_runtime(
                 n_ctx=settings.llm_ctx,
                 threads=settings.llm_threads,
                 verbosity=settings.llm_verbosity,
+                cache_ram_mib=settings.llm_cache_ram_mib,
             )
             base_url = embedded.start()
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None

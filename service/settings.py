@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     llm_max_waiting: int = Field(default=8, ge=0)
     llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     llm_ctx: int = 8192
+    # The embedded llama.cpp keeps the prompts it processed in host memory, up to this many
+    # MiB, and reuses them when a prompt comes again (the same question, a retry). 0 turns
+    # it off: each prompt is paid once per slot, as the latency benchmark needs.
+    llm_cache_ram_mib: int = Field(default=2048, ge=0)
     # The embedded llama.cpp's console output: 0 quiet, 3 its load and per-request timings.
     llm_verbosity: int = Field(default=0, ge=-1, le=5)
 

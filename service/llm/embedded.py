@@ -124,6 +124,7 @@ class EmbeddedServer:
     threads: int = 2
     # llama.cpp's own console output: 0 keeps it quiet, 3 shows its load and timing lines.
     verbosity: int = 0
+    cache_ram_mib: int = 2048  # prompts kept in host memory for reuse; 0 keeps none
     base_url: str | None = None  # set by start()
 
     def params(self) -> Any:
@@ -144,6 +145,7 @@ class EmbeddedServer:
         params.hostnames = ["127.0.0.1"]
         params.port = _free_port()
         params.cache_prompt = True
+        params.cache_ram_mib = self.cache_ram_mib
         params.endpoint_metrics = True  # llama.cpp's own token counts and times, on loopback
         params.warmup = True
         params.verbosity = self.verbosity

@@ -168,3 +168,57 @@ def test_the_playground_lights_the_right_characters_of_a_chinese_document(
     CHINESE_SHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(CHINESE_SHOT), full_page=True)
     assert errors == []
+
+
+PDF_SHOT = ROOT / "var" / "screenshots" / "playground-pdf-page.png"
+PDF = ROOT / "tests" / "data" / "files" / "multicolumn.pdf"
+
+
+def test_a_pdf_citation_shows_its_page_with_the_sentence_lit_up(
+    live_server: Callable[..., str],
+    upstream: QueuedUpstream,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    # The whole corpus in the prompt, so the warm-up shows every sentence's label.
+    base = live_server(admin_keys=SecretStr("admin-1"), whole_corpus_chars=50_000)
+    page, errors = _open(browser, base)
+    upload = tmp_path / "lorem.pdf"
+    upload.write_bytes(PDF.read_bytes())
+    _drop(page, upload)
+    expect(page.locator("#add-status")).to_contain_text("Added Two-Column Document")
+    doc = httpx.get(f"{base}/v1/documents/lorem").json()
+    second, third = doc["pages"][1], doc["pages"][2]
+    sentence = next(
+        s["text"] for s in doc["sentences"]
+        if second < s["start"] < third and doc["text"].count(s["text"]) == 1
+        and len(s["text"]) > 40
+    )  # fmt: skip
+    label = _label_after_rewarm(upstream, sentence[:30])
+    upstream.queue(f"{sentence.rstrip('.')} {label}.")
+    _ask(page, f"What does the paper say of {' '.join(sentence.split()[:5])}?", "done")
+    page.get_by_role("button", name="Show source 1 in its document").click()
+    expect(page.locator("mark.current")).to_have_text(sentence)
+    expect(page.locator("#page-caption")).to_have_text(
+        re.compile(r"^\[1\] on page 2 of Two-Column")
+    )
+    image = page.locator("#page-image")
+    expect(image).to_be_visible()
+    page.wait_for_function("() => document.getElementById('page-image').naturalWidth > 0")
+    # The image is the page with the sentence lit up: yellow pixels, as the server drew them.
+    yellow = image.evaluate(
+        """img => {
+            const c = document.createElement('canvas');
+            c.width = img.naturalWidth; c.height = img.naturalHeight;
+            const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+                if (d[i] > 200 && d[i + 1] > 180 && d[i + 2] < 150) n++;
+            return n;
+        }"""
+    )
+    assert yellow > 100
+    PDF_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(PDF_SHOT), full_page=True)
+    assert errors == []

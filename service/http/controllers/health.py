@@ -15,7 +15,7 @@ __all__ = ["STATIC", "HealthController", "Metrics", "playground"]
 STATIC = Path(__file__).parents[1] / "static"
 # The page loads only its own files and talks only to this server.
 _PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 

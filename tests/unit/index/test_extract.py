@@ -96,6 +96,9 @@ def test_two_columns_are_read_one_after_the_other() -> None:
     # No line of running text is glued to a line of the other column: pdfium gives the
     # columns in the order they are set, and paragraphs read whole.
     assert all("\n" not in p for p in found.text.split("\n\n"))
+    # Each row of the table on page 3 stands alone: rows never run together, or into prose.
+    paragraphs = found.text.split("\n\n")
+    assert "Austria 8.9 83,879 Vienna German" in paragraphs
     # A word the typesetter split with a hyphen at a line end reads whole.
     assert "adipiscing elit" in found.text and "\ufffe" not in found.text
     assert found.title == "Two-Column Document with Lorem Ipsum"
