@@ -32,9 +32,8 @@ from typing import Any
 import httpx
 
 from index import corpus_checksum, read_documents
-from service import Settings, load_runtime
+from service import Settings, load_runtime, read_questions
 from service.answering import AnswerDelta
-from service.eval import read_questions
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 FALLBACK = [

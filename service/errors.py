@@ -60,6 +60,10 @@ class UnsupportedFileError(CiteQAError):
     status_code = 415
 
 
+class UnsupportedMediaError(UnsupportedFileError):
+    """A JSON route sent a body of another media type."""
+
+
 class UnreadableFileError(CiteQAError):
     """A file of a kind that is read here that gives no text: encrypted, scanned, damaged."""
 

@@ -231,7 +231,9 @@ async def load_runtime(
     started = time.perf_counter()
     if embedder is None:
         log.info("loading the embedder")
-        embedder = SentenceTransformerEmbedder()
+        # Each slow step runs in a thread: the event loop stays free, so that probes are
+        # answered (503 while loading) from the first second.
+        embedder = await anyio.to_thread.run_sync(SentenceTransformerEmbedder)
     if settings.embed_max_batch:
         embedder = BatchingEmbedder(embedder, settings.embed_max_batch)
     timings["embedder"] = elapsed_ms(started)
@@ -244,7 +246,9 @@ async def load_runtime(
                 log.info("waiting for an index to follow in %s", settings.index_dir)
                 await asyncio.sleep(settings.follow_interval_s)
         log.info("loading the index")
-        index = open_index(settings, embedder, progress=progress)
+        index = await anyio.to_thread.run_sync(
+            functools.partial(open_index, settings, embedder, progress=progress)
+        )
     timings["index"] = elapsed_ms(step)
     embedded: EmbeddedServer | None = None
     if with_llm and llm is None:
@@ -252,7 +256,7 @@ async def load_runtime(
         base_url = settings.llm_base_url
         if base_url is None:
             log.info("starting the embedded LLM")
-            model_path = assemble_model(settings.model_cache_dir)
+            model_path = await anyio.to_thread.run_sync(assemble_model, settings.model_cache_dir)
             embedded = EmbeddedServer(
                 model_path,
                 n_ctx=settings.llm_ctx,
@@ -260,7 +264,7 @@ async def load_runtime(
                 verbosity=settings.llm_verbosity,
                 cache_ram_mib=settings.llm_cache_ram_mib,
             )
-            base_url = embedded.start()
+            base_url = await anyio.to_thread.run_sync(embedded.start)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         llm = OpenAIChatModel(
             base_url,
@@ -274,7 +278,7 @@ async def load_runtime(
         llm = QueuedChatModel(
             llm, running=settings.llm_running, max_waiting=settings.llm_max_waiting
         )
-    answerer = Answerer.over(index, embedder, llm, settings)
+    answerer = await anyio.to_thread.run_sync(Answerer.over, index, embedder, llm, settings)
     if shards is not None:
         answerer.shards = Shards(shards, embedder, settings)
         await anyio.to_thread.run_sync(answerer.shards.refresh)

@@ -28,7 +28,10 @@ __all__ = [
 AnswerMode = Literal["llm", "extractive"]
 Verdict = Literal["yes", "no"]
 MAX_QUESTION_CHARS = 2000  # a question on /v1/ask, or the last message of a chat
-Question = Annotated[str, Meta(min_length=1, max_length=MAX_QUESTION_CHARS)]
+# Some text to ask about: not only whitespace, and no NUL (no client means one).
+Question = Annotated[
+    str, Meta(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+]
 TopK = Annotated[int, Meta(ge=1, le=20)]
 
 

@@ -146,6 +146,10 @@ def parse_uploads(
         raise InvalidRequestError(f"metadata: expected a JSON object of values ({exc})") from exc
     docs, kept = [], []
     for k, (name, data) in enumerate(files):
+        if name and ("/" in name or "\\" in name or name.strip(". ") == ""):
+            raise InvalidRequestError(
+                f"file name {name!r} holds a path: send the file's own name, or give doc_id"
+            )
         path = PurePath(name or "upload.txt")
         try:
             found = extract(data, path.name, max_pages=settings.max_pdf_pages)
@@ -348,6 +352,29 @@ def _nearly_full(directory: PurePath) -> bool:
         return False
 
 
+# What a write puts on disk per character of text, and per sentence (about one per 100
+# characters): the text in documents.jsonl, sentences.jsonl and the chunks (3x), BM25 terms
+# and postings (1x); a float32 vector per sentence and FAISS's copy of it.
+_BYTES_PER_CHAR = 4
+_CHARS_PER_SENTENCE = 100
+
+
+def _check_room(directory: PurePath, docs: Sequence[Document], dim: int) -> None:
+    """A 507 before any embedding when the disk cannot hold the write (and a margin)."""
+    chars = sum(len(d.text) for d in docs)
+    needed = chars * _BYTES_PER_CHAR + (chars // _CHARS_PER_SENTENCE + 1) * dim * 4 * 2
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # no index directory yet: the write itself will say
+    if free < needed + _LOW_DISK_BYTES:
+        raise InsufficientStorageError(
+            f"the disk has {free // 2**20} MiB free; this write needs about "
+            f"{(needed + _LOW_DISK_BYTES) // 2**20} MiB; nothing was changed: free space, "
+            "or write less"
+        )
+
+
 async def _write_to_shards(
     shards: Shards, upserts: list[Document], deletes: list[str]
 ) -> ShardWritten:
@@ -368,6 +395,7 @@ async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResu
             written.total_documents,
             written.total_sentences,
         )  # fmt: skip
+    _check_room(runtime.answerer.settings.index_dir, docs, runtime.answerer.embedder.dim)
     existing = set(runtime.answerer.index.documents)
     new = await _write(runtime, upserts=docs)
     index = new.index

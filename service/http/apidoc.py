@@ -26,7 +26,11 @@ _REASONS = {
     403: "Document writes are disabled: CITEQA_ADMIN_KEYS is not set, or this is a read-only "
     "replica.",
     404: "No document has this doc_id.",
-    413: "The body, a document or a batch is over its limit.",
+    413: "The body, a document, a batch or a PDF's pages are over their limit.",
+    415: "The body is not JSON; or an uploaded file's bytes are no kind read here (PDF, HTML, "
+    "DOCX, text, markdown), or not the kind its name says.",
+    422: "The file gives no text: an encrypted or scanned PDF, a damaged file, a page with no "
+    "main text. The detail says which, and what to do.",
     429: "Too many requests from this client; Retry-After says when to come back.",
     502: "The language model failed to answer.",
     503: "Still loading, or too busy; Retry-After says when to come back.",

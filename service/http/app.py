@@ -13,7 +13,6 @@ from typing import Any
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
@@ -33,7 +32,7 @@ from service.http.controllers.health import STATIC
 from service.http.dependencies import DEPENDENCIES, Lifecycle
 from service.http.errors import error_response
 from service.http.guards import require_api_key
-from service.http.middleware import BodyDeadline, RequestLog, check_json_body
+from service.http.middleware import BodyDeadline, RequestLog, check_json_body, rate_limit
 from service.runtime import Runtime, load_runtime
 from service.settings import Settings
 
@@ -98,12 +97,7 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
     )
     middleware: list[Any] = [RequestLog(), prometheus.middleware]
     if settings.rate_limit_per_minute:
-        # Per client address; probes, metrics and the schema are never limited.
-        limit = RateLimitConfig(
-            rate_limit=("minute", settings.rate_limit_per_minute),
-            exclude=["^/$", "^/static/", "^/healthz", "^/readyz", "^/metrics", "^/schema"],
-        )
-        middleware.append(limit.middleware)
+        middleware.append(rate_limit(settings.rate_limit_per_minute))
     middleware.append(BodyDeadline(settings.body_timeout_s))
     return Litestar(
         route_handlers=[

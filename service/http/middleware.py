@@ -13,18 +13,20 @@ import msgspec
 import structlog
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.exceptions import ValidationException
-from litestar.middleware import ASGIMiddleware
+from litestar.exceptions import TooManyRequestsException, ValidationException
+from litestar.middleware import ASGIMiddleware, DefineMiddleware
+from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
-from service.errors import BodyTimeoutError, InvalidRequestError
+from service.errors import BodyTimeoutError, InvalidRequestError, UnsupportedMediaError
+from service.http.errors import error_response
 from service.observe import collecting, elapsed_ms
 
-__all__ = ["BodyDeadline", "RequestLog", "check_json_body"]
+__all__ = ["BodyDeadline", "RateLimit", "RequestLog", "check_json_body", "rate_limit"]
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes are logged at DEBUG, so that a scraper or an orchestrator does not fill the log.
-_QUIET = ("/healthz", "/readyz", "/metrics")
+_QUIET = ("/healthz", "/livez", "/readyz", "/metrics")
 
 log = structlog.get_logger("citeqa.request")
 
@@ -64,6 +66,47 @@ class RequestLog(ASGIMiddleware):
                 await next_app(scope, receive, send_with_id)
             finally:
                 _log(scope, request_id, status, started, summary)
+
+
+class RateLimit(RateLimitMiddleware):
+    """Litestar's limiter per client address, with three changes.
+
+    Its 429 is answered here, inside the request log and the metrics, so that both record a
+    429 and the response carries its ``X-Request-ID`` (raised, it was answered outside
+    them). ``RateLimit-Reset`` is never below 0 (a long request outlived its window). And
+    a request while the service is loading is not counted (``rate_limit``): its 503 tells
+    the caller to come back, and must not use up the budget it comes back with.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let the request through, or answer 429."""
+        try:
+            await super().__call__(scope, receive, send)
+        except TooManyRequestsException as exc:
+            request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope)
+            response = error_response(request, exc).to_asgi_response(None, request)
+            await response(scope, receive, send)
+
+    def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
+        """The RateLimit headers, the reset counted from now and never negative."""
+        headers = super().create_response_headers(cache_object)
+        key = self.config.rate_limit_reset_header_key
+        headers[key] = str(max(int(headers[key]), 0))
+        return headers
+
+
+async def _loaded(request: Request[Any, Any, Any]) -> bool:
+    return request.app.state.life.runtime is not None
+
+
+def rate_limit(per_minute: int) -> DefineMiddleware:
+    """``per_minute`` requests per client address; probes, metrics and the page never count."""
+    return RateLimitConfig(
+        rate_limit=("minute", per_minute),
+        exclude=["^/$", "^/static/", "^/healthz", "^/livez", "^/readyz", "^/metrics", "^/schema"],
+        check_throttle_handler=_loaded,
+        middleware_class=RateLimit,
+    ).middleware
 
 
 def _log(
@@ -122,15 +165,19 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
     instead of the field, and lets UnicodeDecodeError or RecursionError through as 500s.
     """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if request.method != "POST" or media.startswith(("multipart/", "text/")):
-        return
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if request.method != "POST" or data is None:
+        return  # not a JSON route: /v1/documents reads its own bodies, text and files too
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaError(
+            f"the body must be JSON (Content-Type: application/json), not {media}"
+        )
     body = await request.body()
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequestError(f"the body is not UTF-8 (byte {exc.start})") from None
-    data = request.route_handler.parsed_fn_signature.parameters.get("data")
-    kind = data.annotation if data is not None else Any
+    kind = data.annotation
     try:
         raw = msgspec.json.decode(body)
     except RecursionError:

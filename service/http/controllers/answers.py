@@ -26,7 +26,7 @@ class AnswersController(Controller):
 
     @post("/ask", status_code=200,
           responses={200: ResponseSpec(AskResponse, description="answer")}
-          | errors(400, 401, 502))  # fmt: skip
+          | errors(400, 401, 415, 502))  # fmt: skip
     async def ask(
         self,
         data: JSONBody[AskRequest],
@@ -47,7 +47,7 @@ class AnswersController(Controller):
             )
         return EventStream(ask_stream(answerer, data))
 
-    @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 401))
+    @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 401, 415))
     def search(self, data: JSONBody[SearchRequest], runtime: RuntimeDep) -> SearchResponse:
         """Rank sentences and passages for a query."""
         started = time.perf_counter()

@@ -41,7 +41,7 @@ class OpenAIController(Controller):
 
     @post("/chat/completions", status_code=200,
           responses={200: ResponseSpec(ChatCompletion, description="answer")}
-          | errors(400, 401, 502, openai=True))  # fmt: skip
+          | errors(400, 401, 415, 502, openai=True))  # fmt: skip
     async def chat_completions(
         self,
         data: JSONBody[ChatCompletionRequest],

@@ -107,7 +107,7 @@ class DocumentsController(Controller):
                         headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
 
     @post(status_code=201, guards=[require_admin_key],
-          responses=errors(400, 401, 403, 413, 507))  # fmt: skip
+          responses=errors(400, 401, 403, 413, 415, 422, 507))  # fmt: skip
     async def add_documents(
         self,
         request: Request[Any, Any, Any],

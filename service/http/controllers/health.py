@@ -10,12 +10,17 @@ from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.plugins.prometheus import PrometheusController
 
+from service.errors import NotReadyError
+
 __all__ = ["STATIC", "HealthController", "Metrics", "playground"]
 
 STATIC = Path(__file__).parents[1] / "static"
-# The page loads only its own files and talks only to this server.
+# The page loads only its own files and talks only to this server; a PDF page it fetched
+# is shown from a blob: URL.
 _PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -32,9 +37,9 @@ class HealthController(Controller):
 
     tags = ["health"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get("/healthz", sync_to_thread=False)
+    @get(["/healthz", "/livez"], sync_to_thread=False)
     def healthz(self) -> dict[str, str]:
-        """Liveness: the process answers."""
+        """Liveness: the process answers (``/livez`` is the same probe)."""
         return {"status": "ok"}
 
     @get("/readyz", sync_to_thread=False)
@@ -46,7 +51,9 @@ class HealthController(Controller):
             body: dict[str, Any] = {"status": status}
             if life.failure:
                 body["detail"] = life.failure
-            return Response(body, status_code=503)
+            # As the API's 503s while loading; a failed load needs an operator, not a retry.
+            headers = {} if life.failure else {"Retry-After": str(NotReadyError().retry_after_s)}
+            return Response(body, status_code=503, headers=headers)
         runtime = life.runtime
         shards = runtime.answerer.shards
         body = {
