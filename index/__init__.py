@@ -42,6 +42,7 @@ from index.lexical import CJK, CJK_CHAR, WORD, stem_words, tokenize
 from index.ray import build_on_ray
 from index.search import (
     HNSW_THRESHOLD,
+    Allowed,
     Bm25,
     Bm25Statistics,
     FaissStore,
@@ -79,6 +80,7 @@ __all__ = [
     "MAX_SEGMENTS",
     "SPLITTER",
     "WORD",
+    "Allowed",
     "BatchingEmbedder",
     "Bm25",
     "Bm25Statistics",

@@ -35,6 +35,25 @@ Question = Annotated[
 TopK = Annotated[int, Meta(ge=1, le=20)]
 
 
+class Filter(msgspec.Struct, forbid_unknown_fields=True):
+    """Which documents a question is asked of: all of them, by default.
+
+    ``doc_ids``: only these. ``metadata``: only documents whose metadata has, for every key,
+    the value given or one of the values listed (values match exactly, as strings).
+    """
+
+    doc_ids: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(max_length=1000)] | None = (
+        None
+    )
+    metadata: dict[str, str | Annotated[list[str], Meta(min_length=1)]] = msgspec.field(
+        default_factory=dict
+    )
+
+    def values(self) -> dict[str, list[str]]:
+        """Each metadata key's accepted values."""
+        return {k: [v] if isinstance(v, str) else v for k, v in self.metadata.items()}
+
+
 class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v1/ask``."""
 
@@ -42,6 +61,7 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     top_k: TopK = 5
     answer_mode: AnswerMode = "llm"
     stream: bool = False
+    filter: Filter | None = None
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,6 +69,7 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     query: Question
     top_k: TopK = 5
+    filter: Filter | None = None
 
 
 class Citation(msgspec.Struct):

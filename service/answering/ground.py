@@ -56,6 +56,7 @@ class Abstention(StrEnum):
     JUDGED = "judged_unanswered"  # the LLM, asked yes/no, doubted the sources answer
     LLM_FAILED = "llm_failed"  # the LLM failed and no sentence answers on its own
     INSTRUCTION = "instruction"  # the question tries to change how the service behaves
+    OUT_OF_SCOPE = "no_documents_in_scope"  # the request's filter matches no document
 
 
 _ASKS_NUMBER = re.compile(

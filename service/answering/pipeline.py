@@ -52,7 +52,7 @@ from service.observe import (
     elapsed_ms,
     record_answer,
 )
-from service.schemas import AnswerMode, AskResponse, Citation, Passage, Verdict
+from service.schemas import AnswerMode, AskResponse, Citation, Filter, Passage, Verdict
 from service.settings import Settings
 
 __all__ = [
@@ -229,7 +229,9 @@ class Answerer:
         """
         untrusted = reading.grounder.untrusted
         if reading.corpus_chars <= self.settings.whole_corpus_chars:
-            return [i for i in range(len(reading.sentences)) if i not in untrusted]
+            allowed = reading.allowed
+            return [i for i in range(len(reading.sentences))
+                    if i not in untrusted and (allowed is None or allowed[i])]  # fmt: skip
         trusted = [c.index for c in candidates if c.index not in untrusted]
         return sorted(trusted[: self.settings.context_sentences])
 
@@ -299,15 +301,25 @@ class Answerer:
         except LLMError as exc:
             log.warning("LLM warm-up failed: %s", exc)
 
-    async def ask(self, question: str, top_k: int = 5, mode: AnswerMode = "llm") -> AskResponse:
+    async def ask(
+        self,
+        question: str,
+        top_k: int = 5,
+        mode: AnswerMode = "llm",
+        scope: Filter | None = None,
+    ) -> AskResponse:
         """Answer ``question`` with verified citations, or abstain."""
-        async for event in self.ask_events(question, top_k, mode):
+        async for event in self.ask_events(question, top_k, mode, scope):
             if isinstance(event, AnswerDone):
                 return event.response
         raise AssertionError("ask_events ended without AnswerDone")  # pragma: no cover
 
     async def ask_events(
-        self, question: str, top_k: int = 5, mode: AnswerMode = "llm"
+        self,
+        question: str,
+        top_k: int = 5,
+        mode: AnswerMode = "llm",
+        scope: Filter | None = None,
     ) -> AsyncGenerator[AskEvent, None]:
         """Answer as a stream of verified text and citations, then the whole answer.
 
@@ -317,6 +329,8 @@ class Answerer:
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
         reading = await self.reading_for(question)
+        if scope is not None:
+            reading = self.scoped(reading, scope)
         q = Asking(question, top_k, mode, reading, language_of(question))
         async with aclosing(self._events(q)) as events:
             async for event in events:
@@ -326,10 +340,19 @@ class Answerer:
                     record_answer(event.response)
                 yield event
 
+    def scoped(self, reading: Reading, scope: Filter) -> Reading:
+        """``reading`` restricted to the documents ``scope`` names."""
+        return reading.scoped(reading.scope(scope.doc_ids, scope.values()))
+
     async def _events(self, q: Asking) -> AsyncGenerator[AskEvent, None]:
         # Encoding and verification are CPU work: they run in worker threads so the
         # event loop keeps serving other requests meanwhile.
         q.deadline = time.monotonic() + self.settings.llm_deadline_s
+        if q.reading.allowed is not None and not q.reading.allowed.any():
+            q.passages = []
+            for event in _replay(self._abstain(q, Abstention.OUT_OF_SCOPE, mode=q.mode)):
+                yield event  # nothing in scope: nothing is searched
+            return
         q.retrieval = await anyio.to_thread.run_sync(q.reading.retriever.retrieve, q.question)
         others = [language for language in q.reading.languages if language != q.language]
         found_in_own = (

@@ -6,10 +6,14 @@ gets a reading of the documents its search fetched (``service/answering/shards.p
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from index import CorpusIndex, Embedder, Sentence, page_of
+import numpy as np
+
+from index import Allowed, CorpusIndex, Embedder, Sentence, page_of
 from service.answering.compose import Composition
 from service.answering.ground import Grounder
 from service.answering.language import language_of
@@ -43,6 +47,27 @@ class Reading:
     corpus_chars: int
     languages: tuple[str, ...]  # of the documents, the one most sentences are in first
     missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
+    allowed: Allowed | None = None  # the sentences a scoped question may find and cite
+
+    def scope(
+        self, doc_ids: Sequence[str] | None, metadata: Mapping[str, Sequence[str]]
+    ) -> Allowed:
+        """The sentences of the documents in scope, as a mask over corpus positions.
+
+        In scope: named by ``doc_ids`` (every document, if None), with metadata that holds,
+        for every key, one of its values.
+        """
+        allowed = np.zeros(len(self.index.sentences), dtype=bool)
+        names = self.index.documents if doc_ids is None else doc_ids
+        for doc_id in names:
+            doc = self.index.documents.get(doc_id)
+            if doc is not None and all(doc.metadata.get(k) in v for k, v in metadata.items()):
+                allowed[self.index.positions_of(doc_id)] = True
+        return allowed
+
+    def scoped(self, allowed: Allowed) -> Reading:
+        """The reading in which questions find and cite only the sentences ``allowed`` holds."""
+        return dataclasses.replace(self, retriever=self.retriever.scoped(allowed), allowed=allowed)
 
     @classmethod
     def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:

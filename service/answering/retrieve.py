@@ -7,12 +7,13 @@ of the question's terms that a sentence (with its title and the sentence before)
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from index import Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors
+from index import Allowed, Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors
 from service.answering.measures import Terms, coverage, terms
 from service.schemas import Passage, SentenceHit
 from service.settings import Settings
@@ -80,6 +81,18 @@ class Retriever:
             idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
         self.idf = idf
         self._titles = {d.doc_id: terms(d.title) for d in index.documents.values()}
+        self.allowed: Allowed | None = None  # a scope's sentences; None: every sentence
+
+    def scoped(self, allowed: Allowed) -> Retriever:
+        """A copy of the retriever that finds only the sentences ``allowed`` holds.
+
+        Term statistics stay the whole corpus's: a scope is a view of the corpus, and its
+        rare words are as rare as they are there (a scope of three documents would make
+        every word of them look rare, and sway the evidence checks' thresholds).
+        """
+        scoped = copy.copy(self)
+        scoped.allowed = allowed
+        return scoped
 
     def own_terms(self, sentence_index: int) -> Terms:
         """A sentence's terms with its document's title."""
@@ -115,11 +128,11 @@ class Retriever:
         settings = self.settings
         q_vec: Vectors = self.embedder.encode([question])[0]
         q_terms = terms(question)
-        _, dense_ids = index.store.search(q_vec[None, :], pool)
+        _, dense_ids = index.store.search(q_vec[None, :], pool, self.allowed)
         rankings = [([int(i) for i in dense_ids[0] if i >= 0], settings.dense_weight)]
         if settings.retrieval == "hybrid":
             statistics = self.bm25(question) if self.bm25 else None
-            _, lexical_ids = index.lexical.search(question, pool, statistics)
+            _, lexical_ids = index.lexical.search(question, pool, statistics, self.allowed)
             rankings.append(([int(i) for i in lexical_ids], settings.lexical_weight))
         fused: dict[int, float] = {}
         for ranking, weight in rankings:

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from service.answering.pipeline import AnswerDelta, AnswerDone, AskEvent
-from service.schemas import AskResponse, Citation, FigureReading, TopK
+from service.schemas import AskResponse, Citation, FigureReading, Filter, TopK
 
 __all__ = [
     "ChatCompletion",
@@ -75,6 +75,8 @@ class ChatCompletionRequest(msgspec.Struct):
     top_k: TopK = 5
     # This service's own: end the reply with a "Sources:" text block (default: the server's).
     sources_block: bool | None = None
+    # Which documents to ask, as on /v1/ask (an extra body field for the openai client).
+    filter: Filter | None = None
 
 
 class OpenAIError(msgspec.Struct):

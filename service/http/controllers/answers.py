@@ -43,7 +43,7 @@ class AnswersController(Controller):
         answerer.check_capacity(data.answer_mode)
         if not data.stream:
             return await while_connected(
-                request, answerer.ask(data.question, data.top_k, data.answer_mode)
+                request, answerer.ask(data.question, data.top_k, data.answer_mode, data.filter)
             )
         return EventStream(ask_stream(answerer, data))
 
@@ -52,6 +52,8 @@ class AnswersController(Controller):
         """Rank sentences and passages for a query."""
         started = time.perf_counter()
         reading = runtime.answerer.reading_of(data.query)
+        if data.filter is not None:
+            reading = runtime.answerer.scoped(reading, data.filter)
         retriever = reading.retriever
         candidates = retriever.retrieve(data.query).candidates
         return SearchResponse(

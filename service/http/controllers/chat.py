@@ -74,11 +74,13 @@ class OpenAIController(Controller):
         titles = answerer.titles()
         sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
         if not data.stream:
-            response = await while_connected(request, answerer.ask(question, data.top_k))
+            response = await while_connected(
+                request, answerer.ask(question, data.top_k, scope=data.filter)
+            )
             return chat_completion(response, question, model, titles, sources=sources)
         cards = SourceCards(titles, settings.public_url or str(request.base_url))
         chunks = chat_chunks(
-            answerer.ask_events(question, data.top_k), question, model, cards,
+            answerer.ask_events(question, data.top_k, scope=data.filter), question, model, cards,
             sources=sources, include_usage=include_usage,
         )  # fmt: skip
         return EventStream(openai_stream(chunks))
