@@ -18,6 +18,7 @@ __all__ = [
     "DocumentSummary",
     "ErrorBody",
     "FigureReading",
+    "GivenDocument",
     "Passage",
     "SearchRequest",
     "SearchResponse",
@@ -54,6 +55,13 @@ class Filter(msgspec.Struct, forbid_unknown_fields=True):
         return {k: [v] if isinstance(v, str) else v for k, v in self.metadata.items()}
 
 
+class GivenDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """A document sent with the question, answered over and never stored."""
+
+    text: Annotated[str, Meta(min_length=1)]
+    title: Annotated[str, Meta(max_length=500)] | None = None
+
+
 class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v1/ask``."""
 
@@ -62,6 +70,8 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     answer_mode: AnswerMode = "llm"
     stream: bool = False
     filter: Filter | None = None
+    # Answer over these alone (their doc_ids are "given-1", "given-2", ...), not the index.
+    documents: Annotated[list[GivenDocument], Meta(min_length=1, max_length=20)] | None = None
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import anyio.to_thread
 import msgspec
 
-from index import CorpusIndex, Embedder
+from index import CorpusIndex, Document, Embedder, build_index
 from service.answering.compose import Composition, VerifiedClaim
 from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.instructions import document_instructions
@@ -52,7 +52,15 @@ from service.observe import (
     elapsed_ms,
     record_answer,
 )
-from service.schemas import AnswerMode, AskResponse, Citation, Filter, Passage, Verdict
+from service.schemas import (
+    AnswerMode,
+    AskResponse,
+    Citation,
+    Filter,
+    GivenDocument,
+    Passage,
+    Verdict,
+)
 from service.settings import Settings
 
 __all__ = [
@@ -307,9 +315,10 @@ class Answerer:
         top_k: int = 5,
         mode: AnswerMode = "llm",
         scope: Filter | None = None,
+        given: Sequence[GivenDocument] | None = None,
     ) -> AskResponse:
         """Answer ``question`` with verified citations, or abstain."""
-        async for event in self.ask_events(question, top_k, mode, scope):
+        async for event in self.ask_events(question, top_k, mode, scope, given):
             if isinstance(event, AnswerDone):
                 return event.response
         raise AssertionError("ask_events ended without AnswerDone")  # pragma: no cover
@@ -320,6 +329,7 @@ class Answerer:
         top_k: int = 5,
         mode: AnswerMode = "llm",
         scope: Filter | None = None,
+        given: Sequence[GivenDocument] | None = None,
     ) -> AsyncGenerator[AskEvent, None]:
         """Answer as a stream of verified text and citations, then the whole answer.
 
@@ -328,7 +338,10 @@ class Answerer:
         then its text and its new citations go out together. The ``AnswerDelta`` texts,
         joined, equal the final answer, and ``AnswerDone`` is what :meth:`ask` returns.
         """
-        reading = await self.reading_for(question)
+        if given:
+            reading = await anyio.to_thread.run_sync(self.reading_of_given, given)
+        else:
+            reading = await self.reading_for(question)
         if scope is not None:
             reading = self.scoped(reading, scope)
         q = Asking(question, top_k, mode, reading, language_of(question))
@@ -339,6 +352,17 @@ class Answerer:
                         event = AnswerDone(msgspec.structs.replace(event.response, degraded=True))
                     record_answer(event.response)
                 yield event
+
+    def reading_of_given(self, given: Sequence[GivenDocument]) -> Reading:
+        """A reading of documents sent with a question, indexed for it alone, stored nowhere.
+
+        Their sentences are checked for planted orders by the same rules as an index's, but
+        not screened by the LLM: a suspect sentence is kept out of the prompt.
+        """
+        docs = [
+            Document(f"given-{n}", d.title or f"given-{n}", d.text) for n, d in enumerate(given, 1)
+        ]
+        return Reading.of(build_index(docs, self.embedder), self.embedder, self.settings)
 
     def scoped(self, reading: Reading, scope: Filter) -> Reading:
         """``reading`` restricted to the documents ``scope`` names."""

@@ -67,7 +67,9 @@ class EventStream(ServerSentEvent):
 async def ask_stream(answerer: Answerer, data: AskRequest) -> AsyncIterator[ServerSentEventMessage]:
     """An answer's events as SSE messages; an error after the start is an ``error`` event."""
     # aclosing: a client that disconnects closes the chain down to the upstream request.
-    events_of = answerer.ask_events(data.question, data.top_k, data.answer_mode, data.filter)
+    events_of = answerer.ask_events(
+        data.question, data.top_k, data.answer_mode, data.filter, data.documents
+    )
     async with aclosing(events_of) as events:
         try:
             async for event in events:

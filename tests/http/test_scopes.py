@@ -110,3 +110,25 @@ def test_the_stream_honours_the_filter(client: TestClient[Any]) -> None:
     }
     text = client.post("/v1/ask", json=body).text
     assert "event: done" in text and '"doc_id":"depots"' in text and '"plants"' not in text
+
+
+def test_documents_sent_with_the_question_are_answered_over_alone_and_never_stored(
+    client: TestClient[Any], make_client: Client
+) -> None:
+    before = client.get("/v1/documents").json()["documents"]
+    memo = "The canteen opens at noon. The new canteen in Ghent serves 300 meals a day."
+    body = {
+        "question": "How many meals does the canteen in Ghent serve?",
+        "answer_mode": "extractive",
+        "documents": [{"title": "Memo", "text": memo}, {"text": DEPOTS}],
+    }
+    answer = client.post("/v1/ask", json=body).json()
+    (citation,) = answer["citations"]
+    assert citation["doc_id"] == "given-1" and "300 meals" in citation["text"]
+    assert memo[citation["start"] : citation["end"]] == citation["text"]
+    assert client.get("/v1/documents").json()["documents"] == before  # nothing stored
+    # Asked of the index, the same question has no answer: the memo was never in it.
+    assert _ask(client, body["question"], None).json()["answerable"] is False
+    small = make_client(max_given_chars=50)
+    too_big = small.post("/v1/ask", json=body)
+    assert too_big.status_code == 413 and "CITEQA_MAX_GIVEN_CHARS" in too_big.json()["detail"]

@@ -10,8 +10,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
+from service.errors import PayloadTooLargeError
 from service.http.apidoc import errors
-from service.http.dependencies import RuntimeDep
+from service.http.dependencies import RuntimeDep, SettingsDep
 from service.http.streaming import EventStream, ask_stream, while_connected
 from service.observe import elapsed_ms
 from service.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
@@ -26,11 +27,12 @@ class AnswersController(Controller):
 
     @post("/ask", status_code=200,
           responses={200: ResponseSpec(AskResponse, description="answer")}
-          | errors(400, 401, 415, 502))  # fmt: skip
+          | errors(400, 401, 413, 415, 502))  # fmt: skip
     async def ask(
         self,
         data: JSONBody[AskRequest],
         runtime: RuntimeDep,
+        settings: SettingsDep,
         request: Request[Any, Any, Any],
     ) -> AskResponse | ServerSentEvent:
         """Answer a question with verified sentence citations, or abstain.
@@ -41,9 +43,19 @@ class AnswersController(Controller):
         """
         answerer = runtime.answerer
         answerer.check_capacity(data.answer_mode)
+        if data.documents:
+            given = sum(len(d.text) for d in data.documents)
+            if given > settings.max_given_chars:
+                raise PayloadTooLargeError(
+                    f"documents: {given} characters; the limit is {settings.max_given_chars} "
+                    "(CITEQA_MAX_GIVEN_CHARS): add larger documents with POST /v1/documents"
+                )
         if not data.stream:
             return await while_connected(
-                request, answerer.ask(data.question, data.top_k, data.answer_mode, data.filter)
+                request,
+                answerer.ask(
+                    data.question, data.top_k, data.answer_mode, data.filter, data.documents
+                ),
             )
         return EventStream(ask_stream(answerer, data))
 
