@@ -87,3 +87,28 @@ def test_serve_believes_forwarded_headers_only_from_configured_proxies(
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 0, result.output
     assert seen["proxy_headers"] is proxy_headers and seen["forwarded_allow_ips"] == allowed
+
+
+def test_index_build_reads_a_pdf_and_keeps_it_and_refuses_an_encrypted_one(
+    tmp_path: Path,
+) -> None:
+    files = Path(__file__).resolve().parents[2] / "data" / "files"
+    runner = CliRunner()
+    out = tmp_path / "paper"
+    built = runner.invoke(
+        main, ["index", "build", str(files / "multicolumn.pdf"), "--out", str(out)]
+    )
+    assert built.exit_code == 0, built.output
+    assert "indexed 1 documents" in built.output
+    assert [p.suffix for p in (out / "originals").iterdir()] == [".pdf"]
+    locked = runner.invoke(
+        main,
+        [
+            "index",
+            "build",
+            str(files / "libreoffice-writer-password.pdf"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert locked.exit_code != 0 and "encrypted; remove its password" in locked.output
