@@ -44,6 +44,8 @@ from service.schemas import (
     AskRequest,
     AskResponse,
     Citation,
+    Filter,
+    GivenDocument,
     Passage,
     SearchRequest,
 )
@@ -61,6 +63,8 @@ __all__ = [
     "Citation",
     "CiteQAError",
     "EmbeddedServer",
+    "Filter",
+    "GivenDocument",
     "IndexLoadError",
     "InvalidRequestError",
     "LLMError",

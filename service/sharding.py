@@ -46,6 +46,7 @@ from service.answering import (
     ShardWritten,
     shard_of,
 )
+from service.schemas import Filter
 
 __all__ = ["ServeShard", "ShardReplica", "reshard", "start_shards"]
 
@@ -141,10 +142,15 @@ class ShardReplica:
         return self.reader.summary()
 
     def search(
-        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+        self,
+        vector: list[float],
+        query: str,
+        pool: int,
+        statistics: Bm25Statistics,
+        scope: Filter | None = None,
     ) -> ShardFinds:
         """See :class:`~service.answering.ShardClient`."""
-        return self.reader.search(vector, query, pool, statistics)
+        return self.reader.search(vector, query, pool, statistics, scope)
 
     def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
         """See :class:`~service.answering.ShardClient`."""
@@ -175,10 +181,15 @@ class ServeShard:
         return self._call("summary")  # type: ignore[no-any-return]
 
     def search(
-        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+        self,
+        vector: list[float],
+        query: str,
+        pool: int,
+        statistics: Bm25Statistics,
+        scope: Filter | None = None,
     ) -> ShardFinds:
         """Round 2, through the handle."""
-        return self._call("search", vector, query, pool, statistics)  # type: ignore[no-any-return]
+        return self._call("search", vector, query, pool, statistics, scope)  # type: ignore[no-any-return]
 
     def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
         """The named documents, through the handle."""

@@ -174,14 +174,14 @@ class Answerer:
         """The reading of a new version of the index (CPU work: run it in a thread)."""
         return Reading.of(index, self.embedder, self.settings)
 
-    def reading_of(self, question: str) -> Reading:
+    def reading_of(self, question: str, scope: Filter | None = None) -> Reading:
         """What ``question`` is answered from: the current reading, or a fetch from shards.
 
         Blocking: call it in a worker thread, or use :meth:`reading_for`.
         """
-        return self.reading if self.shards is None else self.shards.read(question)
+        return self.reading if self.shards is None else self.shards.read(question, scope)
 
-    async def reading_for(self, question: str) -> Reading:
+    async def reading_for(self, question: str, scope: Filter | None = None) -> Reading:
         """:meth:`reading_of`, off the event loop when it goes to the shards.
 
         Documents fetched from shards that the LLM has not screened for planted orders yet
@@ -190,7 +190,7 @@ class Answerer:
         """
         if self.shards is None:
             return self.reading
-        reading = await anyio.to_thread.run_sync(self.shards.read, question)
+        reading = await anyio.to_thread.run_sync(self.shards.read, question, scope)
         unscreened = any(document_instructions(reading.index, d) is None
                          for d in reading.index.documents)  # fmt: skip
         if self.llm is not None and unscreened and self._screening is None:
@@ -341,7 +341,7 @@ class Answerer:
         if given:
             reading = await anyio.to_thread.run_sync(self.reading_of_given, given)
         else:
-            reading = await self.reading_for(question)
+            reading = await self.reading_for(question, scope)
         if scope is not None:
             reading = self.scoped(reading, scope)
         q = Asking(question, top_k, mode, reading, language_of(question))

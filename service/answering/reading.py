@@ -37,6 +37,22 @@ def sentences_by_language(index: CorpusIndex) -> Counter[str]:
     return counts
 
 
+def scope_mask(
+    index: CorpusIndex, doc_ids: Sequence[str] | None, metadata: Mapping[str, Sequence[str]]
+) -> Allowed:
+    """The sentences of ``index``'s documents in scope, as a mask over its positions.
+
+    In scope: named by ``doc_ids`` (every document, if None), with metadata that holds, for
+    every key, one of its values.
+    """
+    allowed = np.zeros(len(index.sentences), dtype=bool)
+    for doc_id in index.documents if doc_ids is None else doc_ids:
+        doc = index.documents.get(doc_id)
+        if doc is not None and all(doc.metadata.get(k) in v for k, v in metadata.items()):
+            allowed[index.positions_of(doc_id)] = True
+    return allowed
+
+
 @dataclass(frozen=True)
 class Reading:
     """One version of the index with what questions over it need, built once per version."""
@@ -57,13 +73,7 @@ class Reading:
         In scope: named by ``doc_ids`` (every document, if None), with metadata that holds,
         for every key, one of its values.
         """
-        allowed = np.zeros(len(self.index.sentences), dtype=bool)
-        names = self.index.documents if doc_ids is None else doc_ids
-        for doc_id in names:
-            doc = self.index.documents.get(doc_id)
-            if doc is not None and all(doc.metadata.get(k) in v for k, v in metadata.items()):
-                allowed[self.index.positions_of(doc_id)] = True
-        return allowed
+        return scope_mask(self.index, doc_ids, metadata)
 
     def scoped(self, allowed: Allowed) -> Reading:
         """The reading in which questions find and cite only the sentences ``allowed`` holds."""

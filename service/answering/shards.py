@@ -52,9 +52,10 @@ from index import (
     tokenize,
 )
 from service.answering.ground import Grounder
-from service.answering.reading import Reading, sentences_by_language
+from service.answering.reading import Reading, scope_mask, sentences_by_language
 from service.answering.retrieve import Retriever, term_counts
 from service.observe import SHARD_UP
+from service.schemas import Filter
 from service.settings import Settings
 
 __all__ = [
@@ -147,9 +148,14 @@ class ShardClient(Protocol):
         ...
 
     def search(
-        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+        self,
+        vector: list[float],
+        query: str,
+        pool: int,
+        statistics: Bm25Statistics,
+        scope: Filter | None = None,
     ) -> ShardFinds:
-        """Round 2: the shard's best ``pool`` sentences of each ranking."""
+        """Round 2: the shard's best ``pool`` sentences of each ranking, in ``scope``."""
         ...
 
     def documents(self, doc_ids: list[str]) -> list[FetchedDocument]:
@@ -198,20 +204,32 @@ class ShardReader:
         )  # fmt: skip
 
     def search(
-        self, vector: list[float], query: str, pool: int, statistics: Bm25Statistics
+        self,
+        vector: list[float],
+        query: str,
+        pool: int,
+        statistics: Bm25Statistics,
+        scope: Filter | None = None,
     ) -> ShardFinds:
-        """The best ``pool`` dense sentences and BM25 sentences (scored corpus-wide)."""
+        """The best ``pool`` dense sentences and BM25 sentences (scored corpus-wide).
+
+        With a ``scope``, only its sentences are searched, inside the search, as one
+        index searches them.
+        """
         index = self.index
         if not index.sentences:
             return ShardFinds([], [], self.version_name)
+        allowed = None if scope is None else scope_mask(index, scope.doc_ids, scope.values())
+        if allowed is not None and not allowed.any():
+            return ShardFinds([], [], self.version_name)
         q = np.asarray(vector, dtype=np.float32)[None, :]
-        scores, ids = index.store.search(q, pool)
+        scores, ids = index.store.search(q, pool, allowed)
         dense = [
             (float(s), index.sentences[int(i)].doc_id)
             for s, i in zip(scores[0], ids[0], strict=True)
             if i >= 0
         ]
-        scores, ids = index.lexical.search(query, pool, statistics)
+        scores, ids = index.lexical.search(query, pool, statistics, allowed)
         lexical = [
             (float(s), index.sentences[int(i)].doc_id) for s, i in zip(scores, ids, strict=True)
         ]
@@ -451,18 +469,24 @@ class Shards:
         return Bm25Statistics(total.sentences, total.tokens,
                               {t: total.frequency.get(t, 0) for t in terms})  # fmt: skip
 
-    def fetch(self, question: str, vector: Vectors, statistics: Bm25Statistics) -> list[Segment]:
-        """Round 2: the documents that hold the union's best sentences, as segments.
+    def fetch(
+        self,
+        question: str,
+        vector: Vectors,
+        statistics: Bm25Statistics,
+        scope: Filter | None = None,
+    ) -> list[Segment]:
+        """Round 2: the documents that hold the union's best sentences in scope, as segments.
 
         Documents fetched before, from the same snapshot of their shard, come from the cache.
         """
         as_list = vector.tolist()
-        finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
+        finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics, scope))
         known = self._known.summaries
         if any(n not in known or f.version != known[n].version for n, f in finds.items()):
             self.refresh()  # a shard moved to another snapshot: take its statistics, again
             statistics = self.bm25_statistics(question)
-            finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics))
+            finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics, scope))
         wanted: dict[str, set[str]] = {}
         for ranking in ("dense", "lexical"):
             hits = [(score, doc_id, name) for name, f in finds.items()
@@ -477,7 +501,9 @@ class Shards:
                 wanted.setdefault(name, set()).add(doc_id)
         if self._known.chars <= self.settings.whole_corpus_chars:
             # A corpus this small goes whole into the prompt, as one index's would.
-            wanted = {n: {doc_id for doc_id, *_ in s.documents}
+            named = None if scope is None or scope.doc_ids is None else set(scope.doc_ids)
+            wanted = {n: {doc_id for doc_id, *_ in s.documents
+                          if named is None or doc_id in named}
                       for n, s in self._known.summaries.items() if n in finds}  # fmt: skip
         keys = {n: {d: (n, finds[n].version, d) for d in docs} for n, docs in wanted.items()}
         missing = {n: sorted(d for d, key in k.items() if key not in self._cache)
@@ -516,12 +542,16 @@ class Shards:
         """
         return CorpusIndex(self._empty.manifest, segments, {}, self._derived)
 
-    def read(self, question: str) -> Reading:
-        """A reading of the documents that hold the union's best sentences for ``question``."""
+    def read(self, question: str, scope: Filter | None = None) -> Reading:
+        """A reading of the documents that hold the union's best sentences for ``question``.
+
+        With a ``scope``, each shard searches only its documents in scope.
+        """
         if not self._known.summaries:
             self.refresh()
         vector = self.embedder.encode([question])[0]
-        index = self.local_index(self.fetch(question, vector, self.bm25_statistics(question)))
+        statistics = self.bm25_statistics(question)
+        index = self.local_index(self.fetch(question, vector, statistics, scope))
         embedder = self._remembered  # one object: what is cached per embedder stays cached
         embedder.remember(question, vector)
 

@@ -63,7 +63,7 @@ class AnswersController(Controller):
     def search(self, data: JSONBody[SearchRequest], runtime: RuntimeDep) -> SearchResponse:
         """Rank sentences and passages for a query."""
         started = time.perf_counter()
-        reading = runtime.answerer.reading_of(data.query)
+        reading = runtime.answerer.reading_of(data.query, data.filter)
         if data.filter is not None:
             reading = runtime.answerer.scoped(reading, data.filter)
         retriever = reading.retriever

@@ -24,7 +24,7 @@ from index import (
     read_documents,
     save_snapshot,
 )
-from service import Settings, ShardReplica, reshard
+from service import Filter, Settings, ShardReplica, reshard
 from service.answering import (
     Answerer,
     FetchedDocument,
@@ -131,6 +131,31 @@ def test_three_shards_rank_as_one_index_with_the_same_scores(corpus: Corpus) -> 
                              one_scores)  # fmt: skip
     assert shards.content_digest == one.index.content_digest
     assert len(reading.index.sentences) < len(one.index.sentences)  # only what was fetched
+
+
+def test_three_shards_rank_a_filtered_question_as_one_index_does(corpus: Corpus) -> None:
+    docs, embedder = corpus
+    one = Answerer.over(build_index(docs, embedder), embedder, None, SETTINGS)
+    shards = Shards([ShardReader(ix, f"s{i}") for i, ix in enumerate(_split(docs, 3, embedder))],
+                    embedder, SETTINGS)  # fmt: skip
+    sharded = Answerer.over(build_index([], embedder), embedder, None, SETTINGS)
+    sharded.shards = shards
+    # A selective filter: three documents of many, on whichever shards they live.
+    scope = Filter(doc_ids=[docs[1].doc_id, docs[3].doc_id, docs[-1].doc_id])
+    for question in QUESTIONS:
+        want_reading = one.scoped(one.reading_of(question), scope)
+        got_reading = sharded.scoped(sharded.reading_of(question, scope), scope)
+        want = want_reading.retriever.retrieve(question).candidates
+        got = got_reading.retriever.retrieve(question).candidates
+        ids = [got_reading.sentences[c.index].sentence_id for c in got]
+        assert ids and {got_reading.sentences[c.index].doc_id for c in got} <= set(
+            scope.doc_ids or []
+        )
+        _assert_same_ranking(
+            ids, [c.evidence for c in got],
+            [want_reading.sentences[c.index].sentence_id for c in want],
+            [c.evidence for c in want],
+        )  # fmt: skip
 
 
 def test_shards_own_statistics_alone_would_score_differently(corpus: Corpus) -> None:
