@@ -62,6 +62,11 @@ def test_a_pdf_is_cited_by_page_and_its_page_is_shown_lit_up(client: TestClient[
     ).json()
     citation = body["citations"][0]
     assert citation["page"] == 3 and citation["text"] == target["text"]
+    streamed = client.post(
+        "/v1/ask",
+        json={"question": target["text"], "answer_mode": "extractive", "stream": True},
+    ).text
+    assert "event: citation" in streamed and '"page":3' in streamed
 
     image = client.get(
         f"/v1/documents/lorem/pages/3?start={citation['start']}&end={citation['end']}"
