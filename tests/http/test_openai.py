@@ -328,7 +328,7 @@ def test_sources_block_names_a_titled_document_then_its_id() -> None:
     assert block == '\n\nSources:\n[1] "The plant opens." (Plant Notes, notes [0, 18))'
     paged = Citation("paper", "paper:s9", 4010, 4052, "The plant opens in May.", 0.9, page=7)
     assert sources_block([paged], {"paper": "The Paper"}).endswith(
-        '(The Paper, paper [4010, 4052), p. 7)'
+        "(The Paper, paper [4010, 4052), p. 7)"
     )
 
 
