@@ -82,7 +82,9 @@ class Extracted:
 def sniff(data: bytes) -> Kind | None:
     """The kind of a file from its bytes; None when it is none that is read here."""
     head = data[:1024]
-    if head.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
+    if head.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith(b"%PDF-"):
+        return "pdf"
+    if b"%PDF-" in head and not _is_utf8(data):  # junk before the header, as readers allow
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         try:
@@ -92,11 +94,15 @@ def sniff(data: bytes) -> Kind | None:
             return "docx" if b"word/document.xml" in data else None
     if _HTML.match(head.removeprefix(b"\xef\xbb\xbf")):
         return "html"
+    return "text" if _is_utf8(data) else None
+
+
+def _is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return None
-    return "text"
+        return False
+    return True
 
 
 def _what(data: bytes) -> str:

@@ -127,6 +127,8 @@ def test_a_truncated_pdf_a_wrong_name_and_a_page_limit_are_refused() -> None:
     with pytest.raises(ExtractionError, match="4 pages; the limit is 3") as long:
         extract(data, "paper.pdf", max_pages=3)
     assert long.value.status == 413
+    # Text that speaks of a PDF header is text.
+    assert extract(b"Every PDF file opens with %PDF-1.7, then objects.", "notes.txt").kind == "text"
     with pytest.raises(ExtractionError, match="image/png") as image:
         extract(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "photo.txt")
     assert image.value.status == 415
