@@ -148,7 +148,7 @@ def parse_uploads(
     for k, (name, data) in enumerate(files):
         if name and ("/" in name or "\\" in name or name.strip(". ") == ""):
             raise InvalidRequestError(
-                f"file name {name!r} holds a path: send the file's own name, or give doc_id"
+                f"file name {name!r} holds a path: send the file under its own name"
             )
         path = PurePath(name or "upload.txt")
         try:

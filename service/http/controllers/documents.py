@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import Any
 
 import anyio.to_thread
@@ -27,10 +27,25 @@ from service.writes import (
 __all__ = ["DocumentsController"]
 
 
-@functools.lru_cache(maxsize=16)
+_RUNS: dict[str, list[Run]] = {}  # by kept original: how its text maps to page characters
+_RUNS_KEPT = 64
+_RUNS_LOCK = threading.Lock()  # page images are drawn in worker threads
+
+
 def _runs(original: str, data: bytes) -> list[Run]:
-    """How a kept PDF's text maps to its pages' characters: extracted again, as it was."""
-    return extract(data, original).runs
+    """How a kept PDF's text maps to its pages' characters: extracted again, as it was.
+
+    Kept for the last 64 PDFs shown (the runs only, never the file's bytes).
+    """
+    with _RUNS_LOCK:
+        runs = _RUNS.pop(original, None)
+    if runs is None:
+        runs = extract(data, original).runs
+    with _RUNS_LOCK:
+        _RUNS[original] = runs  # the most recent last
+        while len(_RUNS) > _RUNS_KEPT:
+            _RUNS.pop(next(iter(_RUNS)))
+    return runs
 
 
 class DocumentsController(Controller):
