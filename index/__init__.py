@@ -15,6 +15,7 @@ from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import (
     Document,
     corpus_checksum,
+    drop_originals,
     keep_originals,
     markdown_title,
     original_name,
@@ -109,6 +110,7 @@ __all__ = [
     "chunk_sentences",
     "corpus_checksum",
     "current_snapshot",
+    "drop_originals",
     "extract",
     "hold_snapshots",
     "keep_originals",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,7 @@ from index.extract import extract
 __all__ = [
     "Document",
     "corpus_checksum",
+    "drop_originals",
     "keep_originals",
     "markdown_title",
     "original_name",
@@ -66,6 +69,26 @@ def keep_originals(index_dir: Path, files: Iterable[tuple[str, bytes]]) -> None:
         fsync(partial)
         partial.replace(target)
         fsync(directory)
+
+
+def drop_originals(index_dir: Path, keep: Iterable[str], older_than_s: float = 600.0) -> int:
+    """Remove kept originals no document names any more; how many went.
+
+    Only those older than ``older_than_s``: an upload keeps its original before the write
+    that names it, and a write that is under way must not lose it.
+    """
+    directory = index_dir / _ORIGINALS
+    if not directory.is_dir():
+        return 0
+    named, cutoff, dropped = set(keep), time.time() - older_than_s, 0
+    for path in directory.iterdir():
+        if path.name in named or path.suffix == ".partial":
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                dropped += 1
+    return dropped
 
 
 def read_original(index_dir: Path, name: str) -> bytes | None:

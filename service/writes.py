@@ -25,8 +25,10 @@ import msgspec
 from msgspec import Meta
 
 from index import (
+    CorpusIndex,
     Document,
     ExtractionError,
+    drop_originals,
     extract,
     markdown_title,
     merge_plan,
@@ -399,6 +401,8 @@ async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResu
     existing = set(runtime.answerer.index.documents)
     new = await _write(runtime, upserts=docs)
     index = new.index
+    if existing & {d.doc_id for d in docs}:  # a replaced document may leave its file behind
+        _drop_unnamed_originals(runtime, index)
     return IngestResult(
         documents=[
             IngestedDocument(
@@ -415,6 +419,15 @@ async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResu
     )
 
 
+def _drop_unnamed_originals(runtime: Runtime, index: CorpusIndex) -> None:
+    """Remove the kept files of documents deleted or replaced; a failure is only logged."""
+    names = (d.original for d in index.documents.values() if d.original)
+    try:
+        drop_originals(runtime.answerer.settings.index_dir, names)
+    except OSError as exc:
+        log.warning("could not remove unnamed originals: %s", exc)
+
+
 async def delete_document(runtime: Runtime, doc_id: str) -> None:
     """Remove a document; 404 if it is not there."""
     if (shards := runtime.answerer.shards) is not None:
@@ -425,4 +438,5 @@ async def delete_document(runtime: Runtime, doc_id: str) -> None:
         return
     if doc_id not in runtime.answerer.index.documents:
         raise NotFoundError(f"no document with doc_id {doc_id!r}")
-    await _write(runtime, deletes=[doc_id])
+    new = await _write(runtime, deletes=[doc_id])
+    _drop_unnamed_originals(runtime, new.index)

@@ -131,3 +131,25 @@ def test_a_bad_metadata_field_is_a_400_naming_it(client: TestClient[Any]) -> Non
     data = (FILES / "article.html").read_bytes()
     response = _upload(client, "news.html", data, metadata=json.dumps(["not", "an", "object"]))
     assert response.status_code == 400 and "metadata" in response.json()["detail"]
+
+
+def test_a_deleted_documents_file_is_removed_once_no_write_can_still_need_it(
+    client: TestClient[Any], settings: Any
+) -> None:
+    import os
+    import time
+
+    kept = settings.index_dir / "originals"
+    assert _upload(client, "paper.pdf", (FILES / "multicolumn.pdf").read_bytes()).status_code == 201
+    assert _upload(client, "news.html", (FILES / "article.html").read_bytes()).status_code == 201
+    (pdf,) = kept.glob("*.pdf")
+    (html,) = kept.glob("*.html")
+    # A file kept minutes ago may belong to a write under way: it stays until it is older.
+    assert client.delete("/v1/documents/news", headers=ADMIN).status_code == 200
+    assert html.exists()
+    old = time.time() - 3600
+    os.utime(html, (old, old))
+    os.utime(pdf, (old, old))
+    # The next delete removes every file no document names any more.
+    assert client.delete("/v1/documents/paper", headers=ADMIN).status_code == 200
+    assert not html.exists() and not pdf.exists()
