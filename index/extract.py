@@ -316,13 +316,16 @@ def pdf_boxes(
     import pypdfium2 as pdfium
 
     boxes: dict[int, list[tuple[float, float, float, float]]] = {}
+    textpages: dict[int, Any] = {}  # each page's text loaded once, for all its runs
     pdf = pdfium.PdfDocument(data)
     try:
         for run in runs:
             lo, hi = max(start, run.start), min(end, run.start + run.length)
             if lo >= hi:
                 continue
-            textpage = pdf[run.page].get_textpage()
+            if run.page not in textpages:
+                textpages[run.page] = pdf[run.page].get_textpage()
+            textpage = textpages[run.page]
             chars = [textpage.get_charbox(run.char + i - run.start) for i in range(lo, hi)]
             chars = [c for c in chars if c[2] > c[0]]
             if chars:

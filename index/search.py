@@ -71,9 +71,8 @@ IVF_NPROBE = 32
 RERANK = 100  # codes shortlisted per search before the exact re-ranking
 # A scope of at most this many sentences in a segment is searched exactly, from the full
 # vectors (0.8 ms for 2,000 at 384 dimensions; benchmarks/filtered_search.py): graph walks
-# and IVF probes lose recall
-# when a selective filter leaves few of the rows they visit. A larger scope is searched by
-# the index itself with an ID selector.
+# and IVF probes lose recall when a selective filter leaves few of the rows they visit. A
+# larger scope is searched by the index itself with an ID selector.
 EXACT_SCOPE = 5_000
 
 
@@ -157,9 +156,7 @@ class FaissStore:
     def __len__(self) -> int:
         return self._live
 
-    def _parameters(
-        self, k: int, slots: npt.NDArray[np.int64] | None, bits: npt.NDArray[np.uint8] | None
-    ) -> Any:
+    def _parameters(self, k: int, bits: npt.NDArray[np.uint8] | None, share: float) -> Any:
         """FAISS search parameters: the search breadth, and the slots a scope allows.
 
         Built with keywords, so that the parameters hold a reference to their selector.
@@ -176,12 +173,11 @@ class FaissStore:
             "flat": faiss.SearchParameters,
         }[kind]
         nprobe = IVF_NPROBE
-        if kind == "ivfpq" and slots is not None:
+        if kind == "ivfpq" and share < 1.0:
             # A scope of a tenth of the rows leaves a tenth of each list: probe ten times
             # as many lists, so that as many rows in scope are scored as without a scope.
-            share = max(slots.size / max(int(self._index.ntotal), 1), 1e-3)
             lists = int(faiss.extract_index_ivf(self._index).nlist)
-            nprobe = min(lists, math.ceil(IVF_NPROBE / share))
+            nprobe = min(lists, math.ceil(IVF_NPROBE / max(share, 1e-3)))
         breadth = {"hnsw": {"efSearch": max(HNSW_EF_SEARCH, k)}, "ivfpq": {"nprobe": nprobe}}
         if selector is None and kind == "flat":
             return None
@@ -196,12 +192,13 @@ class FaissStore:
         # The selector filters inside the search (FAISS skips the other ids as it scans or
         # walks the graph), so a selective scope still gets its k best, not what is left of
         # the corpus's k best.
-        bits = None
+        bits, share = None, 1.0
         if slots is not None:
             ok = np.zeros(int(self._index.ntotal), dtype=bool)
             ok[slots] = True
             bits = np.packbits(ok, bitorder="little")
-        params = self._parameters(k, slots, bits)
+            share = slots.size / max(ok.size, 1)
+        params = self._parameters(k, bits, share)
         if self._vectors is None or self.kind != "ivfpq":
             scores, ids = self._index.search(queries, k, params=params)
             return scores, ids

@@ -343,7 +343,7 @@ class Answerer:
         else:
             reading = await self.reading_for(question, scope)
         if scope is not None:
-            reading = self.scoped(reading, scope)
+            reading = reading.scoped(scope)
         q = Asking(question, top_k, mode, reading, language_of(question))
         async with aclosing(self._events(q)) as events:
             async for event in events:
@@ -363,10 +363,6 @@ class Answerer:
             Document(f"given-{n}", d.title or f"given-{n}", d.text) for n, d in enumerate(given, 1)
         ]
         return Reading.of(build_index(docs, self.embedder), self.embedder, self.settings)
-
-    def scoped(self, reading: Reading, scope: Filter) -> Reading:
-        """``reading`` restricted to the documents ``scope`` names."""
-        return reading.scoped(reading.scope(scope.doc_ids, scope.values()))
 
     async def _events(self, q: Asking) -> AsyncGenerator[AskEvent, None]:
         # Encoding and verification are CPU work: they run in worker threads so the

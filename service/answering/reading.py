@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ from service.answering.compose import Composition
 from service.answering.ground import Grounder
 from service.answering.language import language_of
 from service.answering.retrieve import Retriever
+from service.schemas import Filter
 from service.settings import Settings
 
 __all__ = ["Reading", "language_of_sentences", "sentences_by_language"]
@@ -37,16 +37,15 @@ def sentences_by_language(index: CorpusIndex) -> Counter[str]:
     return counts
 
 
-def scope_mask(
-    index: CorpusIndex, doc_ids: Sequence[str] | None, metadata: Mapping[str, Sequence[str]]
-) -> Allowed:
-    """The sentences of ``index``'s documents in scope, as a mask over its positions.
+def scope_mask(index: CorpusIndex, scope: Filter) -> Allowed:
+    """The sentences of ``index``'s documents in ``scope``, as a mask over its positions.
 
     In scope: named by ``doc_ids`` (every document, if None), with metadata that holds, for
     every key, one of its values.
     """
     allowed = np.zeros(len(index.sentences), dtype=bool)
-    for doc_id in index.documents if doc_ids is None else doc_ids:
+    metadata = scope.values()
+    for doc_id in index.documents if scope.doc_ids is None else scope.doc_ids:
         doc = index.documents.get(doc_id)
         if doc is not None and all(doc.metadata.get(k) in v for k, v in metadata.items()):
             allowed[index.positions_of(doc_id)] = True
@@ -65,18 +64,9 @@ class Reading:
     missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
     allowed: Allowed | None = None  # the sentences a scoped question may find and cite
 
-    def scope(
-        self, doc_ids: Sequence[str] | None, metadata: Mapping[str, Sequence[str]]
-    ) -> Allowed:
-        """The sentences of the documents in scope, as a mask over corpus positions.
-
-        In scope: named by ``doc_ids`` (every document, if None), with metadata that holds,
-        for every key, one of its values.
-        """
-        return scope_mask(self.index, doc_ids, metadata)
-
-    def scoped(self, allowed: Allowed) -> Reading:
-        """The reading in which questions find and cite only the sentences ``allowed`` holds."""
+    def scoped(self, scope: Filter) -> Reading:
+        """The reading in which questions find and cite only the sentences of ``scope``."""
+        allowed = scope_mask(self.index, scope)
         return dataclasses.replace(self, retriever=self.retriever.scoped(allowed), allowed=allowed)
 
     @classmethod

@@ -219,7 +219,7 @@ class ShardReader:
         index = self.index
         if not index.sentences:
             return ShardFinds([], [], self.version_name)
-        allowed = None if scope is None else scope_mask(index, scope.doc_ids, scope.values())
+        allowed = None if scope is None else scope_mask(index, scope)
         if allowed is not None and not allowed.any():
             return ShardFinds([], [], self.version_name)
         q = np.asarray(vector, dtype=np.float32)[None, :]

@@ -65,7 +65,7 @@ class AnswersController(Controller):
         started = time.perf_counter()
         reading = runtime.answerer.reading_of(data.query, data.filter)
         if data.filter is not None:
-            reading = runtime.answerer.scoped(reading, data.filter)
+            reading = reading.scoped(data.filter)
         retriever = reading.retriever
         candidates = retriever.retrieve(data.query).candidates
         return SearchResponse(

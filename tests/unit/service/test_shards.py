@@ -143,8 +143,8 @@ def test_three_shards_rank_a_filtered_question_as_one_index_does(corpus: Corpus)
     # A selective filter: three documents of many, on whichever shards they live.
     scope = Filter(doc_ids=[docs[1].doc_id, docs[3].doc_id, docs[-1].doc_id])
     for question in QUESTIONS:
-        want_reading = one.scoped(one.reading_of(question), scope)
-        got_reading = sharded.scoped(sharded.reading_of(question, scope), scope)
+        want_reading = one.reading_of(question).scoped(scope)
+        got_reading = sharded.reading_of(question, scope).scoped(scope)
         want = want_reading.retriever.retrieve(question).candidates
         got = got_reading.retriever.retrieve(question).candidates
         ids = [got_reading.sentences[c.index].sentence_id for c in got]
