@@ -13,14 +13,17 @@ Imports nothing from ``service``.
 from index.chunk import Chunk, chunk_sentences
 from index.corpus import FORMAT_VERSION, CorpusIndex, Manifest
 from index.documents import (
+    DEFAULT_COLLECTION,
     Document,
     corpus_checksum,
+    document_key,
     drop_originals,
     keep_originals,
     markdown_title,
     original_name,
     read_documents,
     read_original,
+    split_key,
 )
 from index.embed import (
     BatchingEmbedder,
@@ -76,6 +79,7 @@ from index.writer import (
 __all__ = [
     "CJK",
     "CJK_CHAR",
+    "DEFAULT_COLLECTION",
     "FORMAT_VERSION",
     "HNSW_THRESHOLD",
     "MAX_SEGMENTS",
@@ -110,6 +114,7 @@ __all__ = [
     "chunk_sentences",
     "corpus_checksum",
     "current_snapshot",
+    "document_key",
     "drop_originals",
     "extract",
     "hold_snapshots",
@@ -129,6 +134,7 @@ __all__ = [
     "save_snapshot",
     "sha256_of",
     "split_batch",
+    "split_key",
     "split_sentences",
     "split_spans",
     "stem_words",

@@ -16,14 +16,17 @@ import msgspec
 from index.extract import extract
 
 __all__ = [
+    "DEFAULT_COLLECTION",
     "Document",
     "corpus_checksum",
+    "document_key",
     "drop_originals",
     "keep_originals",
     "markdown_title",
     "original_name",
     "read_documents",
     "read_original",
+    "split_key",
 ]
 
 _DOC_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -32,10 +35,30 @@ _EXTRACTED_SUFFIXES = {".pdf", ".html", ".htm", ".xhtml", ".docx"}
 _H1 = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 
 
+# Where a document goes when no collection is named. A doc_id never holds "/", so
+# "NAME/doc_id" is one key.
+DEFAULT_COLLECTION = "default"
+
+
+def document_key(collection: str, doc_id: str) -> str:
+    """The index's key of ``doc_id`` in ``collection``: the id alone in the default one.
+
+    A doc_id is unique within its collection; the key is unique in the index, and an index
+    written before collections holds the default collection's keys unchanged.
+    """
+    return doc_id if collection == DEFAULT_COLLECTION else f"{collection}/{doc_id}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """The collection and the doc_id of an index key (``document_key`` undone)."""
+    collection, sep, doc_id = key.rpartition("/")
+    return (collection, doc_id) if sep else (DEFAULT_COLLECTION, key)
+
+
 class Document(msgspec.Struct, frozen=True):
     """A source document; every offset in the index points into ``text``."""
 
-    doc_id: str
+    doc_id: str  # the index's key: ``document_key(collection, the doc_id given)``
     title: str
     text: str
     metadata: dict[str, str] = msgspec.field(default_factory=dict)  # stored, not indexed
@@ -44,6 +67,16 @@ class Document(msgspec.Struct, frozen=True):
     # The file the text was extracted from (PDF, HTML, DOCX), kept beside the index by its
     # sha256 (``keep_originals``); None for text given as text.
     original: str | None = None
+
+    @property
+    def collection(self) -> str:
+        """The collection the document belongs to."""
+        return split_key(self.doc_id)[0]
+
+    @property
+    def name(self) -> str:
+        """The doc_id it was given, unique within its collection."""
+        return split_key(self.doc_id)[1]
 
 
 _ORIGINALS = "originals"
@@ -133,7 +166,7 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
                 continue
             try:
                 record = json.loads(line)
-                yield Document(
+                doc = Document(
                     doc_id=str(record["doc_id"]),
                     title=str(record.get("title") or record["doc_id"]),
                     text=str(record["text"]),
@@ -142,17 +175,23 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
                 raise ValueError(
                     f"{path}:{number}: expected a JSON object with doc_id and text"
                 ) from exc
+            if "/" in doc.doc_id:  # it would read as a collection's name
+                raise ValueError(f"{path}:{number}: a doc_id may not hold '/' (use --collection)")
+            yield doc
 
 
 def read_documents(
-    paths: Iterable[Path], originals: list[tuple[str, bytes]] | None = None
+    paths: Iterable[Path],
+    originals: list[tuple[str, bytes]] | None = None,
+    collection: str = DEFAULT_COLLECTION,
 ) -> list[Document]:
     """Read documents from .txt/.md/.pdf/.html/.docx files (one each) and .jsonl (one per line).
 
     A title and metadata for ``NAME.txt`` (or any single-document file) may sit beside it in
     ``NAME.meta.json`` (``{"title": ..., "metadata": {...}}``); the title there wins over a
     markdown heading or the file's own title. The bytes of each PDF, HTML or DOCX file go
-    into ``originals``, if given, to be kept beside the index (``keep_originals``).
+    into ``originals``, if given, to be kept beside the index (``keep_originals``). Every
+    document goes into ``collection``.
     """
     docs: list[Document] = []
     for path in paths:
@@ -197,7 +236,9 @@ def read_documents(
         if doc.doc_id in seen:
             raise ValueError(f"duplicate doc_id {doc.doc_id!r}")
         seen.add(doc.doc_id)
-    return docs
+    if collection == DEFAULT_COLLECTION:
+        return docs
+    return [msgspec.structs.replace(d, doc_id=document_key(collection, d.doc_id)) for d in docs]
 
 
 def corpus_checksum(docs: Iterable[Document]) -> str:

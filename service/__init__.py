@@ -35,7 +35,7 @@ from service.eval import (
     summary_figures,
     token_f1,
 )
-from service.http import Loader, create_app
+from service.http import KeysFileError, Loader, create_app
 from service.llm import ChatModel, EmbeddedServer, OpenAIChatModel, assemble_model
 from service.observe import configure_logging
 from service.runtime import Runtime, load_runtime, open_index
@@ -67,6 +67,7 @@ __all__ = [
     "GivenDocument",
     "IndexLoadError",
     "InvalidRequestError",
+    "KeysFileError",
     "LLMError",
     "LLMUnavailableError",
     "Loader",

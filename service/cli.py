@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from index import (
+    DEFAULT_COLLECTION,
     IndexFormatError,
     SentenceTransformerEmbedder,
     build_index,
@@ -26,7 +28,7 @@ from index import (
 from service.eval import evaluate, evaluate_conversations, read_conversations, read_questions
 from service.observe import configure_logging
 from service.runtime import load_runtime, open_index
-from service.schemas import AnswerMode
+from service.schemas import COLLECTION_NAME, AnswerMode
 from service.settings import Settings, bundled_corpus, bundled_eval
 
 __all__ = ["main"]
@@ -79,7 +81,7 @@ def serve(
     """Serve the HTTP API; the index is built first if missing or stale (unless --read-only)."""
     import uvicorn
 
-    from service.http import create_app
+    from service.http import KeysFileError, create_app
 
     if address and not shard_dirs:
         raise click.UsageError("--address goes with --shards")
@@ -98,9 +100,13 @@ def serve(
                 f"--shards runs on Ray Serve: pip install 'citeqa[ray]' ({exc})"
             ) from exc
         loader = functools.partial(load_runtime, shards=clients)
+    try:
+        app = create_app(settings, loader=loader)
+    except KeysFileError as exc:
+        raise click.ClickException(str(exc)) from exc
     # uvicorn's loggers go through the root handler; its access log would repeat ours.
     uvicorn.run(
-        create_app(settings, loader=loader),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -169,6 +175,12 @@ def index_group() -> None:
 )
 @click.option("--address", default=None, help="Ray cluster address; default: a local Ray.")
 @click.option("--actors", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--collection",
+    default=DEFAULT_COLLECTION,
+    show_default=True,
+    help="The collection the documents go into (a doc_id is unique within one).",
+)
 def build(
     paths: tuple[Path, ...],
     out: Path | None,
@@ -176,6 +188,7 @@ def build(
     engine: str,
     address: str | None,
     actors: int,
+    collection: str,
 ) -> None:
     """Index PATHS (.txt, .md, or .jsonl of {doc_id, title, text}); default: the bundled article.
 
@@ -188,9 +201,14 @@ def build(
             f"{settings.index_dir} already holds an index; choose another with --out DIR, "
             "or pass --force to replace it and the documents added to it"
         )
+    if not re.fullmatch(COLLECTION_NAME, collection):
+        raise click.BadParameter(
+            "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            param_hint="--collection",
+        )
     originals: list[tuple[str, bytes]] = []
     try:
-        docs = read_documents(settings.seed_paths, originals)
+        docs = read_documents(settings.seed_paths, originals, collection)
         keep_originals(settings.index_dir, originals)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

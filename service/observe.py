@@ -38,7 +38,8 @@ __all__ = [
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 60.0)
 
-ANSWERS = Counter("citeqa_answers_total", "Answers given", ["mode", "outcome"])
+# "collection": the collections a question was asked in ("*": every one), never the key.
+ANSWERS = Counter("citeqa_answers_total", "Answers given", ["mode", "outcome", "collection"])
 ABSTENTIONS = Counter("citeqa_abstentions_total", "Answers withheld, by reason", ["reason"])
 DEGRADED = Counter("citeqa_degraded_total", "Answers degraded because the LLM failed")
 ANSWER_SECONDS = Histogram("citeqa_answer_seconds", "Time to a whole answer", buckets=_SECONDS)
@@ -67,10 +68,13 @@ def note(**fields: Any) -> None:
         summary.update(fields)
 
 
-def record_answer(response: AskResponse) -> None:
-    """Count an answer in the metrics and note it on the request's log event."""
+def record_answer(response: AskResponse, collection: str = "*") -> None:
+    """Count an answer in the metrics and note it on the request's log event.
+
+    ``collection``: the collections it was asked in, as ``Scope.label`` names them.
+    """
     outcome = "answered" if response.answerable else "abstained"
-    ANSWERS.labels(mode=response.mode, outcome=outcome).inc()
+    ANSWERS.labels(mode=response.mode, outcome=outcome, collection=collection).inc()
     if response.abstained_because:
         ABSTENTIONS.labels(reason=response.abstained_because).inc()
     if response.degraded:

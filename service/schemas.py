@@ -8,11 +8,13 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "COLLECTION_NAME",
     "MAX_QUESTION_CHARS",
     "AnswerMode",
     "AskRequest",
     "AskResponse",
     "Citation",
+    "Collections",
     "DocumentDetail",
     "DocumentList",
     "DocumentSummary",
@@ -34,6 +36,12 @@ Question = Annotated[
     str, Meta(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
 ]
 TopK = Annotated[int, Meta(ge=1, le=20)]
+# What a collection may be named (index.DEFAULT_COLLECTION is one).
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# The collections a question is asked in (default: every one the key reads).
+Collections = Annotated[
+    list[Annotated[str, Meta(pattern=COLLECTION_NAME)]], Meta(min_length=1, max_length=100)
+]
 
 
 class Filter(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +77,7 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     top_k: TopK = 5
     answer_mode: AnswerMode = "llm"
     stream: bool = False
+    collections: Collections | None = None
     filter: Filter | None = None
     # Answer over these alone (their doc_ids are "given-1", "given-2", ...), not the index.
     documents: Annotated[list[GivenDocument], Meta(min_length=1, max_length=20)] | None = None
@@ -79,6 +88,7 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     query: Question
     top_k: TopK = 5
+    collections: Collections | None = None
     filter: Filter | None = None
 
 
@@ -86,6 +96,7 @@ class Citation(msgspec.Struct):
     """A verified source sentence; ``text == document.text[start:end]``."""
 
     doc_id: str
+    collection: str  # the doc_id is unique within it
     sentence_id: str
     start: int
     end: int
@@ -98,6 +109,7 @@ class Passage(msgspec.Struct):
     """A chunk of consecutive sentences around a retrieved sentence."""
 
     doc_id: str
+    collection: str
     chunk_id: str
     start: int
     end: int
@@ -109,6 +121,7 @@ class SentenceHit(msgspec.Struct):
     """A retrieved sentence."""
 
     doc_id: str
+    collection: str
     sentence_id: str
     start: int
     end: int
@@ -176,6 +189,7 @@ class DocumentSummary(msgspec.Struct):
     """A document in the list."""
 
     doc_id: str
+    collection: str
     title: str
     chars: int
     sentences: int
@@ -191,6 +205,7 @@ class DocumentDetail(msgspec.Struct):
     """``GET /v1/documents/{doc_id}``: the text and its sentences."""
 
     doc_id: str
+    collection: str
     title: str
     text: str
     sentences: list[SentenceSpan]

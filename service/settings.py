@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     # Comma-separated bearer tokens for adding and deleting documents; unset: writes are off.
     admin_keys: SecretStr = SecretStr("")
+    # A JSON file of keys with scopes, beside the two above: {"keys": [{"key_sha256": "...",
+    # "collections": ["hr"], "write": false}]} (service/http/access.py); read again on
+    # SIGHUP and when it changes. Set: every /v1 route requires a key.
+    keys_file: Path | None = None
     # Comma-separated origins allowed to call the API from a browser (CORS); unset: none.
     # The playground at / is served by this server and needs none.
     cors_origins: str = ""

@@ -40,13 +40,13 @@ from index import (
 )
 from service.answering import (
     FetchedDocument,
+    Scope,
     ShardFinds,
     ShardReader,
     ShardSummary,
     ShardWritten,
     shard_of,
 )
-from service.schemas import Filter
 
 __all__ = ["ServeShard", "ShardReplica", "reshard", "start_shards"]
 
@@ -147,7 +147,7 @@ class ShardReplica:
         query: str,
         pool: int,
         statistics: Bm25Statistics,
-        scope: Filter | None = None,
+        scope: Scope | None = None,
     ) -> ShardFinds:
         """See :class:`~service.answering.ShardClient`."""
         return self.reader.search(vector, query, pool, statistics, scope)
@@ -186,7 +186,7 @@ class ServeShard:
         query: str,
         pool: int,
         statistics: Bm25Statistics,
-        scope: Filter | None = None,
+        scope: Scope | None = None,
     ) -> ShardFinds:
         """Round 2, through the handle."""
         return self._call("search", vector, query, pool, statistics, scope)  # type: ignore[no-any-return]

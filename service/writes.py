@@ -16,7 +16,7 @@ import logging
 import re
 import shutil
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
 from typing import Annotated, Any, TypeVar
 
@@ -25,9 +25,11 @@ import msgspec
 from msgspec import Meta
 
 from index import (
+    DEFAULT_COLLECTION,
     CorpusIndex,
     Document,
     ExtractionError,
+    document_key,
     drop_originals,
     extract,
     markdown_title,
@@ -35,6 +37,7 @@ from index import (
     merged_segment,
     original_name,
     save_snapshot,
+    split_key,
     update_index,
     with_merged,
 )
@@ -50,12 +53,15 @@ from service.errors import (
     UnsupportedFileError,
 )
 from service.runtime import PendingWrite, Runtime
+from service.schemas import COLLECTION_NAME
 from service.settings import Settings
 
 __all__ = [
     "DocumentIn",
     "IngestResult",
+    "collection_named",
     "delete_document",
+    "not_found",
     "parse_documents",
     "parse_uploads",
     "upsert_documents",
@@ -65,6 +71,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 DocId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Collection = Annotated[str, Meta(pattern=COLLECTION_NAME)]
 Metadata = dict[str, str | int | float | bool | None]
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
 
@@ -76,6 +83,8 @@ class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
     doc_id: DocId | None = None
     title: Annotated[str, Meta(max_length=500)] | None = None
     metadata: Metadata | None = None
+    # The collection it goes into (a doc_id is unique within it); default: the request's.
+    collection: Collection | None = None
 
 
 class DocumentBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,14 +101,25 @@ class IngestedDocument(msgspec.Struct):
     sentences: int
     chunks: int
     replaced: bool
+    collection: str = DEFAULT_COLLECTION
 
 
 class IngestResult(msgspec.Struct):
-    """``POST /v1/documents``."""
+    """``POST /v1/documents``; the totals count the collections the key reads."""
 
     documents: list[IngestedDocument]
     total_documents: int
     total_sentences: int
+
+
+def collection_named(name: str | None) -> str | None:
+    """A collection named in a query or form field, or a 400 saying what a name may be."""
+    if name is not None and not re.fullmatch(COLLECTION_NAME, name):
+        raise InvalidRequestError(
+            f"collection {name!r}: a name is 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def _check_text(text: str, where: str, settings: Settings) -> None:
@@ -114,11 +134,12 @@ def _check_text(text: str, where: str, settings: Settings) -> None:
         raise InvalidRequestError(f"{where}: content is not text (control or NUL characters)")
 
 
-def _document(item: DocumentIn, where: str, settings: Settings) -> Document:
+def _document(item: DocumentIn, where: str, settings: Settings, collection: str) -> Document:
     _check_text(item.text, where, settings)
     doc_id = item.doc_id or "doc-" + hashlib.sha256(item.text.encode()).hexdigest()[:16]
     metadata = {k: str(v) for k, v in (item.metadata or {}).items() if v is not None}
-    return Document(doc_id=doc_id, title=item.title or doc_id, text=item.text, metadata=metadata)
+    key = document_key(item.collection or collection, doc_id)
+    return Document(doc_id=key, title=item.title or doc_id, text=item.text, metadata=metadata)
 
 
 def parse_uploads(
@@ -126,6 +147,7 @@ def parse_uploads(
     fields: dict[str, str],
     settings: Settings,
     originals: list[tuple[str, bytes]],
+    collection: str = DEFAULT_COLLECTION,
 ) -> list[Document]:
     """Documents from ``multipart/form-data`` files: PDF, HTML, DOCX, text or markdown.
 
@@ -164,7 +186,7 @@ def parse_uploads(
         heading = markdown_title(found.text) if found.kind == "markdown" else found.title
         title = (fields.get("title") or heading or path.stem)[:500]
         item = _valid(dict(text=found.text, doc_id=doc_id or None, title=title, metadata=metadata))
-        doc = _document(item, f"files[{k}] ({path.name})", settings)
+        doc = _document(item, f"files[{k}] ({path.name})", settings, collection)
         if found.kind in ("pdf", "html", "docx"):
             original = original_name(data, found.kind)
             kept.append((original, data))
@@ -191,18 +213,27 @@ def _decode(data: bytes, where: str) -> str:
         raise InvalidRequestError(f"{where} is not UTF-8 text") from exc
 
 
-def _documents(items: list[DocumentIn], settings: Settings) -> list[Document]:
-    docs = [_document(item, f"documents[{i}]", settings) for i, item in enumerate(items)]
+def _documents(items: list[DocumentIn], settings: Settings, collection: str) -> list[Document]:
+    docs = [
+        _document(item, f"documents[{i}]", settings, collection) for i, item in enumerate(items)
+    ]
     ids = [d.doc_id for d in docs]
     if len(set(ids)) != len(ids):
-        raise InvalidRequestError("the batch names the same doc_id twice")
+        raise InvalidRequestError("the batch names the same doc_id twice in one collection")
     return docs
 
 
 def parse_documents(
-    body: bytes, content_type: str, query: dict[str, str], settings: Settings
+    body: bytes,
+    content_type: str,
+    query: dict[str, str],
+    settings: Settings,
+    collection: str = DEFAULT_COLLECTION,
 ) -> list[Document]:
-    """Documents from a JSON body (one or ``{"documents": [...]}``) or a text upload."""
+    """Documents from a JSON body (one or ``{"documents": [...]}``) or a text upload.
+
+    Each goes into its own ``collection`` field, else ``collection``.
+    """
     media = content_type.split(";")[0].strip().lower()
     if media in _TEXT_TYPES:
         fields: dict[str, Any] = {"text": _decode(body, "upload")}
@@ -230,7 +261,7 @@ def parse_documents(
             items = _convert(raw, DocumentBatch).documents
         else:
             items = [_convert(raw, DocumentIn)]
-    return _documents(items, settings)
+    return _documents(items, settings, collection)
 
 
 def _convert(raw: Any, kind: type[_T]) -> _T:
@@ -386,37 +417,55 @@ async def _write_to_shards(
         raise ShardUnavailableError(f"{exc}; retry it (writes are idempotent)") from exc
 
 
-async def upsert_documents(runtime: Runtime, docs: list[Document]) -> IngestResult:
-    """Add or replace ``docs``; returns once the new snapshot is durable and live."""
+async def upsert_documents(
+    runtime: Runtime, docs: list[Document], sees: Callable[[str], bool] | None = None
+) -> IngestResult:
+    """Add or replace ``docs``; returns once the new snapshot is durable and live.
+
+    The totals count the documents of the collections ``sees`` (None: of every one).
+    """
     if (shards := runtime.answerer.shards) is not None:  # each to its home shard
         written = await _write_to_shards(shards, docs, [])
         titles = {d.doc_id: d.title for d in docs}
-        return IngestResult(
-            [IngestedDocument(doc_id, titles[doc_id], sentences, chunks, replaced)
-             for doc_id, sentences, chunks, replaced in written.documents],
-            written.total_documents,
-            written.total_sentences,
-        )  # fmt: skip
+        documented = [_ingested(key, titles[key], sentences, chunks, replaced)
+                      for key, sentences, chunks, replaced in written.documents]  # fmt: skip
+        if sees is None:
+            return IngestResult(documented, written.total_documents, written.total_sentences)
+        await anyio.to_thread.run_sync(shards.refresh)
+        rows = [(key, sentences) for key, _, _, sentences in shards.listing]
+        return IngestResult(documented, *_totals(rows, sees))
     _check_room(runtime.answerer.settings.index_dir, docs, runtime.answerer.embedder.dim)
     existing = set(runtime.answerer.index.documents)
     new = await _write(runtime, upserts=docs)
     index = new.index
     if existing & {d.doc_id for d in docs}:  # a replaced document may leave its file behind
         _drop_unnamed_originals(runtime, index)
-    return IngestResult(
-        documents=[
-            IngestedDocument(
-                d.doc_id,
-                d.title,
-                len(index.sentences_of(d.doc_id)),
-                len(index.chunks_of(d.doc_id)),
-                d.doc_id in existing,
-            )
-            for d in docs
-        ],
-        total_documents=len(index.documents),
-        total_sentences=len(index.sentences),
-    )
+    documented = [
+        _ingested(d.doc_id, d.title, len(index.sentences_of(d.doc_id)),
+                  len(index.chunks_of(d.doc_id)), d.doc_id in existing)
+        for d in docs
+    ]  # fmt: skip
+    if sees is None:
+        return IngestResult(documented, len(index.documents), len(index.sentences))
+    rows = [(key, len(index.positions_of(key))) for key in index.documents]
+    return IngestResult(documented, *_totals(rows, sees))
+
+
+def _ingested(
+    key: str, title: str, sentences: int, chunks: int, replaced: bool
+) -> IngestedDocument:
+    collection, doc_id = split_key(key)
+    return IngestedDocument(doc_id, title, sentences, chunks, replaced, collection)
+
+
+def _totals(rows: Iterable[tuple[str, int]], sees: Callable[[str], bool]) -> tuple[int, int]:
+    """How many documents, and sentences, of ``(key, sentences)`` rows ``sees`` sees."""
+    documents = sentences = 0
+    for key, count in rows:
+        if sees(split_key(key)[0]):
+            documents += 1
+            sentences += count
+    return documents, sentences
 
 
 def _drop_unnamed_originals(runtime: Runtime, index: CorpusIndex) -> None:
@@ -428,15 +477,22 @@ def _drop_unnamed_originals(runtime: Runtime, index: CorpusIndex) -> None:
         log.warning("could not remove unnamed originals: %s", exc)
 
 
-async def delete_document(runtime: Runtime, doc_id: str) -> None:
-    """Remove a document; 404 if it is not there."""
+def not_found(key: str) -> NotFoundError:
+    """The 404 of a document that is not there, or not in the key's collections: the same."""
+    collection, doc_id = split_key(key)
+    where = "" if collection == DEFAULT_COLLECTION else f" in collection {collection!r}"
+    return NotFoundError(f"no document with doc_id {doc_id!r}{where}")
+
+
+async def delete_document(runtime: Runtime, key: str) -> None:
+    """Remove the document under index key ``key``; 404 if it is not there."""
     if (shards := runtime.answerer.shards) is not None:
         await anyio.to_thread.run_sync(shards.refresh)
-        if not shards.holds(doc_id):
-            raise NotFoundError(f"no document with doc_id {doc_id!r}")
-        await _write_to_shards(shards, [], [doc_id])
+        if not shards.holds(key):
+            raise not_found(key)
+        await _write_to_shards(shards, [], [key])
         return
-    if doc_id not in runtime.answerer.index.documents:
-        raise NotFoundError(f"no document with doc_id {doc_id!r}")
-    new = await _write(runtime, deletes=[doc_id])
+    if key not in runtime.answerer.index.documents:
+        raise not_found(key)
+    new = await _write(runtime, deletes=[key])
     _drop_unnamed_originals(runtime, new.index)

@@ -71,7 +71,7 @@ from service.answering.pipeline import (
 )
 from service.answering.prompts import render_answer_prompt, render_judge_prompt
 from service.answering.quote import Quote, align
-from service.answering.reading import Reading
+from service.answering.reading import Reading, Scope
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
 from service.answering.shards import (
@@ -120,6 +120,7 @@ __all__ = [
     "ReplyParser",
     "Retrieval",
     "Retriever",
+    "Scope",
     "ShardClient",
     "ShardFinds",
     "ShardReader",

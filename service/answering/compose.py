@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from index import Sentence
+from index import Sentence, split_key
 from service.answering.language import ABSTAIN_TEXTS
 from service.answering.measures import figures_in
 from service.answering.quote import Quote
@@ -33,8 +33,9 @@ class VerifiedClaim:
 
 def cite(sentence: Sentence, score: float, page: int | None = None) -> Citation:
     """The wire citation of a sentence, on ``page`` of a paged document."""
+    collection, doc_id = split_key(sentence.doc_id)
     return Citation(
-        sentence.doc_id, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
+        doc_id, collection, sentence.sentence_id, sentence.start, sentence.end, sentence.text,
         round(score, 4), page,
     )  # fmt: skip
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import anyio.to_thread
 import msgspec
 
-from index import CorpusIndex, Document, Embedder, build_index
+from index import CorpusIndex, Document, Embedder, build_index, document_key, split_key
 from service.answering.compose import Composition, VerifiedClaim
 from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.instructions import document_instructions
@@ -32,7 +32,7 @@ from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
 from service.answering.phrase import shortest_phrase
 from service.answering.prompts import render_answer_prompt
-from service.answering.reading import Reading
+from service.answering.reading import Reading, Scope
 from service.answering.reply import Claim, ReplyParser, claims_of
 from service.answering.retrieve import Candidate, Retrieval, Retriever
 from service.answering.shards import Shards
@@ -56,7 +56,6 @@ from service.schemas import (
     AnswerMode,
     AskResponse,
     Citation,
-    Filter,
     GivenDocument,
     Passage,
     Verdict,
@@ -174,14 +173,14 @@ class Answerer:
         """The reading of a new version of the index (CPU work: run it in a thread)."""
         return Reading.of(index, self.embedder, self.settings)
 
-    def reading_of(self, question: str, scope: Filter | None = None) -> Reading:
+    def reading_of(self, question: str, scope: Scope | None = None) -> Reading:
         """What ``question`` is answered from: the current reading, or a fetch from shards.
 
         Blocking: call it in a worker thread, or use :meth:`reading_for`.
         """
         return self.reading if self.shards is None else self.shards.read(question, scope)
 
-    async def reading_for(self, question: str, scope: Filter | None = None) -> Reading:
+    async def reading_for(self, question: str, scope: Scope | None = None) -> Reading:
         """:meth:`reading_of`, off the event loop when it goes to the shards.
 
         Documents fetched from shards that the LLM has not screened for planted orders yet
@@ -210,6 +209,10 @@ class Answerer:
         if self.shards is not None:
             return {doc_id: title for doc_id, title, _, _ in self.shards.listing}
         return {d.doc_id: d.title for d in self.index.documents.values()}
+
+    def collections(self) -> set[str]:
+        """The collections that hold documents."""
+        return {split_key(key)[0] for key in self.titles()}
 
     def swap(self, reading: Reading) -> None:
         """Answer later questions from ``reading``; questions in flight keep theirs."""
@@ -314,7 +317,7 @@ class Answerer:
         question: str,
         top_k: int = 5,
         mode: AnswerMode = "llm",
-        scope: Filter | None = None,
+        scope: Scope | None = None,
         given: Sequence[GivenDocument] | None = None,
     ) -> AskResponse:
         """Answer ``question`` with verified citations, or abstain."""
@@ -328,7 +331,7 @@ class Answerer:
         question: str,
         top_k: int = 5,
         mode: AnswerMode = "llm",
-        scope: Filter | None = None,
+        scope: Scope | None = None,
         given: Sequence[GivenDocument] | None = None,
     ) -> AsyncGenerator[AskEvent, None]:
         """Answer as a stream of verified text and citations, then the whole answer.
@@ -350,7 +353,7 @@ class Answerer:
                 if isinstance(event, AnswerDone):
                     if reading.missing:  # answered without some shards' documents
                         event = AnswerDone(msgspec.structs.replace(event.response, degraded=True))
-                    record_answer(event.response)
+                    record_answer(event.response, "*" if scope is None else scope.label)
                 yield event
 
     def reading_of_given(self, given: Sequence[GivenDocument]) -> Reading:
@@ -424,7 +427,8 @@ class Answerer:
         fails its checks (then the verified quotes are shown as they are).
         """
         if not response.citations or all(
-            q.reading.language_of_document(c.doc_id) == q.language for c in response.citations
+            q.reading.language_of_document(document_key(c.collection, c.doc_id)) == q.language
+            for c in response.citations
         ):
             return response
         parts = _PART.findall(response.answer)

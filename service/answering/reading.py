@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from index import Allowed, CorpusIndex, Embedder, Sentence, page_of
+from index import Allowed, CorpusIndex, Embedder, Sentence, document_key, page_of, split_key
 from service.answering.compose import Composition
 from service.answering.ground import Grounder
 from service.answering.language import language_of
@@ -20,7 +21,7 @@ from service.answering.retrieve import Retriever
 from service.schemas import Filter
 from service.settings import Settings
 
-__all__ = ["Reading", "language_of_sentences", "sentences_by_language"]
+__all__ = ["Reading", "Scope", "language_of_sentences", "scope_mask", "sentences_by_language"]
 
 
 def language_of_sentences(sentences: list[Sentence]) -> str:
@@ -28,27 +29,59 @@ def language_of_sentences(sentences: list[Sentence]) -> str:
     return language_of(" ".join(s.text for s in sentences[:20]))
 
 
-def sentences_by_language(index: CorpusIndex) -> Counter[str]:
-    """How many of the index's sentences are in each language (by their document's)."""
+def sentences_by_language(index: CorpusIndex, allowed: Allowed | None = None) -> Counter[str]:
+    """How many of the index's sentences (of ``allowed`` ones) are in each language."""
     counts: Counter[str] = Counter()
     for doc_id in index.documents:
+        positions = index.positions_of(doc_id)
+        if allowed is not None and not (positions and allowed[positions[0]]):
+            continue  # a scope holds a document whole or not at all
         language = index.derived(doc_id, "language", language_of_sentences)
-        counts[language] += len(index.positions_of(doc_id))
+        counts[language] += len(positions)
     return counts
 
 
-def scope_mask(index: CorpusIndex, scope: Filter) -> Allowed:
+@dataclass(frozen=True)
+class Scope:
+    """What a question may see: the documents of some collections that a filter keeps.
+
+    ``collections`` None: of every one. Built from the caller's key and the request.
+    """
+
+    collections: frozenset[str] | None = None
+    filter: Filter | None = None
+
+    def holds(self, key: str) -> bool:
+        """Whether the document under index key ``key`` is in the scope, metadata aside."""
+        collection, doc_id = split_key(key)
+        if self.collections is not None and collection not in self.collections:
+            return False
+        return self.filter is None or self.filter.doc_ids is None or doc_id in self.filter.doc_ids
+
+    @property
+    def label(self) -> str:
+        """The collections, as metrics and logs name them: "*" for every one."""
+        return "*" if self.collections is None else ",".join(sorted(self.collections)) or "-"
+
+
+def scope_mask(index: CorpusIndex, scope: Scope) -> Allowed:
     """The sentences of ``index``'s documents in ``scope``, as a mask over its positions.
 
-    In scope: named by ``doc_ids`` (every document, if None), with metadata that holds, for
-    every key, one of its values.
+    In scope: of the scope's collections, named by its filter's ``doc_ids`` (every document,
+    if None), with metadata that holds, for every key, one of its values.
     """
     allowed = np.zeros(len(index.sentences), dtype=bool)
-    metadata = scope.values()
-    for doc_id in index.documents if scope.doc_ids is None else scope.doc_ids:
-        doc = index.documents.get(doc_id)
-        if doc is not None and all(doc.metadata.get(k) in v for k, v in metadata.items()):
-            allowed[index.positions_of(doc_id)] = True
+    named = scope.filter.doc_ids if scope.filter else None
+    metadata = scope.filter.values() if scope.filter else {}
+    if named is not None and scope.collections is not None:  # look the few keys up
+        keys: Iterable[str] = [document_key(c, n) for c in scope.collections for n in named]
+    else:
+        keys = index.documents
+    for key in keys:
+        doc = index.documents.get(key)
+        if (doc is not None and scope.holds(key)
+                and all(doc.metadata.get(k) in v for k, v in metadata.items())):  # fmt: skip
+            allowed[index.positions_of(key)] = True
     return allowed
 
 
@@ -63,11 +96,25 @@ class Reading:
     languages: tuple[str, ...]  # of the documents, the one most sentences are in first
     missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
     allowed: Allowed | None = None  # the sentences a scoped question may find and cite
+    whole: bool = True  # False: documents fetched from shards, a part of the corpus
 
-    def scoped(self, scope: Filter) -> Reading:
-        """The reading in which questions find and cite only the sentences of ``scope``."""
+    def scoped(self, scope: Scope) -> Reading:
+        """The reading in which questions find and cite only the sentences of ``scope``.
+
+        Its size and languages are the scope's own, as if it were the corpus: nothing
+        outside a scope changes how a question in it is answered (whether the corpus goes
+        whole into the prompt, into which language a question is translated). A reading
+        of documents fetched from shards holds only some of the scope, so keeps its size.
+        """
         allowed = scope_mask(self.index, scope)
-        return dataclasses.replace(self, retriever=self.retriever.scoped(allowed), allowed=allowed)
+        in_scope = self.corpus_chars
+        if self.whole:
+            in_scope = sum(len(d.text) for k, d in self.index.documents.items()
+                           if allowed[self.index.positions_of(k)[:1]].any())  # fmt: skip
+        by_language = sentences_by_language(self.index, allowed)
+        languages = tuple(language for language, _ in by_language.most_common()) or self.languages
+        return dataclasses.replace(self, retriever=self.retriever.scoped(allowed), allowed=allowed,
+                                   corpus_chars=in_scope, languages=languages)  # fmt: skip
 
     @classmethod
     def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from index import Allowed, Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors
+from index import Allowed, Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors, split_key
 from service.answering.measures import Terms, coverage, terms
 from service.schemas import Passage, SentenceHit
 from service.settings import Settings
@@ -155,9 +155,9 @@ class Retriever:
         hits = []
         for c in candidates[:top_k]:
             s = self.index.sentences[c.index]
-            hits.append(
-                SentenceHit(s.doc_id, s.sentence_id, s.start, s.end, s.text, round(c.evidence, 4))
-            )
+            collection, doc_id = split_key(s.doc_id)
+            hits.append(SentenceHit(doc_id, collection, s.sentence_id, s.start, s.end, s.text,
+                                    round(c.evidence, 4)))  # fmt: skip
         return hits
 
     def passages(self, candidates: list[Candidate], top_k: int) -> list[Passage]:
@@ -170,11 +170,9 @@ class Retriever:
                 continue
             seen.add(chunk.chunk_id)
             text = self.index.documents[chunk.doc_id].text[chunk.start : chunk.end]
-            passages.append(
-                Passage(
-                    chunk.doc_id, chunk.chunk_id, chunk.start, chunk.end, text, round(c.evidence, 4)
-                )
-            )
+            collection, doc_id = split_key(chunk.doc_id)
+            passages.append(Passage(doc_id, collection, chunk.chunk_id, chunk.start, chunk.end,
+                                    text, round(c.evidence, 4)))  # fmt: skip
             if len(passages) == top_k:
                 break
         return passages

@@ -52,10 +52,9 @@ from index import (
     tokenize,
 )
 from service.answering.ground import Grounder
-from service.answering.reading import Reading, scope_mask, sentences_by_language
+from service.answering.reading import Reading, Scope, scope_mask, sentences_by_language
 from service.answering.retrieve import Retriever, term_counts
 from service.observe import SHARD_UP
-from service.schemas import Filter
 from service.settings import Settings
 
 __all__ = [
@@ -153,7 +152,7 @@ class ShardClient(Protocol):
         query: str,
         pool: int,
         statistics: Bm25Statistics,
-        scope: Filter | None = None,
+        scope: Scope | None = None,
     ) -> ShardFinds:
         """Round 2: the shard's best ``pool`` sentences of each ranking, in ``scope``."""
         ...
@@ -209,7 +208,7 @@ class ShardReader:
         query: str,
         pool: int,
         statistics: Bm25Statistics,
-        scope: Filter | None = None,
+        scope: Scope | None = None,
     ) -> ShardFinds:
         """The best ``pool`` dense sentences and BM25 sentences (scored corpus-wide).
 
@@ -474,7 +473,7 @@ class Shards:
         question: str,
         vector: Vectors,
         statistics: Bm25Statistics,
-        scope: Filter | None = None,
+        scope: Scope | None = None,
     ) -> list[Segment]:
         """Round 2: the documents that hold the union's best sentences in scope, as segments.
 
@@ -501,9 +500,8 @@ class Shards:
                 wanted.setdefault(name, set()).add(doc_id)
         if self._known.chars <= self.settings.whole_corpus_chars:
             # A corpus this small goes whole into the prompt, as one index's would.
-            named = None if scope is None or scope.doc_ids is None else set(scope.doc_ids)
             wanted = {n: {doc_id for doc_id, *_ in s.documents
-                          if named is None or doc_id in named}
+                          if scope is None or scope.holds(doc_id)}
                       for n, s in self._known.summaries.items() if n in finds}  # fmt: skip
         keys = {n: {d: (n, finds[n].version, d) for d in docs} for n, docs in wanted.items()}
         missing = {n: sorted(d for d, key in k.items() if key not in self._cache)
@@ -542,7 +540,7 @@ class Shards:
         """
         return CorpusIndex(self._empty.manifest, segments, {}, self._derived)
 
-    def read(self, question: str, scope: Filter | None = None) -> Reading:
+    def read(self, question: str, scope: Scope | None = None) -> Reading:
         """A reading of the documents that hold the union's best sentences for ``question``.
 
         With a ``scope``, each shard searches only its documents in scope.
@@ -559,4 +557,4 @@ class Shards:
                               bm25=self.bm25_statistics)  # fmt: skip
         known = self._known
         return Reading(index, retriever, Grounder(retriever, self.settings), known.chars,
-                       known.languages, self.missing)  # fmt: skip
+                       known.languages, self.missing, whole=False)  # fmt: skip

@@ -5,7 +5,8 @@ below it (``service.answering``, ``service.llm``, ``index``, the top-level modul
 than ``cli`` and ``eval``) imports from here; ``lint-imports`` checks it.
 """
 
+from service.http.access import KeysFileError
 from service.http.app import Loader, create_app
 from service.http.wire import ChatMessage, sources_block
 
-__all__ = ["ChatMessage", "Loader", "create_app", "sources_block"]
+__all__ = ["ChatMessage", "KeysFileError", "Loader", "create_app", "sources_block"]

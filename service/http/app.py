@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 
 from service.errors import CiteQAError
+from service.http.access import KeyRing
 from service.http.apidoc import CompletedJson
 from service.http.controllers import (
     AnswersController,
@@ -52,8 +55,11 @@ def _without_paths(message: str, settings: Settings) -> str:
     return message
 
 
-def _lifespan(settings: Settings, loader: Loader, life: Lifecycle) -> Any:
-    """Load the runtime in the background, so that probes answer at once; close it at exit."""
+def _lifespan(settings: Settings, loader: Loader, life: Lifecycle, keys: KeyRing) -> Any:
+    """Load the runtime in the background, so that probes answer at once; close it at exit.
+
+    SIGHUP reads the keys file again, while it runs.
+    """
 
     async def load() -> None:
         try:
@@ -72,9 +78,14 @@ def _lifespan(settings: Settings, loader: Loader, life: Lifecycle) -> Any:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         task = asyncio.create_task(load())
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, keys.reload)  # not on Windows, nor off main
         try:
             yield
         finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
             if not task.done():
                 task.cancel()
             if life.runtime is not None:
@@ -87,6 +98,7 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
     """Build the app; the index and LLM load in the background after startup."""
     settings = settings or Settings()
     life = Lifecycle()
+    keys = KeyRing(settings)  # a keys file that cannot be read stops the start here
     v1 = Router(
         path="/v1",
         route_handlers=[AnswersController, DocumentsController, OpenAIController],
@@ -117,8 +129,10 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_runtim
         if settings.cors_origin_list
         else None,
         middleware=middleware,
-        state=State({"life": life, "settings": settings, "started": int(time.time())}),
-        lifespan=[_lifespan(settings, loader, life)],
+        state=State(
+            {"life": life, "settings": settings, "key_ring": keys, "started": int(time.time())}
+        ),
+        lifespan=[_lifespan(settings, loader, life, keys)],
         exception_handlers={Exception: error_response},
         before_request=check_json_body,
         openapi_config=OpenAPIConfig(

@@ -1,21 +1,24 @@
-"""What handlers get injected (Litestar's ``Provide``): the loaded runtime and the settings."""
+"""What handlers get injected (Litestar's ``Provide``): runtime, settings, the key's access."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from service.errors import NotReadyError
+from service.http.access import Access
 from service.runtime import Runtime
 from service.settings import Settings
 
-__all__ = ["DEPENDENCIES", "Lifecycle", "RuntimeDep", "SettingsDep"]
+__all__ = ["DEPENDENCIES", "AccessDep", "Lifecycle", "RuntimeDep", "SettingsDep"]
 
 RuntimeDep: TypeAlias = NamedDependency[Runtime]
 SettingsDep: TypeAlias = NamedDependency[Settings]
+AccessDep: TypeAlias = NamedDependency[Access]
 
 
 @dataclass
@@ -40,7 +43,14 @@ def _settings(state: State) -> Settings:
     return settings
 
 
+def _access(request: Request[Any, Any, Any]) -> Access:
+    """What the key may do, as the ``/v1`` guard found it (``service/http/guards.py``)."""
+    access: Access = request.state.access
+    return access
+
+
 DEPENDENCIES = {
+    "access": Provide(_access, sync_to_thread=False),
     "runtime": Provide(_runtime, sync_to_thread=False),
     "settings": Provide(_settings, sync_to_thread=False),
 }

@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.answering import AnswerDelta, Answerer, AskEvent, CitationFound, StreamFailed
+from service.answering import AnswerDelta, Answerer, AskEvent, CitationFound, Scope, StreamFailed
 from service.errors import CiteQAError, ClientGoneError
 from service.http.errors import openai_error
 from service.http.wire import ChatCompletionChunk
@@ -64,11 +64,13 @@ class EventStream(ServerSentEvent):
         return super().to_asgi_response(*args, **kwargs)
 
 
-async def ask_stream(answerer: Answerer, data: AskRequest) -> AsyncIterator[ServerSentEventMessage]:
+async def ask_stream(
+    answerer: Answerer, data: AskRequest, scope: Scope | None
+) -> AsyncIterator[ServerSentEventMessage]:
     """An answer's events as SSE messages; an error after the start is an ``error`` event."""
     # aclosing: a client that disconnects closes the chain down to the upstream request.
     events_of = answerer.ask_events(
-        data.question, data.top_k, data.answer_mode, data.filter, data.documents
+        data.question, data.top_k, data.answer_mode, scope, data.documents
     )
     async with aclosing(events_of) as events:
         try:

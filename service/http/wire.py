@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from index import DEFAULT_COLLECTION, document_key
 from service.answering.pipeline import AnswerDelta, AnswerDone, AskEvent
-from service.schemas import AskResponse, Citation, FigureReading, Filter, TopK
+from service.schemas import AskResponse, Citation, Collections, FigureReading, Filter, TopK
 
 __all__ = [
     "ChatCompletion",
@@ -75,7 +76,9 @@ class ChatCompletionRequest(msgspec.Struct):
     top_k: TopK = 5
     # This service's own: end the reply with a "Sources:" text block (default: the server's).
     sources_block: bool | None = None
-    # Which documents to ask, as on /v1/ask (an extra body field for the openai client).
+    # Which documents to ask, as on /v1/ask (extra body fields for the openai client); a
+    # model "citeqa/NAME" asks the collection NAME.
+    collections: Collections | None = None
     filter: Filter | None = None
 
 
@@ -110,9 +113,10 @@ class ModelList(msgspec.Struct, kw_only=True):
     data: list[ModelCard]
 
 
-def model_list(name: str, created: int) -> ModelList:
-    """The ``GET /v1/models`` body."""
-    return ModelList(data=[ModelCard(id=name, created=created)])
+def model_list(name: str, created: int, collections: Sequence[str] = ()) -> ModelList:
+    """The ``GET /v1/models`` body: ``name`` (every collection), then ``name/C`` for each C."""
+    ids = [name, *(f"{name}/{c}" for c in sorted(collections))]
+    return ModelList(data=[ModelCard(id=i, created=created) for i in ids])
 
 
 def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
@@ -121,7 +125,7 @@ def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
         return ""
     lines = []
     for n, c in enumerate(citations, 1):
-        title = titles.get(c.doc_id, c.doc_id)
+        title = titles.get(document_key(c.collection, c.doc_id), c.doc_id)
         where = f"{c.doc_id} [{c.start}, {c.end})" + (f", p. {c.page}" if c.page else "")
         named = where if title == c.doc_id else f"{title}, {where}"
         lines.append(f'[{n}] "{" ".join(c.text.split())}" ({named})')
@@ -294,17 +298,21 @@ class SourceCards:
 
     def events(self, citations: Sequence[Citation]) -> list[WebUIEvent]:
         """One card per citation, in ``[n]`` order."""
-        per_document = Counter(c.doc_id for c in citations)
+        per_document = Counter(document_key(c.collection, c.doc_id) for c in citations)
         shared = {doc_id for doc_id, count in per_document.items() if count > 1}
-        return [self._card(c, located=c.doc_id in shared) for c in citations]
+        return [
+            self._card(c, located=document_key(c.collection, c.doc_id) in shared) for c in citations
+        ]
 
     def _card(self, citation: Citation, *, located: bool) -> WebUIEvent:
-        name = self.titles.get(citation.doc_id, citation.doc_id)
+        name = self.titles.get(document_key(citation.collection, citation.doc_id), citation.doc_id)
         if citation.page is not None:
             name = f"{name}, p. {citation.page}"
         if located:
             name = f"{name}, chars {citation.start}-{citation.end}"
         url = f"{self.base_url}/v1/documents/{citation.doc_id}"
+        if citation.collection != DEFAULT_COLLECTION:
+            url += f"?collection={citation.collection}"
         metadata = WebUIMetadata(
             citation.sentence_id, name, citation.doc_id, citation.sentence_id,
             citation.start, citation.end,

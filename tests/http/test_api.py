@@ -84,7 +84,7 @@ def test_documents_list_and_detail_carry_offsets(make_client: Client) -> None:
     client = make_client()
     listing = client.get("/v1/documents").json()["documents"]
     assert listing == [
-        {"doc_id": "renault-geely-mou", "title": ARTICLE_TITLE,
+        {"doc_id": "renault-geely-mou", "collection": "default", "title": ARTICLE_TITLE,
          "chars": len(ARTICLE_TEXT), "sentences": 17}
     ]  # fmt: skip
     detail = client.get("/v1/documents/renault-geely-mou").json()

@@ -64,7 +64,14 @@ def test_add_replace_and_delete_change_the_answers(admin_client: TestClient[Any]
     )
     assert added.status_code == 201, added.text
     assert added.json()["documents"] == [
-        {"doc_id": "plants", "title": "Plants", "sentences": 2, "chunks": 1, "replaced": False}
+        {
+            "doc_id": "plants",
+            "title": "Plants",
+            "sentences": 2,
+            "chunks": 1,
+            "replaced": False,
+            "collection": "default",
+        }
     ]
     answer = _extractive(admin_client, BATTERY)
     assert answer["citations"][0]["doc_id"] == "plants" and "Ningbo" in answer["answer"]
@@ -77,7 +84,10 @@ def test_add_replace_and_delete_change_the_answers(admin_client: TestClient[Any]
     assert doc["text"] == "The batteries are made in Xi'an."
 
     deleted = admin_client.delete("/v1/documents/plants", headers=ADMIN)
-    assert deleted.status_code == 200 and deleted.json() == {"deleted": "plants"}
+    assert deleted.status_code == 200 and deleted.json() == {
+        "deleted": "plants",
+        "collection": "default",
+    }
     assert admin_client.get("/v1/documents/plants").status_code == 404
     assert _extractive(admin_client, BATTERY)["answerable"] is False
     assert admin_client.delete("/v1/documents/plants", headers=ADMIN).status_code == 404

@@ -61,12 +61,15 @@ def test_metrics_count_answers_abstentions_routes_and_the_index(
     make_client: Client, upstream: QueuedUpstream
 ) -> None:
     client = make_client()
-    answered = _sample("citeqa_answers_total", mode="llm", outcome="answered")
+    answered = _sample("citeqa_answers_total", mode="llm", outcome="answered", collection="*")
     refused = _sample("citeqa_abstentions_total", reason="llm_refused")
     upstream.queue(cma_reply(upstream), "NOT FOUND")
     client.post("/v1/ask", json={"question": "Which platform underpins the Korean models?"})
     client.post("/v1/ask", json={"question": "Which platform do the Korean models use?"})
-    assert _sample("citeqa_answers_total", mode="llm", outcome="answered") == answered + 1
+    assert (
+        _sample("citeqa_answers_total", mode="llm", outcome="answered", collection="*")
+        == answered + 1
+    )
     assert _sample("citeqa_abstentions_total", reason="llm_refused") >= refused + 1
     text = client.get("/metrics").text
     for needle in (

@@ -50,11 +50,14 @@ def _assert_verbatim(citations: list[dict[str, Any]]) -> None:
         assert ARTICLE_TEXT[c["start"] : c["end"]] == c["text"]
 
 
-def test_models_lists_the_service_model(clients: Clients, live_server: Server) -> None:
+def test_models_lists_the_service_model_and_one_per_collection(
+    clients: Clients, live_server: Server
+) -> None:
     client = clients(live_server(), "unused")
-    (model,) = client.models.list().data
-    assert model.id == "citeqa" and model.object == "model" and model.owned_by == "citeqa"
-    assert 1_700_000_000 < model.created < 4_000_000_000  # unix seconds
+    every, default = client.models.list().data
+    assert every.id == "citeqa" and every.object == "model" and every.owned_by == "citeqa"
+    assert default.id == "citeqa/default"  # the bundled article's collection
+    assert 1_700_000_000 < every.created < 4_000_000_000  # unix seconds
 
 
 def test_sync_completion_carries_markers_sources_and_structured_citations(
@@ -323,10 +326,11 @@ def test_cards_of_one_document_carry_a_locator_and_a_unique_id(
 
 
 def test_sources_block_names_a_titled_document_then_its_id() -> None:
-    citation = Citation("notes", "notes:s1", 0, 18, "The plant  opens.", 0.9)
+    citation = Citation("notes", "default", "notes:s1", 0, 18, "The plant  opens.", 0.9)
     block = sources_block([citation], {"notes": "Plant Notes"})
     assert block == '\n\nSources:\n[1] "The plant opens." (Plant Notes, notes [0, 18))'
-    paged = Citation("paper", "paper:s9", 4010, 4052, "The plant opens in May.", 0.9, page=7)
+    paged = Citation("paper", "default", "paper:s9", 4010, 4052, "The plant opens in May.", 0.9,
+                     page=7)  # fmt: skip
     assert sources_block([paged], {"paper": "The Paper"}).endswith(
         "(The Paper, paper [4010, 4052), p. 7)"
     )

@@ -10,9 +10,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
+from service.answering import Scope
 from service.errors import PayloadTooLargeError
 from service.http.apidoc import errors
-from service.http.dependencies import RuntimeDep, SettingsDep
+from service.http.dependencies import AccessDep, RuntimeDep, SettingsDep
 from service.http.streaming import EventStream, ask_stream, while_connected
 from service.observe import elapsed_ms
 from service.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
@@ -33,13 +34,16 @@ class AnswersController(Controller):
         data: JSONBody[AskRequest],
         runtime: RuntimeDep,
         settings: SettingsDep,
+        access: AccessDep,
         request: Request[Any, Any, Any],
     ) -> AskResponse | ServerSentEvent:
         """Answer a question with verified sentence citations, or abstain.
 
         With ``"stream": true`` the answer comes as Server-Sent Events: ``answer.delta``,
         ``citation`` (each once its claim is verified), ``error``, and a final ``done``
-        holding exactly the non-streaming response.
+        holding exactly the non-streaming response. ``collections`` and ``filter`` narrow
+        the documents asked (a key sees only its own collections); ``documents`` are asked
+        instead of the index, narrowed by ``filter`` alone.
         """
         answerer = runtime.answerer
         answerer.check_capacity(data.answer_mode)
@@ -50,22 +54,27 @@ class AnswersController(Controller):
                     f"documents: {given} characters; the limit is {settings.max_given_chars} "
                     "(CITEQA_MAX_GIVEN_CHARS): add larger documents with POST /v1/documents"
                 )
+        if data.documents:  # the caller's own: no collection holds them
+            scope = None if data.filter is None else Scope(None, data.filter)
+        else:
+            scope = access.scope(data.collections, data.filter)
         if not data.stream:
             return await while_connected(
                 request,
-                answerer.ask(
-                    data.question, data.top_k, data.answer_mode, data.filter, data.documents
-                ),
+                answerer.ask(data.question, data.top_k, data.answer_mode, scope, data.documents),
             )
-        return EventStream(ask_stream(answerer, data))
+        return EventStream(ask_stream(answerer, data, scope))
 
     @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 401, 415))
-    def search(self, data: JSONBody[SearchRequest], runtime: RuntimeDep) -> SearchResponse:
-        """Rank sentences and passages for a query."""
+    def search(
+        self, data: JSONBody[SearchRequest], runtime: RuntimeDep, access: AccessDep
+    ) -> SearchResponse:
+        """Rank sentences and passages for a query, in ``collections`` and ``filter``."""
         started = time.perf_counter()
-        reading = runtime.answerer.reading_of(data.query, data.filter)
-        if data.filter is not None:
-            reading = reading.scoped(data.filter)
+        scope = access.scope(data.collections, data.filter)
+        reading = runtime.answerer.reading_of(data.query, scope)
+        if scope is not None:
+            reading = reading.scoped(scope)
         retriever = reading.retriever
         candidates = retriever.retrieve(data.query).candidates
         return SearchResponse(

@@ -11,8 +11,10 @@ from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 
 from service.answering import is_frontend_task, run_task, standalone_question
+from service.errors import NotFoundError
+from service.http.access import Access
 from service.http.apidoc import errors
-from service.http.dependencies import RuntimeDep, SettingsDep
+from service.http.dependencies import AccessDep, RuntimeDep, SettingsDep
 from service.http.streaming import EventStream, openai_stream, while_connected
 from service.http.wire import (
     ChatCompletion,
@@ -25,8 +27,15 @@ from service.http.wire import (
     task_chunks,
     task_completion,
 )
+from service.runtime import Runtime
 
 __all__ = ["OpenAIController"]
+
+
+def _collections(runtime: Runtime, access: Access) -> list[str]:
+    """The collections a key may choose as models: those with documents it reads, and its own."""
+    held = {c for c in runtime.answerer.collections() if access.sees(c)}
+    return sorted(held | (access.collections or set()))
 
 
 class OpenAIController(Controller):
@@ -35,26 +44,41 @@ class OpenAIController(Controller):
     tags = ["openai"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
     @get("/models", sync_to_thread=False, responses=errors(401, openai=True))
-    def models(self, settings: SettingsDep, state: State) -> ModelList:
-        """The one model this service offers, in the OpenAI shape."""
-        return model_list(settings.model_name, state.started)
+    def models(
+        self, settings: SettingsDep, state: State, runtime: RuntimeDep, access: AccessDep
+    ) -> ModelList:
+        """The models, in the OpenAI shape: ``citeqa``, then ``citeqa/NAME`` per collection.
+
+        ``citeqa`` asks every collection the key reads; ``citeqa/NAME`` asks NAME alone.
+        """
+        return model_list(settings.model_name, state.started, _collections(runtime, access))
 
     @post("/chat/completions", status_code=200,
           responses={200: ResponseSpec(ChatCompletion, description="answer")}
-          | errors(400, 401, 415, 502, openai=True))  # fmt: skip
+          | errors(400, 401, 404, 415, 502, openai=True))  # fmt: skip
     async def chat_completions(
         self,
         data: JSONBody[ChatCompletionRequest],
         runtime: RuntimeDep,
         settings: SettingsDep,
+        access: AccessDep,
         request: Request[Any, Any, Any],
     ) -> ChatCompletion | ServerSentEvent:
         """OpenAI-compatible chat; the last user message is the question, earlier turns its context.
 
         A chat frontend's own background prompts (titles, tags, follow-up suggestions) get
-        the plain LLM's reply, without retrieval or citations.
+        the plain LLM's reply, without retrieval or citations. The model ``citeqa/NAME``
+        asks the collection NAME (404 if the key reads no such collection).
         """
         answerer = runtime.answerer
+        collections = data.collections
+        prefix = f"{settings.model_name}/"
+        if data.model and data.model.startswith(prefix):
+            name = data.model.removeprefix(prefix)
+            if name not in _collections(runtime, access):
+                raise NotFoundError(f"The model {data.model!r} does not exist")
+            collections = [c for c in collections or [name] if c == name]
+        scope = access.scope(collections, data.filter)
         model = data.model or settings.model_name
         include_usage = bool(data.stream_options and data.stream_options.include_usage)
         if is_frontend_task(data.messages):
@@ -75,12 +99,12 @@ class OpenAIController(Controller):
         sources = settings.chat_sources_block if data.sources_block is None else data.sources_block
         if not data.stream:
             response = await while_connected(
-                request, answerer.ask(question, data.top_k, scope=data.filter)
+                request, answerer.ask(question, data.top_k, scope=scope)
             )
             return chat_completion(response, question, model, titles, sources=sources)
         cards = SourceCards(titles, settings.public_url or str(request.base_url))
         chunks = chat_chunks(
-            answerer.ask_events(question, data.top_k, scope=data.filter), question, model, cards,
+            answerer.ask_events(question, data.top_k, scope=scope), question, model, cards,
             sources=sources, include_usage=include_usage,
         )  # fmt: skip
         return EventStream(openai_stream(chunks))

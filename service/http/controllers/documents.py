@@ -10,15 +10,28 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath, FromQuery
 
-from index import Run, extract, keep_originals, pdf_boxes, read_original, render_page
+from index import (
+    DEFAULT_COLLECTION,
+    Run,
+    document_key,
+    extract,
+    keep_originals,
+    pdf_boxes,
+    read_original,
+    render_page,
+    split_key,
+)
 from service.errors import InvalidRequestError, NotFoundError
+from service.http.access import Access
 from service.http.apidoc import errors
-from service.http.dependencies import RuntimeDep, SettingsDep
-from service.http.guards import require_admin_key
+from service.http.dependencies import AccessDep, RuntimeDep, SettingsDep
+from service.http.guards import require_writer
 from service.schemas import DocumentDetail, DocumentList, DocumentSummary, SentenceSpan
 from service.writes import (
     IngestResult,
+    collection_named,
     delete_document,
+    not_found,
     parse_documents,
     parse_uploads,
     upsert_documents,
@@ -54,37 +67,56 @@ class DocumentsController(Controller):
     path = "/documents"
     tags = ["documents"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get(sync_to_thread=False, responses=errors(401))
-    def list_documents(self, runtime: RuntimeDep) -> DocumentList:
-        """List the indexed documents."""
-        if (shards := runtime.answerer.shards) is not None:
-            return DocumentList([DocumentSummary(*row) for row in shards.listing])
-        index = runtime.answerer.index
-        return DocumentList(
-            [
-                DocumentSummary(d.doc_id, d.title, len(d.text), len(index.sentences_of(d.doc_id)))
-                for d in index.documents.values()
-            ]
-        )
+    @get(sync_to_thread=False, responses=errors(400, 401))
+    def list_documents(
+        self, runtime: RuntimeDep, access: AccessDep, collection: FromQuery[str | None] = None
+    ) -> DocumentList:
+        """List the indexed documents of the key's collections, or of ``collection``."""
+        named = collection_named(collection)
 
-    @get("/{doc_id:str}", sync_to_thread=True, responses=errors(401, 404))
-    def get_document(self, doc_id: FromPath[str], runtime: RuntimeDep) -> DocumentDetail:
-        """A document's text and its sentences with offsets."""
+        def listed(key: str) -> bool:
+            home = split_key(key)[0]
+            return access.sees(home) and named in (None, home)
+
         if (shards := runtime.answerer.shards) is not None:
-            fetched = shards.document(doc_id)
+            rows = [(key, title, chars, sentences) for key, title, chars, sentences
+                    in shards.listing if listed(key)]  # fmt: skip
+        else:
+            index = runtime.answerer.index
+            rows = [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
+                    for d in index.documents.values() if listed(d.doc_id)]  # fmt: skip
+        summaries = []
+        for key, title, chars, sentences in rows:
+            home, name = split_key(key)
+            summaries.append(DocumentSummary(name, home, title, chars, sentences))
+        return DocumentList(summaries)
+
+    @get("/{doc_id:str}", sync_to_thread=True, responses=errors(400, 401, 404))
+    def get_document(
+        self,
+        doc_id: FromPath[str],
+        runtime: RuntimeDep,
+        access: AccessDep,
+        collection: FromQuery[str | None] = None,
+    ) -> DocumentDetail:
+        """A document's text and its sentences with offsets (``?collection=``: in that one)."""
+        key = _key(access, collection, doc_id)
+        if (shards := runtime.answerer.shards) is not None:
+            fetched = shards.document(key)
             doc, sentences = (fetched.document, fetched.sentences) if fetched else (None, [])
         else:
             index = runtime.answerer.index
-            doc, sentences = index.documents.get(doc_id), index.sentences_of(doc_id)
+            doc, sentences = index.documents.get(key), index.sentences_of(key)
         if doc is None:
-            raise NotFoundError(f"no document with doc_id {doc_id!r}")
+            raise not_found(key)
         spans = [SentenceSpan(s.sentence_id, s.start, s.end, s.text) for s in sentences]
-        image = (
-            f"/v1/documents/{doc.doc_id}/pages/{{page}}"
-            if doc.pages is not None and doc.original
-            else None
-        )
-        return DocumentDetail(doc.doc_id, doc.title, doc.text, spans, doc.pages, image)
+        image = None
+        if doc.pages is not None and doc.original:
+            image = f"/v1/documents/{doc.name}/pages/{{page}}"
+            if doc.collection != DEFAULT_COLLECTION:
+                image += f"?collection={doc.collection}"
+        return DocumentDetail(doc.name, doc.collection, doc.title, doc.text, spans, doc.pages,
+                              image)  # fmt: skip
 
     @get("/{doc_id:str}/pages/{page:int}", sync_to_thread=True, media_type="image/png",
          responses=errors(400, 401, 404))  # fmt: skip
@@ -94,17 +126,20 @@ class DocumentsController(Controller):
         page: FromPath[int],
         runtime: RuntimeDep,
         settings: SettingsDep,
+        access: AccessDep,
         start: FromQuery[int | None] = None,
         end: FromQuery[int | None] = None,
+        collection: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         """A PDF page as a PNG image, with the text ``[start, end)`` lit up on it.
 
         ``start`` and ``end`` are offsets into the document's text, as a citation gives them;
         the characters they cover on this page are highlighted.
         """
-        doc = runtime.answerer.index.documents.get(doc_id)
+        key = _key(access, collection, doc_id)
+        doc = runtime.answerer.index.documents.get(key)
         if doc is None:
-            raise NotFoundError(f"no document with doc_id {doc_id!r}")
+            raise not_found(key)
         data = read_original(settings.index_dir, doc.original) if doc.original else None
         if doc.pages is None or data is None:
             raise NotFoundError(f"{doc_id!r} has no page images: it was not given as a PDF")
@@ -121,23 +156,27 @@ class DocumentsController(Controller):
         return Response(render_page(data, page - 1, boxes), media_type="image/png",
                         headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
 
-    @post(status_code=201, guards=[require_admin_key],
-          responses=errors(400, 401, 403, 413, 415, 422, 507))  # fmt: skip
+    @post(status_code=201, guards=[require_writer],
+          responses=errors(400, 401, 403, 404, 413, 415, 422, 507))  # fmt: skip
     async def add_documents(
         self,
         request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         settings: SettingsDep,
+        access: AccessDep,
     ) -> IngestResult:
         """Add or replace documents, answering once the change is durable.
 
         The body is JSON ``{doc_id?, title?, text, metadata?}``, a batch
         ``{"documents": [...]}``, a text/markdown body (``?doc_id=&title=``), or
         ``multipart/form-data`` with PDF, HTML, DOCX, text or markdown files in the field
-        ``file`` (the kind is read from the bytes), and ``doc_id``, ``title`` and
-        ``metadata`` (a JSON object) as form fields; without ``doc_id`` the file's name gives it.
+        ``file`` (the kind is read from the bytes), and ``doc_id``, ``title``, ``collection``
+        and ``metadata`` (a JSON object) as form fields; without ``doc_id`` the file's name
+        gives it. The documents go into ``?collection=`` (or a document's own ``collection``),
+        by default ``default``, or the key's one collection.
         """
         content_type = request.headers.get("content-type", "")
+        given = collection_named(request.query_params.get("collection"))
         if content_type.lower().startswith("multipart/form-data"):
             form = await request.form()
             files, fields = [], {}
@@ -146,19 +185,49 @@ class DocumentsController(Controller):
                     files.append((value.filename, await value.read()))
                 else:
                     fields[key] = str(value)
+            collection = access.collection(collection_named(fields.get("collection")) or given)
+            _check_sees(access, [collection])
             originals: list[tuple[str, bytes]] = []
-            docs = await anyio.to_thread.run_sync(parse_uploads, files, fields, settings, originals)
+            docs = await anyio.to_thread.run_sync(
+                parse_uploads, files, fields, settings, originals, collection
+            )
             # Kept before the index names them; a failed write leaves an unnamed file, never
             # a document whose page cannot be shown.
             await anyio.to_thread.run_sync(keep_originals, settings.index_dir, originals)
         else:
             body = await request.body()
-            docs = parse_documents(body, content_type, dict(request.query_params), settings)
-        return await upsert_documents(runtime, docs)
+            query = dict(request.query_params)
+            docs = parse_documents(body, content_type, query, settings, access.collection(given))
+            _check_sees(access, [d.collection for d in docs])
+        sees = None if access.collections is None else access.sees
+        return await upsert_documents(runtime, docs, sees)
 
-    @delete("/{doc_id:str}", status_code=200, guards=[require_admin_key],
-            responses=errors(401, 403, 404, 507))  # fmt: skip
-    async def remove_document(self, doc_id: FromPath[str], runtime: RuntimeDep) -> dict[str, str]:
-        """Delete a document; later questions no longer see it."""
-        await delete_document(runtime, doc_id)
-        return {"deleted": doc_id}
+    @delete("/{doc_id:str}", status_code=200, guards=[require_writer],
+            responses=errors(400, 401, 403, 404, 507))  # fmt: skip
+    async def remove_document(
+        self,
+        doc_id: FromPath[str],
+        runtime: RuntimeDep,
+        access: AccessDep,
+        collection: FromQuery[str | None] = None,
+    ) -> dict[str, str]:
+        """Delete a document (``?collection=``: of that one); later questions no longer see it."""
+        key = _key(access, collection, doc_id)
+        await delete_document(runtime, key)
+        return {"deleted": doc_id, "collection": split_key(key)[0]}
+
+
+def _key(access: Access, collection: str | None, doc_id: str) -> str:
+    """The index key of ``doc_id`` in the collection meant; a 404 if the key does not see it."""
+    home = access.collection(collection_named(collection))
+    key = document_key(home, doc_id)
+    if not access.sees(home) or "/" in doc_id:
+        raise not_found(key)
+    return key
+
+
+def _check_sees(access: Access, collections: list[str]) -> None:
+    """A write into a collection the key does not read is one into a collection not there."""
+    for collection in collections:
+        if not access.sees(collection):
+            raise NotFoundError(f"no collection {collection!r}")

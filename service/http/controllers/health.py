@@ -15,6 +15,9 @@ from service.errors import NotReadyError
 __all__ = ["STATIC", "HealthController", "Metrics", "playground"]
 
 STATIC = Path(__file__).parents[1] / "static"
+# What /readyz leaves out of the manifest when keys are configured: counts, and segments
+# (which name deleted documents).
+_COUNTS = ("documents", "sentences", "chunks", "segments", "corpus_checksum", "seed_checksum")
 # The page loads only its own files and talks only to this server; a PDF page it fetched
 # is shown from a blob: URL.
 _PAGE_HEADERS = {
@@ -56,10 +59,15 @@ class HealthController(Controller):
             return Response(body, status_code=503, headers=headers)
         runtime = life.runtime
         shards = runtime.answerer.shards
+        # Over shards the front holds no index of its own: the shards do. With keys, the
+        # probe, which takes none, counts no documents and names none.
+        private = state.key_ring.reads_need_key
+        index = None if shards else msgspec.to_builtins(runtime.answerer.index.manifest)
+        if index is not None and private:
+            index = {k: v for k, v in index.items() if k not in _COUNTS}
         body = {
             "status": "degraded" if shards and shards.missing else "ready",
-            # Over shards the front holds no index of its own: the shards do.
-            "index": None if shards else msgspec.to_builtins(runtime.answerer.index.manifest),
+            "index": index,
             "llm": runtime.llm.name if runtime.llm else None,
             "embedded_llm": runtime.embedded is not None,
             "load_ms": runtime.timings_ms,
@@ -67,11 +75,11 @@ class HealthController(Controller):
         if shards is not None:
             # Answers go on without a missing shard, marked degraded; the probe says which.
             body["shards"] = {
-                "documents": len(shards.listing),
                 "serving": sorted(set(shards.clients) - shards.missing),
                 "missing": sorted(shards.missing),
-                "sentences": shards.sentences,
             }
+            if not private:
+                body["shards"] |= {"documents": len(shards.listing), "sentences": shards.sentences}
         return Response(body)
 
 

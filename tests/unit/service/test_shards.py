@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from index import (
@@ -20,6 +21,7 @@ from index import (
     Document,
     Embedder,
     build_index,
+    document_key,
     load_snapshot,
     read_documents,
     save_snapshot,
@@ -28,6 +30,7 @@ from service import Filter, Settings, ShardReplica, reshard
 from service.answering import (
     Answerer,
     FetchedDocument,
+    Scope,
     ShardClient,
     ShardFinds,
     ShardReader,
@@ -133,29 +136,34 @@ def test_three_shards_rank_as_one_index_with_the_same_scores(corpus: Corpus) -> 
     assert len(reading.index.sentences) < len(one.index.sentences)  # only what was fetched
 
 
-def test_three_shards_rank_a_filtered_question_as_one_index_does(corpus: Corpus) -> None:
+def test_three_shards_rank_a_scoped_question_as_one_index_does(corpus: Corpus) -> None:
     docs, embedder = corpus
+    # Every other document in a collection of its own: the keys differ, the ids need not.
+    docs = [d if n % 2 else msgspec.structs.replace(d, doc_id=document_key("team-b", d.doc_id))
+            for n, d in enumerate(docs)]  # fmt: skip
     one = Answerer.over(build_index(docs, embedder), embedder, None, SETTINGS)
     shards = Shards([ShardReader(ix, f"s{i}") for i, ix in enumerate(_split(docs, 3, embedder))],
                     embedder, SETTINGS)  # fmt: skip
     sharded = Answerer.over(build_index([], embedder), embedder, None, SETTINGS)
     sharded.shards = shards
-    # A selective filter: three documents of many, on whichever shards they live.
-    scope = Filter(doc_ids=[docs[1].doc_id, docs[3].doc_id, docs[-1].doc_id])
-    for question in QUESTIONS:
-        want_reading = one.reading_of(question).scoped(scope)
-        got_reading = sharded.reading_of(question, scope).scoped(scope)
-        want = want_reading.retriever.retrieve(question).candidates
-        got = got_reading.retriever.retrieve(question).candidates
-        ids = [got_reading.sentences[c.index].sentence_id for c in got]
-        assert ids and {got_reading.sentences[c.index].doc_id for c in got} <= set(
-            scope.doc_ids or []
-        )
-        _assert_same_ranking(
-            ids, [c.evidence for c in got],
-            [want_reading.sentences[c.index].sentence_id for c in want],
-            [c.evidence for c in want],
-        )  # fmt: skip
+    # A selective filter (three documents of many, on whichever shards they live), and a
+    # collection.
+    named = Filter(doc_ids=[docs[1].name, docs[2].name, docs[-1].name])
+    for scope in (Scope(None, named), Scope(frozenset({"team-b"}))):
+        keys = {d.doc_id for d in docs if scope.holds(d.doc_id)}
+        assert 0 < len(keys) < len(docs)
+        for question in QUESTIONS:
+            want_reading = one.reading_of(question).scoped(scope)
+            got_reading = sharded.reading_of(question, scope).scoped(scope)
+            want = want_reading.retriever.retrieve(question).candidates
+            got = got_reading.retriever.retrieve(question).candidates
+            ids = [got_reading.sentences[c.index].sentence_id for c in got]
+            assert ids and {got_reading.sentences[c.index].doc_id for c in got} <= keys
+            _assert_same_ranking(
+                ids, [c.evidence for c in got],
+                [want_reading.sentences[c.index].sentence_id for c in want],
+                [c.evidence for c in want],
+            )  # fmt: skip
 
 
 def test_shards_own_statistics_alone_would_score_differently(corpus: Corpus) -> None:
