@@ -4,9 +4,16 @@ route; what lies outside them answers exactly as what does not exist."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,3 +247,50 @@ def test_a_keys_file_that_cannot_be_read_stops_the_start(tmp_path: Path) -> None
     for path in (plain, tmp_path / "missing.json"):
         with pytest.raises(KeysFileError, match="CITEQA_KEYS_FILE"):
             create_app(Settings(keys_file=path, index_dir=tmp_path / "index"))
+
+
+def test_sighup_reads_the_keys_file_again(tmp_path: Path) -> None:
+    """A real ``citeqa serve``: a file changed with its size and time kept is read on SIGHUP."""
+    keys = _keys_file(tmp_path / "keys.json", [{"key": "old-key-1", "collections": ["hr"]}])
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CITEQA_INDEX_DIR": str(tmp_path / "index"),
+        "CITEQA_KEYS_FILE": str(keys),
+        "CITEQA_LLM_BASE_URL": "http://127.0.0.1:9/v1",  # nothing there
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1/models"
+    new = {"Authorization": "Bearer new-key-2"}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert httpx.get(url, headers=new).status_code == 401
+        stat = keys.stat()
+        _keys_file(keys, [{"key": "new-key-2", "collections": ["hr"]}])
+        os.utime(keys, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # looks unchanged
+        assert keys.stat().st_size == stat.st_size
+        assert httpx.get(url, headers=new).status_code == 401
+        server.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        # Known now: a 503 while the service loads, a 200 once it has.
+        assert httpx.get(url, headers=new).status_code in (200, 503)
+        assert httpx.get(url, headers={"Authorization": "Bearer old-key-1"}).status_code == 401
+        assert server.poll() is None  # SIGHUP did not stop it
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

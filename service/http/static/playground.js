@@ -8,7 +8,7 @@ const state = {
   apiKey: "", // kept in this tab's memory only
   adminKey: "",
   citations: [], // of the answer on screen, in marker order
-  documents: new Map(), // doc_id -> {doc_id, title, text, sentences}
+  documents: new Map(), // "collection/doc_id" -> {doc_id, collection, title, text, sentences}
   messages: [], // the conversation so far, in OpenAI's shape
   busy: false,
 };
@@ -62,12 +62,17 @@ async function* serverEvents(response) {
   }
 }
 
-async function loadDocument(docId) {
-  if (!state.documents.has(docId)) {
-    const response = await api(`/v1/documents/${encodeURIComponent(docId)}`);
-    state.documents.set(docId, await response.json());
+// A doc_id is unique within its collection: both name a document.
+const keyOf = (d) => `${d.collection}/${d.doc_id}`;
+
+async function loadDocument(ref) {
+  const key = keyOf(ref);
+  if (!state.documents.has(key)) {
+    const query = new URLSearchParams({ collection: ref.collection });
+    const response = await api(`/v1/documents/${encodeURIComponent(ref.doc_id)}?${query}`);
+    state.documents.set(key, await response.json());
   }
-  return state.documents.get(docId);
+  return state.documents.get(key);
 }
 
 // --- Offsets ---------------------------------------------------------------
@@ -274,10 +279,10 @@ async function showCitation(number) {
   const citation = state.citations[number - 1];
   if (!citation) return;
   try {
-    const doc = await loadDocument(citation.doc_id);
+    const doc = await loadDocument(citation);
     const cited = state.citations
       .map((c, i) => ({ ...c, number: i + 1 }))
-      .filter((c) => c.doc_id === citation.doc_id);
+      .filter((c) => keyOf(c) === keyOf(citation));
     const mark = renderDocument(doc, cited, number);
     await showPage(doc, citation, number);
     for (const button of document.querySelectorAll("button.marker")) {
@@ -301,7 +306,8 @@ async function showPage(doc, citation, number) {
     return;
   }
   const path = doc.page_image.replace("{page}", String(citation.page));
-  const response = await api(`${path}?start=${citation.start}&end=${citation.end}`);
+  const join = path.includes("?") ? "&" : "?";
+  const response = await api(`${path}${join}start=${citation.start}&end=${citation.end}`);
   if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
   image.src = URL.createObjectURL(await response.blob());
   image.alt = `Page ${citation.page} of ${doc.title}, with source ${number} highlighted`;
@@ -309,9 +315,9 @@ async function showPage(doc, citation, number) {
   view.hidden = false;
 }
 
-async function openDocument(docId) {
+async function openDocument(ref) {
   try {
-    const doc = await loadDocument(docId);
+    const doc = await loadDocument(ref);
     $("page-view").hidden = true;
     renderDocument(doc, [], 0);
     $("document").focus();
@@ -330,8 +336,9 @@ async function refreshDocuments() {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "link";
-      button.textContent = `${d.title} (${d.sentences} sentences)`;
-      button.addEventListener("click", () => openDocument(d.doc_id));
+      const where = d.collection === "default" ? "" : `${d.collection}: `;
+      button.textContent = `${where}${d.title} (${d.sentences} sentences)`;
+      button.addEventListener("click", () => openDocument(d));
       item.append(button);
       list.append(item);
     }
@@ -357,7 +364,7 @@ async function upload(file) {
     const result = await response.json();
     const added = result.documents.map((d) => `${d.title} (${d.sentences} sentences)`).join(", ");
     status.textContent = `Added ${added}.`;
-    for (const d of result.documents) state.documents.delete(d.doc_id);
+    for (const d of result.documents) state.documents.delete(keyOf(d));
     await refreshDocuments();
   } catch (error) {
     status.textContent = error.message;

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from index import Document, build_index, read_documents, save_snapshot, update_index
+from index import (
+    Document,
+    build_index,
+    load_snapshot,
+    read_documents,
+    save_snapshot,
+    update_index,
+)
 from service import main
 from tests.conftest import ARTICLE, HashingEmbedder
 
@@ -112,3 +119,18 @@ def test_index_build_reads_a_pdf_and_keeps_it_and_refuses_an_encrypted_one(
         ],
     )
     assert locked.exit_code != 0 and "encrypted; remove its password" in locked.output
+
+
+def test_index_build_puts_documents_into_the_collection_named(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "index"
+    built = runner.invoke(
+        main, ["index", "build", str(ARTICLE), "--out", str(out), "--collection", "press"]
+    )
+    assert built.exit_code == 0, built.output
+    (doc,) = load_snapshot(out).documents.values()
+    assert (doc.collection, doc.name) == ("press", "renault-geely-mou")
+    bad = runner.invoke(
+        main, ["index", "build", str(ARTICLE), "--out", str(tmp_path / "x"), "--collection", "a/b"]
+    )
+    assert bad.exit_code == 2 and "--collection" in bad.output
