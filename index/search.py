@@ -370,11 +370,14 @@ class Bm25:
                     frequency[term] = frequency.get(term, 0) + int(n)
         return Bm25Statistics(self._size, self._tokens, frequency)
 
-    def statistics(self, query: str) -> Bm25Statistics:
-        """The statistics of these segments for the terms of ``query``."""
+    def statistics(self, query: str, within: Allowed | None = None) -> Bm25Statistics:
+        """The statistics of these segments (of their ``within`` sentences) for ``query``."""
         terms = sorted(set(tokenize(query)))
-        frequency = {term: int(self._postings(term)[0].size) for term in terms}
-        return Bm25Statistics(self._size, self._tokens, frequency)
+        if within is None:
+            frequency = {term: int(self._postings(term)[0].size) for term in terms}
+            return Bm25Statistics(self._size, self._tokens, frequency)
+        frequency = {term: int(within[self._postings(term)[0]].sum()) for term in terms}
+        return Bm25Statistics(int(within.sum()), int(self._lengths[within].sum()), frequency)
 
     def search(
         self,

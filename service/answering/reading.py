@@ -6,10 +6,11 @@ gets a reading of the documents its search fetched (``service/answering/shards.p
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from index import Allowed, CorpusIndex, Embedder, Sentence, document_key, page_o
 from service.answering.compose import Composition
 from service.answering.ground import Grounder
 from service.answering.language import language_of
-from service.answering.retrieve import Retriever
+from service.answering.retrieve import Retriever, idf_of, term_counts
 from service.schemas import Filter
 from service.settings import Settings
 
@@ -97,6 +98,10 @@ class Reading:
     missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
     allowed: Allowed | None = None  # the sentences a scoped question may find and cite
     whole: bool = True  # False: documents fetched from shards, a part of the corpus
+    # Per set of collections: its sentences and its terms' weights (``_corpus_of``).
+    corpora: dict[frozenset[str], tuple[Allowed, dict[str, float]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def scoped(self, scope: Scope) -> Reading:
         """The reading in which questions find and cite only the sentences of ``scope``.
@@ -107,14 +112,37 @@ class Reading:
         of documents fetched from shards holds only some of the scope, so keeps its size.
         """
         allowed = scope_mask(self.index, scope)
+        retriever = self.retriever.scoped(allowed)
+        if scope.collections is not None and self.whole:
+            retriever = retriever.within(*self._corpus_of(scope.collections))
+        grounder = copy.copy(self.grounder)
+        grounder.retriever = retriever
         in_scope = self.corpus_chars
         if self.whole:
             in_scope = sum(len(d.text) for k, d in self.index.documents.items()
                            if allowed[self.index.positions_of(k)[:1]].any())  # fmt: skip
         by_language = sentences_by_language(self.index, allowed)
         languages = tuple(language for language, _ in by_language.most_common()) or self.languages
-        return dataclasses.replace(self, retriever=self.retriever.scoped(allowed), allowed=allowed,
+        return dataclasses.replace(self, retriever=retriever, grounder=grounder, allowed=allowed,
                                    corpus_chars=in_scope, languages=languages)  # fmt: skip
+
+    def _corpus_of(self, collections: frozenset[str]) -> tuple[Allowed, dict[str, float]]:
+        """The sentences of ``collections``, and the evidence weights of their terms.
+
+        Kept for the last 64 sets of collections asked of this version of the index.
+        """
+        found = self.corpora.get(collections)
+        if found is None:
+            corpus = scope_mask(self.index, Scope(collections))
+            frequency: Counter[str] = Counter()
+            for key in self.index.documents:
+                if split_key(key)[0] in collections:
+                    frequency.update(self.index.derived(key, "term_counts", term_counts))
+            found = (corpus, idf_of(frequency, int(corpus.sum())))
+            if len(self.corpora) >= 64:
+                self.corpora.pop(next(iter(self.corpora)))
+            self.corpora[collections] = found
+        return found
 
     @classmethod
     def of(cls, index: CorpusIndex, embedder: Embedder, settings: Settings) -> Reading:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from index import Allowed, Bm25Statistics, CorpusIndex, Embedder, Sentence, Vectors, split_key
@@ -53,6 +53,11 @@ def term_counts(sentences: list[Sentence]) -> Counter[str]:
     return Counter(t for s in sentences for t in terms(s.text))
 
 
+def idf_of(frequency: Mapping[str, int], sentences: int) -> dict[str, float]:
+    """Each term's weight as evidence: rarer in the corpus, weightier."""
+    return {t: math.log(1 + sentences / (1 + f)) for t, f in frequency.items()}
+
+
 class Retriever:
     """Ranks an index's sentences for questions; holds the corpus-wide term statistics."""
 
@@ -77,8 +82,7 @@ class Retriever:
             # Rare words say more about whether a sentence answers a question than common
             # ones. Counted per document and kept across writes: a write counts only its own.
             frequency = index.derived_total("term_counts", term_counts)
-            n = len(index.sentences)
-            idf = {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()}
+            idf = idf_of(frequency, len(index.sentences))
         self.idf = idf
         self._titles = {d.doc_id: terms(d.title) for d in index.documents.values()}
         self.allowed: Allowed | None = None  # a scope's sentences; None: every sentence
@@ -92,6 +96,18 @@ class Retriever:
         """
         scoped = copy.copy(self)
         scoped.allowed = allowed
+        return scoped
+
+    def within(self, corpus: Allowed, idf: dict[str, float]) -> Retriever:
+        """A copy that takes its term statistics from the ``corpus`` sentences alone.
+
+        The collections a key reads are its whole corpus: documents outside them must not
+        sway a score it sees (nor, through scores, say which words they hold).
+        """
+        scoped = copy.copy(self)
+        scoped.idf = idf
+        lexical = self.index.lexical
+        scoped.bm25 = lambda question: lexical.statistics(question, within=corpus)
         return scoped
 
     def own_terms(self, sentence_index: int) -> Terms:

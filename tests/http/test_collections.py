@@ -186,6 +186,29 @@ def test_a_key_sees_only_its_collections_on_every_route(
         assert denied.status_code == 403 and "may read but not write" in denied.text
 
 
+def test_what_other_collections_hold_sways_no_score_a_key_sees(client: TestClient[Any]) -> None:
+    """Term statistics are those of the key's collections: a score says nothing of the rest."""
+
+    def seen() -> tuple[Any, ...]:
+        search = client.post("/v1/search", headers=HR, json={"query": "holiday allowance days"})
+        ask = client.post("/v1/ask", headers=HR, json={
+            "question": "How many days is the holiday allowance?", "answer_mode": "extractive",
+        }).json()  # fmt: skip
+        return search.json()["sentences"], ask["citations"], ask["answer"]
+
+    before = seen()
+    assert before[0] and before[1]
+    flood = " ".join(f"Holiday allowance day {n} is booked." for n in range(40))
+    added = client.post("/v1/documents", headers=SALES, json={"doc_id": "rota", "text": flood})
+    assert added.status_code == 201
+    assert seen() == before
+    # Asked of every collection (the admin key's corpus), the same sentences score otherwise.
+    every = client.post("/v1/search", headers=ADMIN, json={
+        "query": "holiday allowance days", "top_k": 20}).json()["sentences"]  # fmt: skip
+    scores = {s["sentence_id"]: s["score"] for s in every}
+    assert [scores.get(s["sentence_id"]) for s in before[0]] != [s["score"] for s in before[0]]
+
+
 def test_a_writing_key_writes_and_counts_only_its_collections(client: TestClient[Any]) -> None:
     added = client.post("/v1/documents", headers=SALES,
                         json={"doc_id": "leads", "text": "The Oslo lead is warm."})  # fmt: skip
