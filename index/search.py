@@ -358,17 +358,22 @@ class Bm25:
             counts.append(tf[live])
         return np.concatenate(found), np.concatenate(counts)
 
-    def all_statistics(self) -> Bm25Statistics:
-        """The statistics of these segments for every term they hold."""
+    def all_statistics(self, within: Allowed | None = None) -> Bm25Statistics:
+        """The statistics of these segments (of their ``within`` sentences) for every term."""
         frequency: dict[str, int] = {}
         for postings, positions in self._parts:
-            live = (positions >= 0).astype(np.int64)
+            live = positions >= 0
+            if within is not None:
+                live &= within[np.maximum(positions, 0)]
+            live = live.astype(np.int64)
             held = np.concatenate([[0], np.cumsum(live[postings.counts.indices])])
             indptr = postings.counts.indptr
             for term, n in zip(postings.terms, held[indptr[1:]] - held[indptr[:-1]], strict=True):
                 if n:
                     frequency[term] = frequency.get(term, 0) + int(n)
-        return Bm25Statistics(self._size, self._tokens, frequency)
+        if within is None:
+            return Bm25Statistics(self._size, self._tokens, frequency)
+        return Bm25Statistics(int(within.sum()), int(self._lengths[within].sum()), frequency)
 
     def statistics(self, query: str, within: Allowed | None = None) -> Bm25Statistics:
         """The statistics of these segments (of their ``within`` sentences) for ``query``."""

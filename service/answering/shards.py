@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -49,11 +48,12 @@ from index import (
     Sentence,
     Vectors,
     build_index,
+    split_key,
     tokenize,
 )
 from service.answering.ground import Grounder
 from service.answering.reading import Reading, Scope, scope_mask, sentences_by_language
-from service.answering.retrieve import Retriever, term_counts
+from service.answering.retrieve import Retriever, idf_of, term_counts
 from service.observe import SHARD_UP
 from service.settings import Settings
 
@@ -82,6 +82,14 @@ class ShardWriteError(Exception):
         self.shards = shards
 
 
+class CollectionFigures(msgspec.Struct, frozen=True):
+    """One collection's term statistics on one shard."""
+
+    sentences: int
+    term_counts: dict[str, int]
+    bm25: Bm25Statistics
+
+
 class ShardSummary(msgspec.Struct, frozen=True):
     """What the front needs once per version of a shard's index."""
 
@@ -93,6 +101,9 @@ class ShardSummary(msgspec.Struct, frozen=True):
     bm25: Bm25Statistics  # over every BM25 term
     languages: dict[str, int]  # sentences per document language
     documents: list[tuple[str, str, int, int]]  # (doc_id, title, chars, sentences)
+    # The same figures per collection, for questions whose key reads only some; empty when
+    # the shard holds one collection (its figures are the shard's).
+    collections: dict[str, CollectionFigures] = msgspec.field(default_factory=dict)
 
 
 class ShardFinds(msgspec.Struct, frozen=True):
@@ -200,7 +211,25 @@ class ShardReader:
             dict(sentences_by_language(index)),
             [(d.doc_id, d.title, len(d.text), len(index.positions_of(d.doc_id)))
              for d in index.documents.values()],
+            self._collection_figures(),
         )  # fmt: skip
+
+    def _collection_figures(self) -> dict[str, CollectionFigures]:
+        index = self.index
+        names = {d.collection for d in index.documents.values()}
+        if len(names) < 2:
+            return {}
+        figures = {}
+        for name in sorted(names):
+            within = scope_mask(index, Scope(frozenset({name})))
+            counts: Counter[str] = Counter()
+            for d in index.documents.values():
+                if d.collection == name:
+                    counts.update(index.derived(d.doc_id, "term_counts", term_counts))
+            figures[name] = CollectionFigures(
+                int(within.sum()), dict(counts), index.lexical.all_statistics(within)
+            )
+        return figures
 
     def search(
         self,
@@ -268,6 +297,33 @@ class _Known:
     idf: dict[str, float] = field(default_factory=dict)
     languages: tuple[str, ...] = ("en",)
     bm25: Bm25Statistics = field(default_factory=lambda: Bm25Statistics(0, 0, {}))
+    # Per set of collections asked: evidence weights and BM25 statistics over them.
+    scoped: dict[frozenset[str], tuple[dict[str, float], Bm25Statistics]] = field(
+        default_factory=dict
+    )
+
+    def within(self, collections: frozenset[str]) -> tuple[dict[str, float], Bm25Statistics]:
+        """The figures of ``collections`` over every shard, as one index of them has them."""
+        found = self.scoped.get(collections)
+        if found is None:
+            frequency: Counter[str] = Counter()
+            sentences, bm25 = 0, Bm25Statistics(0, 0, {})
+            for summary in self.summaries.values():
+                parts = summary.collections or {
+                    split_key(row[0])[0]: CollectionFigures(
+                        summary.sentences, summary.term_counts, summary.bm25)
+                    for row in summary.documents[:1]
+                }  # fmt: skip
+                for name, part in parts.items():
+                    if name in collections:
+                        frequency.update(part.term_counts)
+                        sentences += part.sentences
+                        bm25 = bm25.plus(part.bm25)
+            found = (idf_of(frequency, sentences), bm25)
+            if len(self.scoped) >= 64:
+                self.scoped.pop(next(iter(self.scoped)))
+            self.scoped[collections] = found
+        return found
 
 
 @dataclass
@@ -387,7 +443,7 @@ class Shards:
             kept,
             n,
             sum(s.chars for s in kept.values()),
-            {t: math.log(1 + n / (1 + f)) for t, f in frequency.items()},
+            idf_of(frequency, n),
             tuple(lang for lang, _ in languages.most_common()) or ("en",),
             bm25,
         )
@@ -461,9 +517,9 @@ class Shards:
                 return found[0]
         return None
 
-    def bm25_statistics(self, query: str) -> Bm25Statistics:
-        """The union's BM25 statistics for the query's terms (summed at ``refresh``)."""
-        total = self._known.bm25
+    def bm25_statistics(self, query: str, total: Bm25Statistics | None = None) -> Bm25Statistics:
+        """The union's BM25 statistics (or ``total``'s) for the query's terms."""
+        total = total or self._known.bm25
         terms = sorted(set(tokenize(query)))
         return Bm25Statistics(total.sentences, total.tokens,
                               {t: total.frequency.get(t, 0) for t in terms})  # fmt: skip
@@ -484,7 +540,7 @@ class Shards:
         known = self._known.summaries
         if any(n not in known or f.version != known[n].version for n, f in finds.items()):
             self.refresh()  # a shard moved to another snapshot: take its statistics, again
-            statistics = self.bm25_statistics(question)
+            statistics = self.bm25_statistics(question, self._figures(scope)[1])
             finds = self._each(lambda c: c.search(as_list, question, self.pool, statistics, scope))
         wanted: dict[str, set[str]] = {}
         for ranking in ("dense", "lexical"):
@@ -540,6 +596,16 @@ class Shards:
         """
         return CorpusIndex(self._empty.manifest, segments, {}, self._derived)
 
+    def _figures(self, scope: Scope | None) -> tuple[dict[str, float], Bm25Statistics | None]:
+        """The evidence weights and BM25 statistics a question in ``scope`` is scored with.
+
+        A scope of some collections takes them from those collections alone, as one index
+        does (``Reading.scoped``); otherwise, the union's.
+        """
+        if scope is None or scope.collections is None:
+            return self._known.idf, None
+        return self._known.within(scope.collections)
+
     def read(self, question: str, scope: Scope | None = None) -> Reading:
         """A reading of the documents that hold the union's best sentences for ``question``.
 
@@ -548,13 +614,14 @@ class Shards:
         if not self._known.summaries:
             self.refresh()
         vector = self.embedder.encode([question])[0]
-        statistics = self.bm25_statistics(question)
+        statistics = self.bm25_statistics(question, self._figures(scope)[1])
         index = self.local_index(self.fetch(question, vector, statistics, scope))
         embedder = self._remembered  # one object: what is cached per embedder stays cached
         embedder.remember(question, vector)
 
-        retriever = Retriever(index, embedder, self.settings, idf=self._known.idf,
-                              bm25=self.bm25_statistics)  # fmt: skip
+        idf, total = self._figures(scope)
+        retriever = Retriever(index, embedder, self.settings, idf=idf,
+                              bm25=lambda q: self.bm25_statistics(q, total))  # fmt: skip
         known = self._known
         return Reading(index, retriever, Grounder(retriever, self.settings), known.chars,
                        known.languages, self.missing, whole=False)  # fmt: skip
