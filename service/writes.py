@@ -134,11 +134,14 @@ def _check_text(text: str, where: str, settings: Settings) -> None:
         raise InvalidRequestError(f"{where}: content is not text (control or NUL characters)")
 
 
-def _document(item: DocumentIn, where: str, settings: Settings, collection: str) -> Document:
+def _document(item: DocumentIn, where: str, settings: Settings, collection: str | None) -> Document:
     _check_text(item.text, where, settings)
+    collection = item.collection or collection
+    if collection is None:
+        raise InvalidRequestError(f"{where}: name its collection (the key writes several)")
     doc_id = item.doc_id or "doc-" + hashlib.sha256(item.text.encode()).hexdigest()[:16]
     metadata = {k: str(v) for k, v in (item.metadata or {}).items() if v is not None}
-    key = document_key(item.collection or collection, doc_id)
+    key = document_key(collection, doc_id)
     return Document(doc_id=key, title=item.title or doc_id, text=item.text, metadata=metadata)
 
 
@@ -213,7 +216,9 @@ def _decode(data: bytes, where: str) -> str:
         raise InvalidRequestError(f"{where} is not UTF-8 text") from exc
 
 
-def _documents(items: list[DocumentIn], settings: Settings, collection: str) -> list[Document]:
+def _documents(
+    items: list[DocumentIn], settings: Settings, collection: str | None
+) -> list[Document]:
     docs = [
         _document(item, f"documents[{i}]", settings, collection) for i, item in enumerate(items)
     ]
@@ -228,7 +233,7 @@ def parse_documents(
     content_type: str,
     query: dict[str, str],
     settings: Settings,
-    collection: str = DEFAULT_COLLECTION,
+    collection: str | None = DEFAULT_COLLECTION,
 ) -> list[Document]:
     """Documents from a JSON body (one or ``{"documents": [...]}``) or a text upload.
 

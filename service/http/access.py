@@ -82,23 +82,26 @@ class Access:
             return None
         return Scope(wanted, filter)
 
+    def only_collection(self) -> str | None:
+        """The collection a write means when it names none; None if the key must name one."""
+        if self.sees(DEFAULT_COLLECTION) or self.collections is None:
+            return DEFAULT_COLLECTION
+        return next(iter(self.collections)) if len(self.collections) == 1 else None
+
     def collection(self, given: str | None) -> str:
         """The collection a request about one document or one write means.
 
         ``given``, else ``default`` when the key reads it, else the key's one collection;
         a key of several must name one (400). Whether the key sees it is the caller's check.
         """
-        if given is not None:
-            return given
-        if self.sees(DEFAULT_COLLECTION) or self.collections is None:
-            return DEFAULT_COLLECTION
-        if len(self.collections) == 1:
-            return next(iter(self.collections))
-        raise InvalidRequestError(
-            "this key reads the collections "
-            + ", ".join(sorted(self.collections))
-            + ": name one with ?collection="
-        )
+        found = given or self.only_collection()
+        if found is None:
+            raise InvalidRequestError(
+                "this key reads the collections "
+                + ", ".join(sorted(self.collections or ()))
+                + ": name one with ?collection="
+            )
+        return found
 
 
 _EVERYTHING = Access()

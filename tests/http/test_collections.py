@@ -55,6 +55,7 @@ def keys_path(tmp_path: Path) -> Path:
         [
             {"key": "hr-reader-7f3a", "collections": ["hr"]},
             {"key": "sales-writer-91c2", "collections": ["zsales"], "write": True},
+            {"key": "both-writer-0d4e", "collections": ["hr", "zsales"], "write": True},
         ],
     )
 
@@ -230,6 +231,24 @@ def test_a_writing_key_writes_and_counts_only_its_collections(client: TestClient
     assert gone.json()["detail"].replace("'hr'", "'nope'") == nothing.json()["detail"]
     assert client.get("/v1/documents/handbook?collection=hr", headers=HR).status_code == 200
     assert client.delete("/v1/documents/handbook", headers=SALES).status_code == 200
+
+
+def test_a_key_of_several_collections_names_the_one_it_means(client: TestClient[Any]) -> None:
+    both = {"Authorization": "Bearer both-writer-0d4e"}
+    batch = {"documents": [{"doc_id": "memo", "text": "The canteen opens at noon.",
+                            "collection": "hr"},
+                           {"doc_id": "memo", "text": "The Oslo lead is warm.",
+                            "collection": "zsales"}]}  # fmt: skip
+    added = client.post("/v1/documents", headers=both, json=batch)
+    assert added.status_code == 201, added.text
+    assert [d["collection"] for d in added.json()["documents"]] == ["hr", "zsales"]
+    unnamed = client.post("/v1/documents", headers=both, json={"text": "The canteen is shut."})
+    assert unnamed.status_code == 400 and "name its collection" in unnamed.text
+    read = client.get("/v1/documents/memo", headers=both)
+    assert read.status_code == 400 and "hr, zsales: name one with ?collection=" in read.text
+    assert client.get("/v1/documents/memo?collection=zsales", headers=both).json()["text"] == (
+        "The Oslo lead is warm."
+    )
 
 
 def test_keys_are_refused_unless_configured_and_the_file_is_read_again_when_it_changes(

@@ -197,7 +197,8 @@ class DocumentsController(Controller):
         else:
             body = await request.body()
             query = dict(request.query_params)
-            docs = parse_documents(body, content_type, query, settings, access.collection(given))
+            default = given or access.only_collection()  # else each document names its own
+            docs = parse_documents(body, content_type, query, settings, default)
             _check_sees(access, [d.collection for d in docs])
         sees = None if access.collections is None else access.sees
         return await upsert_documents(runtime, docs, sees)
