@@ -179,6 +179,11 @@ def test_a_key_sees_only_its_collections_on_every_route(
         body.pop("timings_ms")
         assert body["abstained_because"] == "no_documents_in_scope"
     assert scoped[0] == scoped[1]
+    for name in ("zsales", "nope"):
+        search = client.post("/v1/search", headers=HR, json={"query": "Zanzibar contract",
+                                                             "collections": [name]})  # fmt: skip
+        assert search.status_code == 200
+        assert search.json()["sentences"] == search.json()["passages"] == []
 
     # A reader's key writes nothing; the 403 says so whichever document it names.
     for method, url in (("POST", "/v1/documents?collection=hr"),
