@@ -87,6 +87,16 @@ def scope_mask(index: CorpusIndex, scope: Scope) -> Allowed:
 
 
 @dataclass(frozen=True)
+class _Corpus:
+    """Some collections taken as a corpus: their sentences, term weights, size, languages."""
+
+    sentences: Allowed
+    idf: dict[str, float]
+    chars: int
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Reading:
     """One version of the index with what questions over it need, built once per version."""
 
@@ -98,10 +108,8 @@ class Reading:
     missing: frozenset[str] = frozenset()  # shards that did not answer: the reading is partial
     allowed: Allowed | None = None  # the sentences a scoped question may find and cite
     whole: bool = True  # False: documents fetched from shards, a part of the corpus
-    # Per set of collections: its sentences and its terms' weights (``_corpus_of``).
-    corpora: dict[frozenset[str], tuple[Allowed, dict[str, float]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # Per set of collections asked: what they hold (``_corpus_of``).
+    corpora: dict[frozenset[str], _Corpus] = field(default_factory=dict, compare=False, repr=False)
 
     def scoped(self, scope: Scope) -> Reading:
         """The reading in which questions find and cite only the sentences of ``scope``.
@@ -111,34 +119,47 @@ class Reading:
         whole into the prompt, into which language a question is translated). A reading
         of documents fetched from shards holds only some of the scope, so keeps its size.
         """
-        allowed = scope_mask(self.index, scope)
-        retriever = self.retriever.scoped(allowed)
+        corpus = None
         if scope.collections is not None and self.whole:
-            retriever = retriever.within(*self._corpus_of(scope.collections))
+            corpus = self._corpus_of(scope.collections)
+        if corpus is not None and scope.filter is None:  # the collections are the scope
+            allowed, chars, languages = corpus.sentences, corpus.chars, corpus.languages
+        else:
+            allowed = scope_mask(self.index, scope)
+            chars, languages = self._size_of(allowed)
+            if not self.whole:  # fetched documents are only some of the scope's
+                chars = self.corpus_chars
+        retriever = self.retriever.scoped(allowed)
+        if corpus is not None:
+            retriever = retriever.within(corpus.sentences, corpus.idf)
         grounder = copy.copy(self.grounder)
         grounder.retriever = retriever
-        in_scope = self.corpus_chars
-        if self.whole:
-            in_scope = sum(len(d.text) for k, d in self.index.documents.items()
-                           if allowed[self.index.positions_of(k)[:1]].any())  # fmt: skip
-        by_language = sentences_by_language(self.index, allowed)
-        languages = tuple(language for language, _ in by_language.most_common()) or self.languages
         return dataclasses.replace(self, retriever=retriever, grounder=grounder, allowed=allowed,
-                                   corpus_chars=in_scope, languages=languages)  # fmt: skip
+                                   corpus_chars=chars,
+                                   languages=languages or self.languages)  # fmt: skip
 
-    def _corpus_of(self, collections: frozenset[str]) -> tuple[Allowed, dict[str, float]]:
-        """The sentences of ``collections``, and the evidence weights of their terms.
+    def _size_of(self, allowed: Allowed) -> tuple[int, tuple[str, ...]]:
+        """The characters of the documents ``allowed`` holds, and their languages."""
+        index = self.index
+        chars = sum(len(d.text) for k, d in index.documents.items()
+                    if allowed[index.positions_of(k)[:1]].any())  # fmt: skip
+        by_language = sentences_by_language(index, allowed)
+        return chars, tuple(language for language, _ in by_language.most_common())
+
+    def _corpus_of(self, collections: frozenset[str]) -> _Corpus:
+        """What the collections hold, taken as a key's whole corpus.
 
         Kept for the last 64 sets of collections asked of this version of the index.
         """
         found = self.corpora.get(collections)
         if found is None:
-            corpus = scope_mask(self.index, Scope(collections))
+            sentences = scope_mask(self.index, Scope(collections))
             frequency: Counter[str] = Counter()
             for key in self.index.documents:
                 if split_key(key)[0] in collections:
                     frequency.update(self.index.derived(key, "term_counts", term_counts))
-            found = (corpus, idf_of(frequency, int(corpus.sum())))
+            idf = idf_of(frequency, int(sentences.sum()))
+            found = _Corpus(sentences, idf, *self._size_of(sentences))
             if len(self.corpora) >= 64:
                 self.corpora.pop(next(iter(self.corpora)))
             self.corpora[collections] = found
