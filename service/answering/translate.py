@@ -175,7 +175,8 @@ async def _translated_lines(
         with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
             reply = await llm.complete(messages, max_tokens=64 * len(lines) + 32)
     except (LLMError, TimeoutError) as exc:
-        log.warning("answer rendering failed: %s", exc)
+        # A TimeoutError says nothing of itself: the answer's deadline passed.
+        log.warning("answer rendering failed: %s", exc or "the answer's LLM deadline passed")
         return None
     translated: dict[int, str] = {}
     replied = [line.strip() for line in reply.splitlines() if line.strip()]
