@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from index import FaissStore, SentenceTransformerEmbedder, corpus_checksum, read_documents
-from service import Settings, open_index
+from index import FaissStore, SentenceTransformerEmbedder
+from service import eval_settings, open_index
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "eval" / "squad"
@@ -75,11 +75,7 @@ def _measure(store: Any, vectors: np.ndarray, queries: np.ndarray) -> list[dict[
 def squad() -> list[dict[str, Any]]:
     """The SQuAD corpus with the article, asked its questions."""
     paths = [SQUAD / "docs.jsonl", ROOT / "corpus" / "renault-geely-mou.txt"]
-    base = Settings()
-    settings = base.model_copy(update={
-        "corpus": paths,
-        "index_dir": base.index_dir.parent / f"eval-{corpus_checksum(read_documents(paths))[:12]}",
-    })  # fmt: skip
+    settings = eval_settings(paths)
     embedder = SentenceTransformerEmbedder()
     index = open_index(settings, embedder)
     questions = [json.loads(line)["question"] for line in (SQUAD / "questions.jsonl").open()]

@@ -31,8 +31,7 @@ from typing import Any
 
 import httpx
 
-from index import corpus_checksum, read_documents
-from service import Settings, load_runtime, read_questions
+from service import Settings, eval_settings, load_runtime, read_questions
 from service.answering import AnswerDelta
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
@@ -97,12 +96,7 @@ def _settings(corpus: list[Path]) -> Settings:
     # No prompt kept in host memory: the bare completion and the pipeline are each sent the
     # same prompt, and the second would otherwise find it cached whole.
     base = Settings(llm_cache_ram_mib=0)
-    if not corpus:
-        return base
-    checksum = corpus_checksum(read_documents(corpus))[:12]
-    return base.model_copy(
-        update={"corpus": corpus, "index_dir": base.index_dir.parent / f"eval-{checksum}"}
-    )
+    return eval_settings(corpus, base) if corpus else base
 
 
 def _questions(path: Path | None, offset: int, limit: int | None) -> list[str]:

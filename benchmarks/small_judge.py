@@ -26,8 +26,15 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from index import SentenceTransformerEmbedder, corpus_checksum, read_documents
-from service import EmbeddedServer, OpenAIChatModel, Settings, assemble_model, open_index
+from index import SentenceTransformerEmbedder
+from service import (
+    EmbeddedServer,
+    OpenAIChatModel,
+    Settings,
+    assemble_model,
+    eval_settings,
+    open_index,
+)
 from service.answering import Retriever, p_yes, render_judge_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +45,7 @@ Prompts = list[list[dict[str, str]]]
 def prompts(rows: int) -> tuple[Prompts, list[bool]]:
     """The judge's prompt for each question, and whether it is answerable."""
     paths = [SQUAD / "docs.jsonl", ROOT / "corpus" / "renault-geely-mou.txt"]
-    base = Settings()
-    settings = base.model_copy(update={
-        "corpus": paths,
-        "index_dir": base.index_dir.parent / f"eval-{corpus_checksum(read_documents(paths))[:12]}",
-    })  # fmt: skip
+    settings = eval_settings(paths)
     embedder = SentenceTransformerEmbedder()
     index = open_index(settings, embedder)
     retriever = Retriever(index, embedder, settings)

@@ -24,17 +24,13 @@ import statistics
 import time
 from pathlib import Path
 
-from index import corpus_checksum, read_documents
-from service import Settings, load_runtime
+from service import eval_settings, load_runtime
 from service.answering import Retriever, p_yes, render_judge_prompt
 
 
 async def main_async(args: argparse.Namespace) -> None:
     """Judge every row of the run and write it back with P(yes) as its answerability."""
-    paths = list(args.corpus)
-    base = Settings()
-    checksum = corpus_checksum(read_documents(paths))[:12]
-    settings = Settings(corpus=paths, index_dir=base.index_dir.parent / f"eval-{checksum}")
+    settings = eval_settings(list(args.corpus))
     runtime = await load_runtime(settings)
     assert runtime.llm is not None
     retriever = Retriever(runtime.answerer.index, runtime.answerer.embedder, settings)

@@ -24,6 +24,7 @@ from service.errors import (
 )
 from service.eval import (
     Question,
+    eval_settings,
     evaluate,
     evaluate_conversations,
     exact_match,
@@ -88,6 +89,7 @@ __all__ = [
     "configure_logging",
     "create_app",
     "delete_document",
+    "eval_settings",
     "evaluate",
     "evaluate_conversations",
     "exact_match",

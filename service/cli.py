@@ -18,14 +18,19 @@ from index import (
     IndexFormatError,
     SentenceTransformerEmbedder,
     build_index,
-    corpus_checksum,
     current_snapshot,
     keep_originals,
     load_snapshot,
     read_documents,
     save_snapshot,
 )
-from service.eval import evaluate, evaluate_conversations, read_conversations, read_questions
+from service.eval import (
+    eval_settings,
+    evaluate,
+    evaluate_conversations,
+    read_conversations,
+    read_questions,
+)
 from service.observe import configure_logging
 from service.runtime import load_runtime, open_index
 from service.schemas import COLLECTION_NAME, AnswerMode
@@ -325,12 +330,7 @@ def eval_command(
     Without QUESTIONS or --conversations, the bundled article's development questions run.
     The corpus (default: the bundled article) gets an index of its own, never the served one.
     """
-    # An index of its own, keyed by the corpus: documents added to the served index through
-    # the API must not change the figures.
-    paths = list(corpus) or [bundled_corpus()]
-    base = Settings()
-    checksum = corpus_checksum(read_documents(paths))[:12]
-    settings = _settings(corpus=paths, index_dir=base.index_dir.parent / f"eval-{checksum}")
+    settings = eval_settings(list(corpus) or [bundled_corpus()])
     if retrieval:
         settings = settings.model_copy(update={"retrieval": retrieval})
     if conversations is not None and questions is not None:

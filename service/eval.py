@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from index import corpus_checksum, read_documents
 from service.answering import answer_language, language_of
 from service.answering.conversation import standalone_question
 from service.answering.pipeline import Answerer
@@ -24,6 +25,7 @@ from service.settings import Settings
 __all__ = [
     "Conversation",
     "Question",
+    "eval_settings",
     "evaluate",
     "evaluate_conversations",
     "exact_match",
@@ -35,6 +37,20 @@ __all__ = [
     "summary_figures",
     "token_f1",
 ]
+
+
+def eval_settings(corpus: Sequence[Path], base: Settings | None = None) -> Settings:
+    """``base`` (default: the environment's) over an index of ``corpus`` of its own.
+
+    The index sits beside the served one, named by the corpus's checksum: documents added to
+    the served index through the API cannot change the figures, and every run over the same
+    corpus reuses one index.
+    """
+    base = base or Settings()
+    checksum = corpus_checksum(read_documents(corpus))[:12]
+    return base.model_copy(
+        update={"corpus": list(corpus), "index_dir": base.index_dir.parent / f"eval-{checksum}"}
+    )
 
 
 @dataclass(frozen=True)
