@@ -14,6 +14,7 @@ __all__ = [
     "AskRequest",
     "AskResponse",
     "Citation",
+    "Collection",
     "Collections",
     "DocumentDetail",
     "DocumentList",
@@ -38,10 +39,9 @@ Question = Annotated[
 TopK = Annotated[int, Meta(ge=1, le=20)]
 # What a collection may be named (index.DEFAULT_COLLECTION is one).
 COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Collection = Annotated[str, Meta(pattern=COLLECTION_NAME)]
 # The collections a question is asked in (default: every one the key reads).
-Collections = Annotated[
-    list[Annotated[str, Meta(pattern=COLLECTION_NAME)]], Meta(min_length=1, max_length=100)
-]
+Collections = Annotated[list[Collection], Meta(min_length=1, max_length=100)]
 
 
 class Filter(msgspec.Struct, forbid_unknown_fields=True):

@@ -53,7 +53,7 @@ from service.errors import (
     UnsupportedFileError,
 )
 from service.runtime import PendingWrite, Runtime
-from service.schemas import COLLECTION_NAME
+from service.schemas import COLLECTION_NAME, Collection
 from service.settings import Settings
 
 __all__ = [
@@ -71,7 +71,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 DocId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-Collection = Annotated[str, Meta(pattern=COLLECTION_NAME)]
 Metadata = dict[str, str | int | float | bool | None]
 _TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
 
@@ -101,7 +100,7 @@ class IngestedDocument(msgspec.Struct):
     sentences: int
     chunks: int
     replaced: bool
-    collection: str = DEFAULT_COLLECTION
+    collection: str
 
 
 class IngestResult(msgspec.Struct):

@@ -219,15 +219,14 @@ class ShardReader:
         names = {d.collection for d in index.documents.values()}
         if len(names) < 2:
             return {}
+        counts: dict[str, Counter[str]] = {name: Counter() for name in names}
+        for d in index.documents.values():
+            counts[d.collection].update(index.derived(d.doc_id, "term_counts", term_counts))
         figures = {}
         for name in sorted(names):
             within = scope_mask(index, Scope(frozenset({name})))
-            counts: Counter[str] = Counter()
-            for d in index.documents.values():
-                if d.collection == name:
-                    counts.update(index.derived(d.doc_id, "term_counts", term_counts))
             figures[name] = CollectionFigures(
-                int(within.sum()), dict(counts), index.lexical.all_statistics(within)
+                int(within.sum()), dict(counts[name]), index.lexical.all_statistics(within)
             )
         return figures
 

@@ -30,14 +30,12 @@ from msgspec import Meta
 from index import DEFAULT_COLLECTION
 from service.answering import Scope
 from service.errors import InvalidRequestError
-from service.schemas import COLLECTION_NAME, Filter
+from service.schemas import Collection, Filter
 from service.settings import Settings
 
 __all__ = ["Access", "KeyRing", "KeysFileError"]
 
 log = logging.getLogger(__name__)
-
-Collection = Annotated[str, Meta(pattern=COLLECTION_NAME)]
 
 
 class KeysFileError(ValueError):
@@ -84,7 +82,7 @@ class Access:
 
     def only_collection(self) -> str | None:
         """The collection a write means when it names none; None if the key must name one."""
-        if self.sees(DEFAULT_COLLECTION) or self.collections is None:
+        if self.collections is None or DEFAULT_COLLECTION in self.collections:
             return DEFAULT_COLLECTION
         return next(iter(self.collections)) if len(self.collections) == 1 else None
 
@@ -102,9 +100,6 @@ class Access:
                 + ": name one with ?collection="
             )
         return found
-
-
-_EVERYTHING = Access()
 
 
 def _digest(token: str) -> bytes:
@@ -146,10 +141,6 @@ class KeyRing:
             if secrets.compare_digest(presented, digest) and found is None:
                 found = access
         return found if token else None
-
-    def open_access(self) -> Access:
-        """What a request without a key may do when reading needs none: read everything."""
-        return _EVERYTHING
 
     def reload(self) -> None:
         """Read the keys file again now (SIGHUP)."""

@@ -43,7 +43,7 @@ def require_api_key(
     if access is None:
         if keys.reads_need_key:
             raise NotAuthorizedException("missing or invalid API key", headers=_CHALLENGE)
-        access = keys.open_access()
+        access = Access()  # reading needs no key: every collection, no writes
     _grant(connection, access)
 
 

@@ -119,13 +119,18 @@ def model_list(name: str, created: int, collections: Sequence[str] = ()) -> Mode
     return ModelList(data=[ModelCard(id=i, created=created) for i in ids])
 
 
+def _key(citation: Citation) -> str:
+    """The index key of a citation's document, as ``titles`` are keyed."""
+    return document_key(citation.collection, citation.doc_id)
+
+
 def sources_block(citations: Sequence[Citation], titles: dict[str, str]) -> str:
     """The portable footnotes: each cited sentence quoted, with its document and offsets."""
     if not citations:
         return ""
     lines = []
     for n, c in enumerate(citations, 1):
-        title = titles.get(document_key(c.collection, c.doc_id), c.doc_id)
+        title = titles.get(_key(c), c.doc_id)
         where = f"{c.doc_id} [{c.start}, {c.end})" + (f", p. {c.page}" if c.page else "")
         named = where if title == c.doc_id else f"{title}, {where}"
         lines.append(f'[{n}] "{" ".join(c.text.split())}" ({named})')
@@ -298,14 +303,12 @@ class SourceCards:
 
     def events(self, citations: Sequence[Citation]) -> list[WebUIEvent]:
         """One card per citation, in ``[n]`` order."""
-        per_document = Counter(document_key(c.collection, c.doc_id) for c in citations)
+        per_document = Counter(_key(c) for c in citations)
         shared = {doc_id for doc_id, count in per_document.items() if count > 1}
-        return [
-            self._card(c, located=document_key(c.collection, c.doc_id) in shared) for c in citations
-        ]
+        return [self._card(c, located=_key(c) in shared) for c in citations]
 
     def _card(self, citation: Citation, *, located: bool) -> WebUIEvent:
-        name = self.titles.get(document_key(citation.collection, citation.doc_id), citation.doc_id)
+        name = self.titles.get(_key(citation), citation.doc_id)
         if citation.page is not None:
             name = f"{name}, p. {citation.page}"
         if located:

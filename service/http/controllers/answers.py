@@ -47,14 +47,13 @@ class AnswersController(Controller):
         """
         answerer = runtime.answerer
         answerer.check_capacity(data.answer_mode)
-        if data.documents:
+        if data.documents:  # the caller's own: no collection holds them
             given = sum(len(d.text) for d in data.documents)
             if given > settings.max_given_chars:
                 raise PayloadTooLargeError(
                     f"documents: {given} characters; the limit is {settings.max_given_chars} "
                     "(CITEQA_MAX_GIVEN_CHARS): add larger documents with POST /v1/documents"
                 )
-        if data.documents:  # the caller's own: no collection holds them
             scope = None if data.filter is None else Scope(None, data.filter)
         else:
             scope = access.scope(data.collections, data.filter)
