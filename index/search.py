@@ -187,17 +187,13 @@ class FaissStore:
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        slots: npt.NDArray[np.int64] | None = None,
+        ok: npt.NDArray[np.bool_] | None = None,
+        share: float = 1.0,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         # The selector filters inside the search (FAISS skips the other ids as it scans or
         # walks the graph), so a selective scope still gets its k best, not what is left of
-        # the corpus's k best.
-        bits, share = None, 1.0
-        if slots is not None:
-            ok = np.zeros(int(self._index.ntotal), dtype=bool)
-            ok[slots] = True
-            bits = np.packbits(ok, bitorder="little")
-            share = slots.size / max(ok.size, 1)
+        # the corpus's k best. ``ok``: the slots in scope, ``share`` of them all.
+        bits = None if ok is None else np.packbits(ok, bitorder="little")
         params = self._parameters(k, bits, share)
         if self._vectors is None or self.kind != "ivfpq":
             scores, ids = self._index.search(queries, k, params=params)
@@ -224,30 +220,31 @@ class FaissStore:
         best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(exact, best, 1).astype(np.float32), slots[best]
 
-    def _allowed_slots(self, allowed: Allowed) -> npt.NDArray[np.int64]:
-        """The live slots whose sentence position ``allowed`` holds."""
+    def _allowed_slots(self, allowed: Allowed) -> npt.NDArray[np.bool_]:
+        """A mask over slots: the live ones whose sentence position ``allowed`` holds."""
         total = int(self._index.ntotal)
         if self._positions is None:
-            return np.nonzero(allowed[:total])[0].astype(np.int64)
+            return allowed[:total]
         live = self._positions >= 0
         ok = np.zeros(total, dtype=bool)
         ok[live] = allowed[self._positions[live]]
-        return np.nonzero(ok)[0].astype(np.int64)
+        return ok
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int, allowed: Allowed | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Top ``k`` sentence positions and scores per query; missing ones are -1."""
-        slots = None if allowed is None else self._allowed_slots(allowed)
+        ok = None if allowed is None else self._allowed_slots(allowed)
+        slots = None if ok is None else np.nonzero(ok)[0].astype(np.int64)
         if slots is not None and not slots.size:
             return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
                     np.full((len(queries), 1), -1, dtype=np.int64))  # fmt: skip
         k = max(1, min(k, len(self) if slots is None else int(slots.size)))
-        if slots is not None:  # only live slots are selected: no tombstone comes back
+        if ok is not None and slots is not None:  # only live slots: no tombstone comes back
             if slots.size <= EXACT_SCOPE:
                 scores, found = self._exact(queries, k, slots)
             else:
-                scores, found = self._raw(queries, k, slots)
+                scores, found = self._raw(queries, k, ok, slots.size / max(ok.size, 1))
             if self._positions is None:
                 return scores, found
             return scores, np.where(found >= 0, self._positions[np.maximum(found, 0)], -1)
@@ -415,7 +412,7 @@ class Bm25:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         sentences, at = np.unique(np.concatenate(hits), return_inverse=True)
         scores = np.bincount(at, weights=np.concatenate(gains)).astype(np.float32)
-        if allowed is not None:  # scored with the whole corpus's statistics, kept in scope
+        if allowed is not None:  # scored with the statistics given, kept in scope
             keep = allowed[sentences]
             sentences, scores = sentences[keep], scores[keep]
         top = np.argsort(-scores, kind="stable")[:k]
