@@ -8,6 +8,7 @@ all segments, so a score does not depend on how the corpus happens to be cut.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,11 +70,28 @@ COMPRESS_THRESHOLD = 1_000_000
 PQ_BYTES = 48
 IVF_NPROBE = 32
 RERANK = 100  # codes shortlisted per search before the exact re-ranking
-# A scope of at most this many sentences in a segment is searched exactly, from the full
-# vectors (0.8 ms for 2,000 at 384 dimensions; benchmarks/filtered_search.py): graph walks
-# and IVF probes lose recall when a selective filter leaves few of the rows they visit. A
-# larger scope is searched by the index itself with an ID selector.
-EXACT_SCOPE = 5_000
+# A scope of at most this many sentences in a segment is searched exactly, from a contiguous
+# copy of its full vectors (0.2 ms for 10,000 at 384 dimensions; benchmarks/filtered_search.py):
+# graph walks and IVF probes lose recall when a selective filter leaves few of the rows they
+# visit. A larger scope of compressed codes gets an IVF index of its own codes; of a graph,
+# the graph walked with an ID selector.
+EXACT_SCOPE = 20_000
+SCOPE_VIEWS = 8  # scopes (read-only masks) whose search structures a store keeps
+
+
+@dataclass(frozen=True, eq=False)
+class _ScopeView:
+    """What a scoped search needs, built once per scope.
+
+    ``slots`` in scope, and one of: their full ``vectors`` (searched exactly), an ``ivf``
+    index of their codes alone, or ``bits``, the bitmap FAISS filters a walk with.
+    """
+
+    slots: npt.NDArray[np.int64]
+    share: float  # of the store's slots
+    vectors: npt.NDArray[np.float32] | None = None
+    ivf: Any = None
+    bits: npt.NDArray[np.uint8] | None = None
 
 
 class FaissStore:
@@ -100,6 +118,8 @@ class FaissStore:
         self._positions = positions
         self._live = int(index.ntotal) if positions is None else int((positions >= 0).sum())
         self._vectors = vectors  # by slot, for re-ranking compressed codes
+        self._views: dict[int, tuple[weakref.ref[Allowed], _ScopeView]] = {}
+        self._codes: npt.NDArray[np.uint8] | None = None  # by slot: list number and PQ code
         if self.kind == "ivfpq" and vectors is None:
             raise ValueError("a compressed index needs its full vectors to re-rank")
 
@@ -156,49 +176,42 @@ class FaissStore:
     def __len__(self) -> int:
         return self._live
 
-    def _parameters(self, k: int, bits: npt.NDArray[np.uint8] | None, share: float) -> Any:
-        """FAISS search parameters: the search breadth, and the slots a scope allows.
+    def _search(
+        self,
+        index: faiss.Index,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        bits: npt.NDArray[np.uint8] | None = None,
+        share: float = 1.0,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Search ``index`` (this store's or a scope's), re-ranking compressed codes exactly.
 
-        Built with keywords, so that the parameters hold a reference to their selector.
+        ``bits``: the slots a walk may return, filtered inside the search (FAISS skips the
+        other ids as it walks), so a scope still gets its k best, not what is left of the
+        corpus's k best. ``share``: the part of this store's slots the search may find.
         """
         kind = self.kind
         selector = None
-        if bits is not None:
-            # A bitmap over slots: one bit test per scanned row, where a batch of ids costs a
-            # hash lookup. The caller holds ``bits`` for as long as the search runs.
+        if bits is not None:  # a bit test per visited row, where a batch of ids is a hash lookup
             selector = faiss.IDSelectorBitmap(int(self._index.ntotal), faiss.swig_ptr(bits))
-        parameters: Any = {
+        parameters: Any = {  # built with keywords, so that they hold their selector
             "hnsw": faiss.SearchParametersHNSW,  # type: ignore[attr-defined]
             "ivfpq": faiss.SearchParametersIVF,
             "flat": faiss.SearchParameters,
         }[kind]
-        nprobe = IVF_NPROBE
-        if kind == "ivfpq" and share < 1.0:
-            # A scope of a tenth of the rows leaves a tenth of each list: probe ten times
-            # as many lists, so that as many rows in scope are scored as without a scope.
+        breadth: dict[str, int] = {}
+        if kind == "hnsw":
+            breadth = {"efSearch": max(HNSW_EF_SEARCH, k)}
+        elif kind == "ivfpq":
+            # A scope of a tenth of the rows leaves a tenth of each list: probe ten times as
+            # many lists, so that as many rows in scope are scored as without a scope.
             lists = int(faiss.extract_index_ivf(self._index).nlist)
-            nprobe = min(lists, math.ceil(IVF_NPROBE / max(share, 1e-3)))
-        breadth = {"hnsw": {"efSearch": max(HNSW_EF_SEARCH, k)}, "ivfpq": {"nprobe": nprobe}}
-        if selector is None and kind == "flat":
-            return None
-        return parameters(sel=selector, **breadth.get(kind, {}))
-
-    def _raw(
-        self,
-        queries: npt.NDArray[np.float32],
-        k: int,
-        ok: npt.NDArray[np.bool_] | None = None,
-        share: float = 1.0,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        # The selector filters inside the search (FAISS skips the other ids as it scans or
-        # walks the graph), so a selective scope still gets its k best, not what is left of
-        # the corpus's k best. ``ok``: the slots in scope, ``share`` of them all.
-        bits = None if ok is None else np.packbits(ok, bitorder="little")
-        params = self._parameters(k, bits, share)
-        if self._vectors is None or self.kind != "ivfpq":
-            scores, ids = self._index.search(queries, k, params=params)
+            breadth = {"nprobe": min(lists, math.ceil(IVF_NPROBE / max(share, 1e-3)))}
+        params = None if selector is None and not breadth else parameters(sel=selector, **breadth)
+        if self._vectors is None or kind != "ivfpq":
+            scores, ids = index.search(queries, k, params=params)
             return scores, ids
-        _, shortlist = self._index.search(queries, max(k, RERANK), params=params)
+        _, shortlist = index.search(queries, max(k, RERANK), params=params)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row, slots in enumerate(shortlist):
@@ -207,18 +220,6 @@ class FaissStore:
             best = np.argsort(-exact, kind="stable")[:k]
             scores[row, : len(best)], ids[row, : len(best)] = exact[best], slots[best]
         return scores, ids
-
-    def _exact(
-        self, queries: npt.NDArray[np.float32], k: int, slots: npt.NDArray[np.int64]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """The ``k`` best of ``slots`` by exact inner product, from their full vectors."""
-        if self._vectors is not None:
-            vectors = np.asarray(self._vectors[slots])
-        else:
-            vectors = self._index.reconstruct_batch(slots)
-        exact = queries @ vectors.T
-        best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(exact, best, 1).astype(np.float32), slots[best]
 
     def _allowed_slots(self, allowed: Allowed) -> npt.NDArray[np.bool_]:
         """A mask over slots: the live ones whose sentence position ``allowed`` holds."""
@@ -230,30 +231,95 @@ class FaissStore:
         ok[live] = allowed[self._positions[live]]
         return ok
 
+    def _view(self, allowed: Allowed) -> _ScopeView:
+        """The scope's view, built at its first search.
+
+        Kept for a read-only mask (its holder's word that it will not change), among the
+        last ``SCOPE_VIEWS`` such masks searched.
+        """
+        if allowed.flags.writeable:
+            return self._build_view(allowed)
+        found = self._views.get(id(allowed))
+        if found is not None and found[0]() is allowed:
+            return found[1]
+        view = self._build_view(allowed)
+        self._views = {key: entry for key, entry in self._views.items() if entry[0]() is not None}
+        while len(self._views) >= SCOPE_VIEWS:
+            self._views.pop(next(iter(self._views)))
+        self._views[id(allowed)] = (weakref.ref(allowed), view)
+        return view
+
+    def _build_view(self, allowed: Allowed) -> _ScopeView:
+        ok = self._allowed_slots(allowed)
+        slots = np.nonzero(ok)[0].astype(np.int64)  # only live slots: no tombstone comes back
+        share = slots.size / max(ok.size, 1)
+        if slots.size <= EXACT_SCOPE:
+            if self._vectors is not None:
+                vectors = np.ascontiguousarray(self._vectors[slots], dtype=np.float32)
+            else:
+                vectors = self._index.reconstruct_batch(slots)
+            return _ScopeView(slots, share, vectors=vectors)
+        if self.kind == "ivfpq":
+            return _ScopeView(slots, share, ivf=self._scope_ivf(slots))
+        return _ScopeView(slots, share, bits=np.packbits(ok, bitorder="little"))
+
+    def _scope_ivf(self, slots: npt.NDArray[np.int64]) -> Any:
+        """An IVF index of the codes of ``slots`` alone: the same lists and codebooks.
+
+        Probing it scans only rows in scope, where a selector over the whole index tests
+        every row of every list probed (a scope of 10 % probes ten times as many lists).
+        """
+        ivf: Any = self._index
+        if self._codes is None:  # each slot's list number then PQ code, as sa_encode lays them
+            coarse = int(ivf.coarse_code_size())
+            codes = np.empty((int(ivf.ntotal), coarse + int(ivf.code_size)), dtype=np.uint8)
+            lists = ivf.invlists
+            for number in range(int(ivf.nlist)):
+                size = int(lists.list_size(number))
+                if size:
+                    ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+                    listed = faiss.rev_swig_ptr(lists.get_codes(number), size * ivf.code_size)
+                    codes[ids, coarse:] = listed.reshape(size, -1)
+                    codes[ids, :coarse] = np.frombuffer(
+                        number.to_bytes(coarse, "little"), dtype=np.uint8
+                    )
+            self._codes = codes
+        scope = faiss.IndexIVFPQ(ivf.quantizer, ivf.d, ivf.nlist, ivf.pq.M, ivf.pq.nbits,
+                                 ivf.metric_type)  # fmt: skip
+        scope.pq, scope.by_residual, scope.is_trained = ivf.pq, ivf.by_residual, True
+        scope.add_sa_codes(self._codes[slots], slots)
+        return scope
+
     def search(
         self, queries: npt.NDArray[np.float32], k: int, allowed: Allowed | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Top ``k`` sentence positions and scores per query; missing ones are -1."""
-        ok = None if allowed is None else self._allowed_slots(allowed)
-        slots = None if ok is None else np.nonzero(ok)[0].astype(np.int64)
-        if slots is not None and not slots.size:
-            return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
-                    np.full((len(queries), 1), -1, dtype=np.int64))  # fmt: skip
-        k = max(1, min(k, len(self) if slots is None else int(slots.size)))
-        if ok is not None and slots is not None:  # only live slots: no tombstone comes back
-            if slots.size <= EXACT_SCOPE:
-                scores, found = self._exact(queries, k, slots)
+        if allowed is not None:
+            view = self._view(allowed)
+            if not view.slots.size:
+                return (np.full((len(queries), 1), -np.inf, dtype=np.float32),
+                        np.full((len(queries), 1), -1, dtype=np.int64))  # fmt: skip
+            k = max(1, min(k, int(view.slots.size)))
+            if view.vectors is not None:
+                exact = queries @ view.vectors.T
+                best = np.argpartition(-exact, k - 1, axis=1)[:, :k]
+                best = np.take_along_axis(
+                    best, np.argsort(-np.take_along_axis(exact, best, 1), axis=1, kind="stable"), 1
+                )
+                scores, found = np.take_along_axis(exact, best, 1), view.slots[best]
             else:
-                scores, found = self._raw(queries, k, ok, slots.size / max(ok.size, 1))
+                index = self._index if view.ivf is None else view.ivf
+                scores, found = self._search(index, queries, k, view.bits, view.share)
             if self._positions is None:
                 return scores, found
             return scores, np.where(found >= 0, self._positions[np.maximum(found, 0)], -1)
+        k = max(1, min(k, len(self)))
         if self._positions is None:
-            return self._raw(queries, k)
+            return self._search(self._index, queries, k)
         total = int(self._index.ntotal)
         wide = min(total, 2 * k + 16)  # dead slots are rarely near the top; widen if they are
         while True:
-            scores, slots = self._raw(queries, wide)
+            scores, slots = self._search(self._index, queries, wide)
             positions = np.where(slots >= 0, self._positions[np.maximum(slots, 0)], -1)
             if wide >= total or bool(((positions >= 0).sum(axis=1) >= k).all()):
                 break

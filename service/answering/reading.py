@@ -154,6 +154,7 @@ class Reading:
         found = self.corpora.get(collections)
         if found is None:
             sentences = scope_mask(self.index, Scope(collections))
+            sentences.flags.writeable = False  # kept: stores keep their search of it too
             frequency: Counter[str] = Counter()
             for key in self.index.documents:
                 if split_key(key)[0] in collections:

@@ -51,3 +51,28 @@ def test_a_scope_with_no_sentence_finds_nothing() -> None:
     store = FaissStore.from_vectors(_unit(50, 8, seed=1))
     _, found = store.search(_unit(1, 8, seed=2), 5, np.zeros(50, dtype=bool))
     assert (found < 0).all()
+
+
+@pytest.mark.parametrize("exact_scope", [0, 10**6])
+def test_a_collection_scope_is_searched_alike_each_time_and_skips_removed_sentences(
+    exact_scope: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only mask (a collection's) gets its search structure built once and kept; the
+    # kept one answers as a fresh one does, and a removed sentence never comes back.
+    monkeypatch.setattr("index.search.EXACT_SCOPE", exact_scope)
+    vectors = _unit(3000, 32, seed=5)
+    built = FaissStore.from_vectors(vectors, compress_threshold=1000)
+    positions = np.arange(3000, dtype=np.int64)
+    positions[::7] = -1  # removed sentences: their slots are tombstones
+    store = FaissStore(built.index, positions, vectors)
+    allowed = np.random.default_rng(2).random(3000) < 0.3
+    queries = _unit(10, 32, seed=9)
+    fresh = store.search(queries, 10, allowed.copy())
+    allowed.flags.writeable = False
+    kept = [store.search(queries, 10, allowed) for _ in range(2)]
+    for scores, found in kept:
+        np.testing.assert_array_equal(found, fresh[1])
+        np.testing.assert_allclose(scores, fresh[0])
+    live = set(positions[positions >= 0].tolist())
+    assert all(int(i) in live and allowed[i] for i in fresh[1].ravel() if i >= 0)
+    assert (fresh[1] >= 0).all()
