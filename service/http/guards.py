@@ -17,7 +17,7 @@ from service.http.access import Access, KeyRing
 from service.observe import note
 from service.settings import Settings
 
-__all__ = ["require_api_key", "require_writer"]
+__all__ = ["require_api_key", "require_every_collection", "require_writer"]
 
 # What a 401 asks for (RFC 6750): a bearer token.
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="citeqa"'}
@@ -66,3 +66,21 @@ def require_writer(
     if not access.write:
         raise ForbiddenError("this key may read but not write; writes need an admin key")
     _grant(connection, access)
+
+
+def require_every_collection(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard for ``/metrics``, whose figures count and name every collection.
+
+    Open while reading needs no key; otherwise a key that reads every collection (an admin
+    key, or a plain read key), so that a key of some collections learns nothing of the rest.
+    """
+    keys: KeyRing = connection.app.state.key_ring
+    if not keys.reads_need_key:
+        return
+    access = keys.access(_bearer(connection))
+    if access is None:
+        raise NotAuthorizedException("missing or invalid API key", headers=_CHALLENGE)
+    if access.collections is not None:
+        raise ForbiddenError("/metrics counts every collection: it needs a key that reads them all")

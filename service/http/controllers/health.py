@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.plugins.prometheus import PrometheusController
 
 from service.errors import NotReadyError
+from service.http.guards import require_every_collection
 
 __all__ = ["STATIC", "HealthController", "Metrics", "playground"]
 
@@ -87,3 +88,4 @@ class Metrics(PrometheusController):
     """``GET /metrics`` in the Prometheus text format; not part of the API's schema."""
 
     include_in_schema = False
+    guards = (require_every_collection,)
