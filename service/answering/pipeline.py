@@ -236,15 +236,18 @@ class Answerer:
 
         A small corpus goes in whole, so the prompt prefix is the same for every
         question and the LLM server reuses its cache; a large one is cut to the
-        best candidates.
+        best candidates, fewer when the rest bear on the question much less than the best.
         """
         untrusted = reading.grounder.untrusted
         if reading.corpus_chars <= self.settings.whole_corpus_chars:
             allowed = reading.allowed
             return [i for i in range(len(reading.sentences))
                     if i not in untrusted and (allowed is None or allowed[i])]  # fmt: skip
-        trusted = [c.index for c in candidates if c.index not in untrusted]
-        return sorted(trusted[: self.settings.context_sentences])
+        settings = self.settings
+        trusted = [c for c in candidates if c.index not in untrusted][: settings.context_sentences]
+        floor = settings.context_evidence * max((c.evidence for c in trusted), default=0.0)
+        return sorted(c.index for n, c in enumerate(trusted)
+                      if n < settings.context_min_sentences or c.evidence >= floor)  # fmt: skip
 
     def _prompt(
         self, reading: Reading, retrieval: Retrieval

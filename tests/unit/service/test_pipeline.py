@@ -148,3 +148,24 @@ async def test_an_answer_the_judge_could_not_judge_in_time_is_marked_degraded() 
     response = await answerer.ask("Which platform underpins the Korean models?")
     assert response.answerable and response.support is None
     assert response.degraded  # shown unjudged: the client is told
+
+
+@pytest.mark.parametrize("evidence", [0.0, 0.7])
+async def test_a_large_corpus_prompt_holds_only_the_sentences_near_the_best(
+    evidence: float,
+) -> None:
+    # Past whole_corpus_chars, the prompt carries the best sentences: at most 8, and past
+    # the third only those whose evidence is near the best one's (prompt tokens are the cost).
+    embedder = HashingEmbedder()
+    index = build_index(read_documents([ARTICLE]), embedder)
+    llm = ScriptedChatModel()
+    settings = SETTINGS.model_copy(update={"whole_corpus_chars": 0, "context_evidence": evidence})
+    answerer = Answerer.over(index, embedder, llm, settings)
+    question = "Which platform underpins the Korean models?"
+    prompt = answerer.answer_prompt(question)[0]["content"]
+    sources = [ln for ln in prompt.splitlines() if ln.startswith("[S")]
+    assert any(CMA in ln for ln in sources)
+    if evidence == 0.0:
+        assert len(sources) == 8
+    else:
+        assert 3 <= len(sources) < 8
