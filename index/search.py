@@ -8,6 +8,7 @@ all segments, so a score does not depend on how the corpus happens to be cut.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,13 @@ EXACT_SCOPE = 20_000
 SCOPE_VIEWS = 8  # scopes (read-only masks) whose search structures a store keeps
 
 
+def _best(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """Per row, the columns of the ``k`` highest scores, highest first."""
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)
+
+
 @dataclass(frozen=True, eq=False)
 class _ScopeView:
     """What a scoped search needs, built once per scope.
@@ -120,6 +128,7 @@ class FaissStore:
         self._vectors = vectors  # by slot, for re-ranking compressed codes
         self._views: dict[int, tuple[weakref.ref[Allowed], _ScopeView]] = {}
         self._codes: npt.NDArray[np.uint8] | None = None  # by slot: list number and PQ code
+        self._lock = threading.Lock()  # searches run in worker threads
         if self.kind == "ivfpq" and vectors is None:
             raise ValueError("a compressed index needs its full vectors to re-rank")
 
@@ -239,15 +248,17 @@ class FaissStore:
         """
         if allowed.flags.writeable:
             return self._build_view(allowed)
-        found = self._views.get(id(allowed))
-        if found is not None and found[0]() is allowed:
-            return found[1]
-        view = self._build_view(allowed)
-        self._views = {key: entry for key, entry in self._views.items() if entry[0]() is not None}
-        while len(self._views) >= SCOPE_VIEWS:
-            self._views.pop(next(iter(self._views)))
-        self._views[id(allowed)] = (weakref.ref(allowed), view)
-        return view
+        with self._lock:
+            found = self._views.get(id(allowed))
+            if found is not None and found[0]() is allowed:
+                return found[1]
+            view = self._build_view(allowed)
+            views = {key: kept for key, kept in self._views.items() if kept[0]() is not None}
+            while len(views) >= SCOPE_VIEWS:
+                views.pop(next(iter(views)))
+            views[id(allowed)] = (weakref.ref(allowed), view)
+            self._views = views
+            return view
 
     def _build_view(self, allowed: Allowed) -> _ScopeView:
         ok = self._allowed_slots(allowed)
@@ -302,10 +313,7 @@ class FaissStore:
             k = max(1, min(k, int(view.slots.size)))
             if view.vectors is not None:
                 exact = queries @ view.vectors.T
-                best = np.argpartition(-exact, k - 1, axis=1)[:, :k]
-                best = np.take_along_axis(
-                    best, np.argsort(-np.take_along_axis(exact, best, 1), axis=1, kind="stable"), 1
-                )
+                best = _best(exact, k)
                 scores, found = np.take_along_axis(exact, best, 1), view.slots[best]
             else:
                 index = self._index if view.ivf is None else view.ivf
