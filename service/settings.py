@@ -127,12 +127,13 @@ class Settings(BaseSettings):
     whole_corpus_chars: int = 8000
     # A larger one is cut to its best candidates: at most context_sentences, and past the
     # first context_min_sentences only those whose evidence is at least context_evidence of
-    # the best one's. Prompt processing is most of an answer's time there (45 tokens/s), and
-    # on SQuAD rows 1-200 this halves the prompt's sentences (1,379 -> 788 characters) for
-    # 0.893 -> 0.869 of gold sentences in it (rows 201-448: 0.922 -> 0.904).
+    # the best one's (0: no cut). Prompt processing is most of such an answer's time. A cut at
+    # 0.7 halves the prompt's sentences and took SQuAD answers from 16.3 s to 12.0 s (p50), but
+    # cost F1 0.59 -> 0.49 and gold cited 0.75 -> 0.69 on rows 201-260 (docs/figures.md), so it
+    # is the operator's trade to make, not the default.
     context_sentences: int = Field(default=8, ge=1)
     context_min_sentences: int = Field(default=3, ge=1)
-    context_evidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    context_evidence: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # Retrieval: "dense" (FAISS only) or "hybrid" (FAISS and BM25, reciprocal rank fusion).
     retrieval: Literal["dense", "hybrid"] = "hybrid"
