@@ -249,8 +249,9 @@ class FaissStore:
         if allowed.flags.writeable:
             return self._build_view(allowed)
         with self._lock:
-            found = self._views.get(id(allowed))
+            found = self._views.pop(id(allowed), None)
             if found is not None and found[0]() is allowed:
+                self._views[id(allowed)] = found  # the most recently searched, kept longest
                 return found[1]
             view = self._build_view(allowed)
             views = {key: kept for key, kept in self._views.items() if kept[0]() is not None}
