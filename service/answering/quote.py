@@ -41,6 +41,11 @@ _DANGLING = frozenset(
      "most", "much", "some", "few", "several", "all", "each", "every", "other", "only",
      "just", "nearly", "almost", "over", "under"}
 )  # fmt: skip
+# Words that join a phrase to what came before it, and so cannot start one ("so oxygen
+# supplementation is used").
+_CONNECTIVES = frozenset(
+    {"so", "but", "yet", "thus", "hence", "therefore", "however", "also", "then", "moreover"}
+)
 _CLAUSE_BREAKS = ",;:\u2014\u2013"
 _CLAUSE_REACH = 2  # words a paraphrase's span may grow by to end where its clause ends
 _QUESTION_WEIGHT = 0.3  # a reply word that repeats the question says little about the answer
@@ -218,11 +223,12 @@ def _trim(
 ) -> tuple[int, int]:
     """Drop function words and words that only repeat the question from a span's edges.
 
+    A span never starts on a connective ("so", "however"): it belongs to the clause before.
     A name is never cut: "Renault Samsung" keeps "Renault" though the question names
     Renault, because the name goes on past it. At the end, words of the question stay
     ("spirit of open cooperation"); words that leave the phrase dangling go.
     """
-    while i < j and _weight(words[i][0], asked) < 1.0:
+    while i < j and (_weight(words[i][0], asked) < 1.0 or words[i][0] in _CONNECTIVES):
         if _capitalised(source, words[i]) and words[i][0] not in _FUNCTION:
             run = _name_run(source, words, i)
             if any(_weight(w, asked) >= 1.0 for w, _, _ in words[i : min(run, j) + 1]):

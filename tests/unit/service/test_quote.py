@@ -222,6 +222,10 @@ CARBON = (
         # A phrase never ends on a word that leaves it dangling.
         ("Rotterdam, where he", "In 1632 he moved to Rotterdam, where he died in 1650.",
          "Where did he move in 1632?", "Rotterdam"),
+        # Nor starts on a word that joins it to the clause before.
+        ("so oxygen supplementation is used in medicine",
+         "Oxygen is needed for respiration, so oxygen supplementation is used in medicine.",
+         "What treatment is used in medicine?", "oxygen supplementation is used in medicine"),
         # A paraphrase's span is moved onto its clause's edges, not cut at "as key".
         ("Renault will contribute by sharing resources and technologies, and carrying out "
          "cooperation with China and South Korea as key markets.", COUNTRIES,
