@@ -236,7 +236,8 @@ class Answerer:
 
         A small corpus goes in whole, so the prompt prefix is the same for every
         question and the LLM server reuses its cache; a large one is cut to the
-        best candidates, fewer when the rest bear on the question much less than the best.
+        best candidates (and, if ``context_evidence`` is set, to those near the best one's
+        evidence).
         """
         untrusted = reading.grounder.untrusted
         if reading.corpus_chars <= self.settings.whole_corpus_chars:
