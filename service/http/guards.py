@@ -76,11 +76,6 @@ def require_every_collection(
     Open while reading needs no key; otherwise a key that reads every collection (an admin
     key, or a plain read key), so that a key of some collections learns nothing of the rest.
     """
-    keys: KeyRing = connection.app.state.key_ring
-    if not keys.reads_need_key:
-        return
-    access = keys.access(_bearer(connection))
-    if access is None:
-        raise NotAuthorizedException("missing or invalid API key", headers=_CHALLENGE)
-    if access.collections is not None:
+    require_api_key(connection, handler)
+    if connection.state.access.collections is not None:
         raise ForbiddenError("/metrics counts every collection: it needs a key that reads them all")
