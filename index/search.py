@@ -87,6 +87,22 @@ def _best(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     return np.take_along_axis(top, order, 1)
 
 
+def _slot_codes(ivf: Any) -> npt.NDArray[np.uint8]:
+    """Each slot's list number then PQ code, as ``sa_encode`` lays them, read off its lists."""
+    coarse = int(ivf.coarse_code_size())
+    codes = np.empty((int(ivf.ntotal), coarse + int(ivf.code_size)), dtype=np.uint8)
+    lists = ivf.invlists
+    for number in range(int(ivf.nlist)):
+        size = int(lists.list_size(number))
+        if not size:
+            continue
+        ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+        listed = faiss.rev_swig_ptr(lists.get_codes(number), size * ivf.code_size)
+        codes[ids, coarse:] = listed.reshape(size, -1)
+        codes[ids, :coarse] = np.frombuffer(number.to_bytes(coarse, "little"), dtype=np.uint8)
+    return codes
+
+
 @dataclass(frozen=True, eq=False)
 class _ScopeView:
     """What a scoped search needs, built once per scope.
@@ -282,20 +298,8 @@ class FaissStore:
         every row of every list probed (a scope of 10 % probes ten times as many lists).
         """
         ivf: Any = self._index
-        if self._codes is None:  # each slot's list number then PQ code, as sa_encode lays them
-            coarse = int(ivf.coarse_code_size())
-            codes = np.empty((int(ivf.ntotal), coarse + int(ivf.code_size)), dtype=np.uint8)
-            lists = ivf.invlists
-            for number in range(int(ivf.nlist)):
-                size = int(lists.list_size(number))
-                if size:
-                    ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
-                    listed = faiss.rev_swig_ptr(lists.get_codes(number), size * ivf.code_size)
-                    codes[ids, coarse:] = listed.reshape(size, -1)
-                    codes[ids, :coarse] = np.frombuffer(
-                        number.to_bytes(coarse, "little"), dtype=np.uint8
-                    )
-            self._codes = codes
+        if self._codes is None:
+            self._codes = _slot_codes(ivf)
         scope = faiss.IndexIVFPQ(ivf.quantizer, ivf.d, ivf.nlist, ivf.pq.M, ivf.pq.nbits,
                                  ivf.metric_type)  # fmt: skip
         scope.pq, scope.by_residual, scope.is_trained = ivf.pq, ivf.by_residual, True
