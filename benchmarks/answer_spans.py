@@ -8,9 +8,10 @@ only sources, through the answer prompt given (default: the one the service uses
 prompt file to measure an older design on the same questions). Printed: SQuAD's F1 and exact
 match (its own normalisation, markers removed) of the model's raw reply, which is the model's
 own limit; of the quote of the reply (``quote.align`` against the sentence it labelled); and
-of what the service shows, the shortest phrase asked as the turn after the judge's prompt
-(``phrase.shortest_phrase``), or that quote when the phrase is no copy. Also: the share of
-replies that copy their sentence word for word, and the time of the reply and of the phrase.
+of what the service shows, the shortest phrase the support judge gives after its yes
+(``judge.supports``, ``phrase.phrase_of``), or that quote when the phrase does not pass.
+Also: the share of replies that copy their sentence word for word, and the time of the reply
+and of the judge's call with its phrase.
 Write-up: ``benchmarks/results/answer-spans.md``.
 """
 
@@ -26,7 +27,8 @@ from string import Template
 from typing import Any
 
 from service import Settings, exact_match, load_runtime, shown_words, token_f1
-from service.answering import align, claims_of, shortest_phrase
+from service.answering import align, claims_of, phrase_of
+from service.answering.judge import supports
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "questions.jsonl"
 PROMPT = Path(__file__).resolve().parents[1] / "prompts" / "answer.md"
@@ -74,10 +76,12 @@ async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
                     break
         raw_f1, raw_em = _best(raw, r["answers"]) if raw else (0.0, False)
         f1, em = _best(shown, r["answers"]) if shown else (0.0, False)
-        # The service's design: the shortest phrase asked as the turn after the judge's.
+        # The service's design: the shortest phrase the judge gives after its yes.
         timings: dict[str, float] = {}
         deadline = time.monotonic() + 30
-        phrase = await shortest_phrase(runtime.llm, sentences, r["question"], deadline, timings)
+        judged = await supports(runtime.llm, sentences, r["question"], deadline, timings,
+                                "phrase", phrase=True)  # fmt: skip
+        phrase = phrase_of(judged.phrase, sentences, r["question"]) if judged else None
         phrased = phrase.quote.text if phrase is not None else shown
         phrase_f1, phrase_em = _best(phrased, r["answers"]) if phrased else (0.0, False)
         results.append({"id": r["id"], "question": r["question"], "answers": r["answers"],

@@ -175,10 +175,10 @@ class Settings(BaseSettings):
     support_judge: bool = True
     support_judge_min: float = Field(default=0.35, ge=0.0, le=1.0)
     second_opinion_min: float = Field(default=0.4, ge=0.0, le=1.0)
-    # After the judge's yes, the LLM is asked, as the next turn of the judge's prompt, for the
-    # shortest phrase of the cited sentences that answers (prompts/phrase.md); a phrase that
-    # copies its sentence is shown instead of the quote. One more short call (p50 2.7 s on
-    # SQuAD here, benchmarks/results/answer-spans.md); needs the support judge.
+    # The support judge follows its yes with the shortest phrase of the cited sentences that
+    # answers (prompts/judge.md), shown instead of the quote when it passes its checks
+    # (service/answering/phrase.py). It costs the phrase's generated tokens in the judge's
+    # call (benchmarks/results/answer-spans.md); needs the support judge.
     shortest_phrase: bool = True
     # Segments this big or bigger (a first build, a merge) keep compressed vectors in memory:
     # IVF-PQ codes, each search re-ranked exactly from the full vectors on disk.

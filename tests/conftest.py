@@ -116,7 +116,13 @@ class SSEStream(httpx.AsyncByteStream):
             self.upstream.closed_early += 1
 
 
-YES = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+def yes(phrase: str = "") -> Scripted:
+    """The support judge's yes (P 0.9), followed by the shortest phrase that answers, if any."""
+    tokens = ["yes", *([": ", *re.findall(r"\S*\s*", phrase)] if phrase else [])]
+    return Scripted(tokens, first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
+
+
+YES = yes()
 NO = Scripted(["no"], first_top=[("no", math.log(0.8)), ("yes", math.log(0.2))])
 
 

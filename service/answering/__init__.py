@@ -59,7 +59,7 @@ from service.answering.measures import (
     numbers_supported,
     terms,
 )
-from service.answering.phrase import shortest_phrase
+from service.answering.phrase import phrase_of
 from service.answering.pipeline import (
     AnswerDelta,
     AnswerDone,
@@ -152,13 +152,13 @@ __all__ = [
     "numbers_in",
     "numbers_supported",
     "p_yes",
+    "phrase_of",
     "read_verdict",
     "render_answer_prompt",
     "render_judge_prompt",
     "resolve_positions",
     "run_task",
     "shard_of",
-    "shortest_phrase",
     "standalone_question",
     "states_other_figures",
     "suspect",

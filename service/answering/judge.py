@@ -1,15 +1,18 @@
 """The LLM's yes/no judgements: does a text answer, does a sentence or question give orders.
 
-Each is one call whose reply is one token; P(yes) comes from that token's top logprobs
-(``ground.p_yes``). The prompts are ``prompts/judge.md`` and ``prompts/screen_*.md``.
+Each is one call; P(yes) comes from the first reply token's top logprobs (``ground.p_yes``).
+The support judge's yes may go on to the shortest phrase that answers (``phrase``). The
+prompts are ``prompts/judge.md`` and ``prompts/screen_*.md``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 
 from index import CorpusIndex
 from service.answering.ground import Grounder, p_yes
@@ -26,6 +29,7 @@ from service.llm import ChatModel, Message, QueuedChatModel, until
 from service.observe import elapsed_ms
 
 __all__ = [
+    "Judgement",
     "first_token_alternatives",
     "gives_orders",
     "screen_documents",
@@ -34,6 +38,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_PHRASE_TOKENS = 32  # a yes and a phrase; a reply cut here still aligns to its sentence
+_YES = re.compile(r"^\s*yes\b[\s,.:;\u2014-]*", re.IGNORECASE)
 
 
 async def first_token_alternatives(
@@ -48,20 +55,36 @@ async def first_token_alternatives(
     None when the call fails; empty when the server sends no logprobs. The time goes into
     ``timings[name]``.
     """
+    return (await _judged_reply(llm, messages, deadline, timings, name, 1))[0]
+
+
+async def _judged_reply(
+    llm: ChatModel,
+    messages: list[Message],
+    deadline: float,
+    timings: dict[str, float],
+    name: str,
+    max_tokens: int,
+) -> tuple[list[tuple[str, float]] | None, str]:
+    """The first token's alternatives and the reply, which ends at once unless it says yes."""
     started = time.perf_counter()
     top: list[tuple[str, float]] | None = None
+    text = ""
     try:
         async with (
-            aclosing(llm.stream(messages, max_tokens=1)) as tokens,
+            aclosing(llm.stream(messages, max_tokens=max_tokens)) as tokens,
             aclosing(until(tokens, deadline)) as timed,
         ):
             async for token in timed:
-                top = list(token.top)
-                break
+                if top is None:
+                    top = list(token.top)
+                    if not token.text.strip().lower().startswith("yes"):
+                        break  # a no needs no more words
+                text += token.text
     except LLMError as exc:
         log.warning("%s call failed: %s", name, exc)
     timings[name] = elapsed_ms(started)
-    return top
+    return top, text
 
 
 async def yes_probability(
@@ -80,6 +103,14 @@ async def yes_probability(
     return None if top is None else p_yes(top)
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """The judge's P(yes) that a text answers, and the phrase it gave after its yes."""
+
+    support: float
+    phrase: str  # "" when none was asked for or given
+
+
 async def supports(
     llm: ChatModel,
     sentences: Sequence[str],
@@ -87,10 +118,26 @@ async def supports(
     deadline: float,
     timings: dict[str, float],
     name: str,
-) -> float | None:
-    """The LLM's P(yes) that ``sentences`` state the answer to ``question``."""
+    *,
+    phrase: bool = False,
+) -> Judgement | None:
+    """The LLM's P(yes) that ``sentences`` state the answer to ``question``.
+
+    With ``phrase``, a yes goes on to the shortest phrase that answers (``prompts/judge.md``):
+    a few more tokens of the same call. None when the judge gives no P(yes).
+    """
     messages = render_judge_prompt(list(sentences), question)
-    return await yes_probability(llm, messages, deadline, timings, name)
+    max_tokens = _PHRASE_TOKENS if phrase else 1
+    top, reply = await _judged_reply(llm, messages, deadline, timings, name, max_tokens)
+    support = None if top is None else p_yes(top)
+    if support is None:
+        return None
+    return Judgement(support, _after_yes(reply) if phrase else "")
+
+
+def _after_yes(reply: str) -> str:
+    """What a "yes: …" reply says after its yes."""
+    return _YES.sub("", " ".join(reply.split()), count=1).strip("\"'“”")
 
 
 async def gives_orders(

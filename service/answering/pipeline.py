@@ -30,7 +30,7 @@ from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.instructions import document_instructions
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
-from service.answering.phrase import shortest_phrase
+from service.answering.phrase import phrase_of
 from service.answering.prompts import render_answer_prompt
 from service.answering.reading import Reading, Scope
 from service.answering.reply import Claim, ReplyParser, claims_of
@@ -75,7 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXTRACTIVE_TRIES = 3  # candidates tried, best first, for a sentence that answers on its own
-# A quote this short needs no phrase turn: 3 in 4 SQuAD gold answers are 4 words or fewer.
+# A quote this short asks the judge for no phrase: 3 in 4 SQuAD gold answers are 4 words or fewer.
 _PHRASE_WORDS = 4
 
 
@@ -569,7 +569,10 @@ class Answerer:
         reading = q.reading
         because = await anyio.to_thread.run_sync(_held_back_because, q, parser, composition)
         judged_on = self._judged_sentences(q, parser, composition)
+        # The given answer is the reply's quotes, or else the judged sentences whole.
+        quoted = because is None or (because is Abstention.OFF_POINT and bool(composition.parts))
         support: float | None = None
+        phrase = ""  # the judge's shortest phrase that answers, after its yes
         unjudged = False  # the judge was to speak and did not before the deadline
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
@@ -580,7 +583,13 @@ class Answerer:
                 if judged is not None:
                     support, q.verdict = judged.support, judged.verdict
             else:
-                support = await supports(llm, texts, question, q.deadline, q.timings, name)
+                wanted = self.settings.shortest_phrase and not (
+                    quoted and _phrase_sized(composition)
+                )
+                judgement = await supports(llm, texts, question, q.deadline, q.timings, name,
+                                           phrase=wanted)  # fmt: skip
+                if judgement is not None:
+                    support, phrase = judgement.support, judgement.phrase
             unjudged = support is None and time.monotonic() >= q.deadline
         if because is not None and support is None:
             return await anyio.to_thread.run_sync(self._without_llm_answer, q, because, composition)
@@ -588,38 +597,17 @@ class Answerer:
         if verdict is not None:
             response = self._abstain(q, verdict)
         else:
-            if because is None or (because is Abstention.OFF_POINT and composition.parts):
+            if quoted:
                 given = composition
             else:
                 given = reading.composition()
                 given.add([_whole(reading, reading.retriever.candidate(q.retrieval, i))
                            for i in judged_on])  # fmt: skip
-            if support is not None and self.settings.shortest_phrase and not q.yes_or_no:
-                given = await self._shortest(llm, q, given, support)
+            if support is not None and phrase:
+                given = _shortest(q, given, phrase, support)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)
-
-    async def _shortest(
-        self, llm: ChatModel, q: Asking, given: Composition, support: float
-    ) -> Composition:
-        """The answer as the shortest phrase of its cited sentences that answers, if any.
-
-        Asked right after the judge's yes, about the same sentences (``phrase``). The
-        phrase shortens the verified reply, never replaces it: it must overlap a quote of
-        the reply (the model asked for a phrase alone picks other names of the sentence:
-        "China" for what the two sides share).
-        """
-        if len(given.claims) == 1 and len(given.claims[0].split()) <= _PHRASE_WORDS:
-            return given  # already phrase-sized: the turn would cost ~2.5 s for nothing
-        cited = given.cited
-        texts = [q.reading.sentences[i].text for i in cited]
-        phrase = await shortest_phrase(llm, texts, q.retrieval.question, q.deadline, q.timings)
-        if phrase is None or not given.overlaps(cited[phrase.sentence], phrase.quote):
-            return given
-        shortest = q.reading.composition()
-        shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
-        return shortest
 
     def _without_llm_answer(
         self, q: Asking, because: Abstention, composition: Composition
@@ -657,6 +645,29 @@ def _whole(reading: Reading, candidate: Candidate) -> VerifiedClaim:
     """A candidate sentence as a claim of its own, verbatim."""
     return VerifiedClaim(reading.sentences[candidate.index].text, candidate.index,
                          candidate.evidence)  # fmt: skip
+
+
+def _phrase_sized(composition: Composition) -> bool:
+    """Whether the verified reply is one claim short enough to need no shorter phrase."""
+    return len(composition.claims) == 1 and len(composition.claims[0].split()) <= _PHRASE_WORDS
+
+
+def _shortest(q: Asking, given: Composition, reply: str, support: float) -> Composition:
+    """The answer as the judge's shortest phrase of its cited sentences, if that passes.
+
+    The phrase shortens the verified answer, never replaces it: it must overlap a quote of
+    it (the model asked for a phrase alone picks other names of the sentence: "China" for
+    what the two sides share), and unless it copies its sentence word for word, be shorter.
+    """
+    cited = given.cited
+    phrase = phrase_of(reply, [q.reading.sentences[i].text for i in cited], q.retrieval.question)
+    if phrase is None or not given.overlaps(cited[phrase.sentence], phrase.quote):
+        return given
+    if not phrase.quote.copied and len(phrase.quote.text.split()) >= len(given.statement.split()):
+        return given
+    shortest = q.reading.composition()
+    shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
+    return shortest
 
 
 def _settle(

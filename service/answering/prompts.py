@@ -12,7 +12,6 @@ __all__ = [
     "render_answer_prompt",
     "render_condense_prompt",
     "render_judge_prompt",
-    "render_phrase_prompt",
     "render_render_prompt",
     "render_screen_prompt",
     "render_translate_prompt",
@@ -62,19 +61,6 @@ def render_judge_prompt(sentences: list[str], question: str) -> list[dict[str, s
     """Chat messages asking whether ``sentences`` state the answer to ``question`` (yes/no)."""
     text = "\n".join(_one_line(t) for t in sentences)
     return _chat("judge", {}, {"sentences": text, "question": question})
-
-
-def render_phrase_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:
-    """The judge's prompt, its "yes", then a request for the shortest phrase that answers.
-
-    The judge's whole prompt is the prefix, so the LLM server processes only the last turn.
-    """
-    _, follow = _template("phrase")
-    return [
-        *render_judge_prompt(sentences, question),
-        {"role": "assistant", "content": "yes"},
-        {"role": "user", "content": follow.substitute(question=question)},
-    ]
 
 
 def render_verdict_prompt(sentences: list[str], question: str) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 
-from tests.conftest import QueuedUpstream, Scripted, ask_events, chat, label_of, shown_text
+from tests.conftest import QueuedUpstream, Scripted, ask_events, chat, label_of, shown_text, yes
 
 Server = Callable[..., str]
 
@@ -110,7 +110,7 @@ def test_a_copied_phrase_is_shown_whole_though_the_question_names_its_first_word
     assert body["verdict"] is None and body["figures"] == []
 
 
-def test_the_phrase_asked_after_the_judge_shortens_the_reply_and_never_replaces_it(
+def test_the_judges_phrase_shortens_the_reply_and_never_replaces_it(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(support_judge=True)
@@ -119,14 +119,17 @@ def test_the_phrase_asked_after_the_judge_shortens_the_reply_and_never_replaces_
         "The two sides will share resources and technologies , and carry out cooperation "
         f"{label_of(upstream, 'Share')}."
     )
-    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
     # Another name of the same sentence is no shorter form of what the reply said.
-    upstream.queue(reply, yes, "China")
+    upstream.queue(reply, yes("China"))
     other = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
     assert other["answer"] == "resources and technologies , And carry out cooperation [1]."
-    upstream.queue(reply, yes, "resources")
+    upstream.queue(reply, yes("resources"))
     shorter = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
-    assert shorter["answer"] == "resources [1]." and "phrase" in shorter["timings_ms"]
+    assert shorter["answer"] == "resources [1]."
+    # A phrase in other words is shown as the words of its sentence it matches.
+    upstream.queue(reply, yes("resources and technology"))
+    matched = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert matched["answer"] == "resources and technologies [1]."
     assert "Share resources" in shorter["citations"][0]["text"]
 
 
@@ -135,9 +138,9 @@ def test_a_reply_already_phrase_sized_is_shown_without_asking_for_a_phrase(
 ) -> None:
     base = live_server(support_judge=True)
     question = "What will the two sides share in their cooperation?"
-    yes = Scripted(["yes"], first_top=[("yes", math.log(0.9)), ("no", math.log(0.1))])
-    upstream.queue(f"resources and technologies {label_of(upstream, 'Share')}", yes)
+    upstream.queue(f"resources and technologies {label_of(upstream, 'Share')}", yes("resources"))
     before = len(upstream.requests)
     body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
     assert body["answer"] == "resources and technologies [1]."
-    assert "phrase" not in body["timings_ms"] and len(upstream.requests) == before + 2
+    # The judge was asked for its yes or no alone: one token, no phrase after it.
+    assert len(upstream.requests) == before + 2 and upstream.requests[-1]["max_tokens"] == 1

@@ -24,6 +24,7 @@ from tests.conftest import (
     cma_reply,
     label_of,
     shown_text,
+    yes,
 )
 
 Server = Callable[..., str]
@@ -150,21 +151,20 @@ def test_a_refused_reply_is_answered_from_its_best_sentence_when_the_judge_says_
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(support_judge=True, second_opinion_min=0.7)
-    # The sentence is then asked for its shortest phrase: a copy of it is shown, anything
-    # else leaves the sentence whole.
-    upstream.queue("NOT FOUND", YES, "Lingke energy saving platform CMA")
-    upstream.queue("NOT FOUND", YES, "the Korean models use CMA")
+    # The judge's yes goes on to the shortest phrase that answers: a phrase of the sentence
+    # is shown, one it does not hold leaves the sentence whole.
+    upstream.queue("NOT FOUND", yes("Lingke energy saving platform CMA"))
+    upstream.queue("NOT FOUND", yes("the Zanzibar contract"))
     upstream.queue("NOT FOUND", NO)
     events = ask_events(base, {"question": KOREA})
     given = events[-1][1]
     assert given["answerable"] is True and given["support"] == pytest.approx(0.9)
     (citation,) = given["citations"]
     assert CMA in citation["text"] and given["answer"] == "Lingke energy saving platform CMA [1]."
-    assert shown_text(events) == given["answer"] and "phrase" in given["timings_ms"]
-    # The phrase is asked as the turn after the judge's own prompt and its yes.
-    *judged, said_yes, asked = upstream.requests[-1]["messages"]
-    assert judged == upstream.requests[-2]["messages"] and said_yes["content"] == "yes"
-    assert "shortest phrase" in asked["content"]
+    assert shown_text(events) == given["answer"]
+    # The phrase is asked of the judge in the same call: no other call follows it.
+    judged = upstream.requests[-1]
+    assert "shortest phrase" in judged["messages"][-1]["content"] and judged["max_tokens"] > 1
     whole = ask_events(base, {"question": KOREA})[-1][1]
     (citation,) = whole["citations"]
     assert whole["answer"] == f"{citation['text'].rstrip('. ')} [1]."
@@ -244,14 +244,14 @@ def test_an_answer_held_back_as_off_point_gets_a_second_opinion(
     reply = (
         f"They will be based on Lingke energy saving platform CMA {label_of(upstream, 'Lingke')}."
     )
-    upstream.queue(reply, YES, "Lingke energy saving platform CMA", reply, NO)
+    upstream.queue(reply, yes("Lingke energy saving platform CMA"), reply, NO)
     events = ask_events(base, {"question": question})
     given = events[-1][1]
     assert given["answerable"] is True and CMA in given["citations"][0]["text"]
-    assert given["answer"] == "Lingke energy saving platform CMA [1]."  # the phrase asked after
+    assert given["answer"] == "Lingke energy saving platform CMA [1]."  # the judge's phrase
     assert "second_opinion" in given["timings_ms"]
     assert shown_text(events) == given["answer"]  # streamed as it was given
-    opinion = upstream.requests[-2]["messages"][-1]["content"]
+    opinion = upstream.requests[-1]["messages"][-1]["content"]
     assert question in opinion and "Lingke" in opinion  # the cited sentence, fenced
     held = ask_events(base, {"question": question})[-1][1]
     assert held["abstained_because"] == "off_point" and held["citations"] == []
