@@ -17,7 +17,7 @@ from service.answering.ground import answers_as_asked
 from service.answering.measures import adds_to
 from service.answering.quote import Quote, align
 
-__all__ = ["Phrase", "phrase_of"]
+__all__ = ["Phrase", "one_item_of", "phrase_of"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,10 @@ def phrase_of(reply: str, sentences: Sequence[str], question: str) -> Phrase | N
         if answers_as_asked(question, quote.text, [sentence]):
             found.append(Phrase(k, quote))
     return next((p for p in found if p.quote.copied), found[0] if found else None)
+
+
+def one_item_of(quote: Quote, sentence: str) -> bool:
+    """Whether ``quote`` is one item of a ``、`` list of its sentence ("Content and channels")."""
+    return sentence[: quote.start].rstrip().endswith("、") or sentence[
+        quote.end :
+    ].lstrip().startswith("、")

@@ -30,7 +30,7 @@ from service.answering.ground import Abstention, Grounder, answerability
 from service.answering.instructions import document_instructions
 from service.answering.judge import gives_orders, screen_documents, supports
 from service.answering.language import abstain_text, language_of
-from service.answering.phrase import phrase_of
+from service.answering.phrase import one_item_of, phrase_of
 from service.answering.prompts import render_answer_prompt
 from service.answering.reading import Reading, Scope
 from service.answering.reply import Claim, ReplyParser, claims_of
@@ -658,10 +658,15 @@ def _shortest(q: Asking, given: Composition, reply: str, support: float) -> Comp
     The phrase shortens the verified answer, never replaces it: it must overlap a quote of
     it (the model asked for a phrase alone picks other names of the sentence: "China" for
     what the two sides share), and unless it copies its sentence word for word, be shorter.
+    Nor does it cut a list the answer gives ("Content and channels" of "brand strategy 、
+    Content and channels 、 …").
     """
     cited = given.cited
-    phrase = phrase_of(reply, [q.reading.sentences[i].text for i in cited], q.retrieval.question)
+    texts = [q.reading.sentences[i].text for i in cited]
+    phrase = phrase_of(reply, texts, q.retrieval.question)
     if phrase is None or not given.overlaps(cited[phrase.sentence], phrase.quote):
+        return given
+    if "、" in given.statement and one_item_of(phrase.quote, texts[phrase.sentence]):
         return given
     if not phrase.quote.copied and len(phrase.quote.text.split()) >= len(given.statement.split()):
         return given

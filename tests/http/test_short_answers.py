@@ -130,6 +130,14 @@ def test_the_judges_phrase_shortens_the_reply_and_never_replaces_it(
     upstream.queue(reply, yes("resources and technology"))
     matched = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
     assert matched["answer"] == "resources and technologies [1]."
+    # Nor does it cut a list the answer gives.
+    use = label_of(upstream, "full use")
+    listed = f"Renault will make full use of brand strategy 、 Content and channels {use}"
+    upstream.queue(listed, yes("Content and channels"))
+    whole = httpx.post(
+        base + "/v1/ask", json={"question": "What will Renault make full use of?"}, timeout=30
+    ).json()
+    assert whole["answer"].startswith("brand strategy 、 Content and channels")
     assert "Share resources" in shorter["citations"][0]["text"]
 
 
