@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     # one that addresses someone or opens with a directive verb. 1 leaves only the words.
     instruction_nearness: float = Field(default=0.4, ge=0.0, le=1.0)
     support_judge: bool = True
-    support_judge_min: float = Field(default=0.35, ge=0.0, le=1.0)
+    support_judge_min: float = Field(default=0.4, ge=0.0, le=1.0)
     second_opinion_min: float = Field(default=0.4, ge=0.0, le=1.0)
     # The support judge follows its yes with the shortest phrase of the cited sentences that
     # answers (prompts/judge.md), shown instead of the quote when it passes its checks
