@@ -27,8 +27,7 @@ from string import Template
 from typing import Any
 
 from service import Settings, exact_match, load_runtime, shown_words, token_f1
-from service.answering import align, claims_of, phrase_of
-from service.answering.judge import supports
+from service.answering import align, claims_of, phrase_of, supports
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "questions.jsonl"
 PROMPT = Path(__file__).resolve().parents[1] / "prompts" / "answer.md"

@@ -41,6 +41,7 @@ from service.answering.instructions import (
     suspect,
     suspect_question,
 )
+from service.answering.judge import Judgement, supports
 from service.answering.language import (
     ABSTAIN_TEXTS,
     LANGUAGE_NAMES,
@@ -115,6 +116,7 @@ __all__ = [
     "Figure",
     "Grounder",
     "Judged",
+    "Judgement",
     "Quote",
     "Reading",
     "ReplyParser",
@@ -161,6 +163,7 @@ __all__ = [
     "shard_of",
     "standalone_question",
     "states_other_figures",
+    "supports",
     "suspect",
     "suspect_question",
     "terms",
