@@ -4,7 +4,7 @@ Steps, one module each: ``retrieve`` (candidates and evidence), ``reply`` (the L
 cut into claims), ``quote`` (a claim aligned back to its sentence), ``ground`` (support,
 whether the cited sentences answer, every reason to abstain), ``judge`` (the LLM's yes/no
 verdicts), ``compose`` (text, markers, citations); ``pipeline`` runs them over one
-question's state; ``phrase`` (the shortest phrase of a sentence given whole) and
+question's state; ``phrase`` (the judge's shortest phrase, aligned to its sentence) and
 ``verdict`` (a yes/no question's yes or no) are steps it runs when they apply. Beside
 them: ``measures`` (text measures the steps share),
 ``instructions`` (which sentences and questions give orders), ``prompts`` (the templates),
