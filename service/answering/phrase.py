@@ -47,6 +47,5 @@ def phrase_of(reply: str, sentences: Sequence[str], question: str) -> Phrase | N
 
 def one_item_of(quote: Quote, sentence: str) -> bool:
     """Whether ``quote`` is one item of a ``、`` list of its sentence ("Content and channels")."""
-    return sentence[: quote.start].rstrip().endswith("、") or sentence[
-        quote.end :
-    ].lstrip().startswith("、")
+    before, after = sentence[: quote.start].rstrip(), sentence[quote.end :].lstrip()
+    return before.endswith("、") or after.startswith("、")
