@@ -38,8 +38,10 @@ from service.answering.retrieve import Candidate, Retrieval, Retriever
 from service.answering.shards import Shards
 from service.answering.translate import Translations, render_quotes
 from service.answering.verdict import (
+    Otherwise,
     asks_yes_or_no,
     judge_verdict,
+    stated_otherwise,
     with_verdict,
     without_verdict,
 )
@@ -474,9 +476,18 @@ class Answerer:
         Those the answer cites; or else the first the reply labelled; or else the best
         retrieved one.
         """
+        untrusted = q.reading.grounder.untrusted
+        if q.yes_or_no:
+            # A sentence that states otherwise ("five brands" for "ten brands") settles it,
+            # whichever the reply cited.
+            shown = composition.cited or [c.index for c in q.retrieval.candidates]
+            trusted = [i for i in shown if i not in untrusted][: q.top_k]
+            texts = [q.reading.sentences[i].text for i in trusted]
+            otherwise = stated_otherwise(q.retrieval.question, texts)
+            if otherwise is not None:
+                return [trusted[otherwise.sentence]]
         if composition.cited:
             return composition.cited
-        untrusted = q.reading.grounder.untrusted
         # A bare "Yes [S1]" says nothing its label could be checked against.
         for claim in [] if q.yes_or_no else claims_of(parser.raw, parser.context):
             hinted = sorted(i for i in claim.hints if i not in untrusted)
@@ -573,6 +584,7 @@ class Answerer:
         quoted = because is None or (because is Abstention.OFF_POINT and bool(composition.parts))
         support: float | None = None
         phrase = ""  # the judge's shortest phrase that answers, after its yes
+        otherwise: Otherwise | None = None  # a yes/no question's sentence's words that say no
         unjudged = False  # the judge was to speak and did not before the deadline
         if self.settings.support_judge and judged_on:
             name = "judge" if because is None else "second_opinion"
@@ -581,7 +593,7 @@ class Answerer:
             if q.yes_or_no:  # whether the text settles it, and which way
                 judged = await judge_verdict(llm, texts, question, q.deadline, q.timings, name)
                 if judged is not None:
-                    support, q.verdict = judged.support, judged.verdict
+                    support, q.verdict, otherwise = judged.support, judged.verdict, judged.otherwise
             else:
                 wanted = self.settings.shortest_phrase and not (
                     quoted and _phrase_sized(composition)
@@ -605,6 +617,11 @@ class Answerer:
                            for i in judged_on])  # fmt: skip
             if support is not None and phrase:
                 given = _shortest(q, given, phrase, support)
+            if support is not None and otherwise is not None:
+                given = reading.composition()
+                sentence = judged_on[otherwise.sentence]
+                text = reading.sentences[sentence].text[otherwise.start : otherwise.end]
+                given.add([VerifiedClaim(text, sentence, support)])
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)

@@ -16,8 +16,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from index import tokenize
 from service.answering.judge import first_token_alternatives
-from service.answering.measures import numbers_supported
+from service.answering.measures import number_value, numbers_supported
 from service.answering.prompts import render_verdict_prompt
 from service.llm import ChatModel
 from service.schemas import Verdict
@@ -25,9 +26,11 @@ from service.schemas import Verdict
 __all__ = [
     "VERDICT_WORDS",
     "Judged",
+    "Otherwise",
     "asks_yes_or_no",
     "judge_verdict",
     "read_verdict",
+    "stated_otherwise",
     "states_other_figures",
     "with_verdict",
     "without_verdict",
@@ -62,11 +65,21 @@ def without_verdict(claim: str) -> str:
 
 
 @dataclass(frozen=True)
+class Otherwise:
+    """The words of a sentence that state otherwise than a yes/no question's premise."""
+
+    sentence: int  # which of the sentences asked about
+    start: int  # [start, end) of those words in it
+    end: int
+
+
+@dataclass(frozen=True)
 class Judged:
     """A yes/no question judged on sentences: whether they settle it, and which way."""
 
     support: float  # P(yes) + P(no): the sentences settle the question either way
     verdict: Verdict
+    otherwise: Otherwise | None = None  # the words that make it no, when a rule found them
 
 
 def states_other_figures(question: str, sentences: Sequence[str]) -> bool:
@@ -76,6 +89,112 @@ def states_other_figures(question: str, sentences: Sequence[str]) -> bool:
     state is no premise they bear out, so the verdict is no.
     """
     return not any(numbers_supported(question, sentence) for sentence in sentences)
+
+
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
+_RUN = 3  # words the question and the sentence share before the names they give differ
+_NAME_WINDOW = 8  # words after the shared run where the sentence may still give the name
+_COUNT_GAP = 1  # words that may stand between a count and what it counts ("130 Many countries")
+
+
+def stated_otherwise(question: str, sentences: Sequence[str]) -> Otherwise | None:
+    """The first sentence's words that state otherwise than the question, by two rules.
+
+    - Another count of the same thing: "ten brands" where the sentence has "five brands".
+    - Another name in the same frame: "… the platform technology of Renault" where the
+      sentence goes on "… the platform technology of Geely Holding Group", and does not
+      give the question's name in the words that follow.
+
+    The small judge says yes to both (it sees the question's words in the sentence); a
+    sentence that states otherwise settles the question as no.
+    """
+    asked = _tokens(question)
+    for k, sentence in enumerate(sentences):
+        words = _tokens(sentence)
+        span = _other_count(asked, words) or _other_name(asked, words)
+        if span is not None:
+            return Otherwise(k, *span)
+    return None
+
+
+_Token = tuple[str, int, int]  # the word as written, its [start, end)
+
+
+def _tokens(text: str) -> list[_Token]:
+    return [(m[0], m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def _counts(words: list[_Token]) -> list[tuple[float, str, int, int]]:
+    """Each count and the stem of what it counts, with the [start, end) of both.
+
+    A run of numbers is one count ("18 10000", "300 Ten thousand"); "one" is left out, as
+    it is mostly no count ("one of the …").
+    """
+    found = []
+    i = 0
+    while i < len(words):
+        value = _count_value(words[i][0])
+        if value is None:
+            i += 1
+            continue
+        start, j = words[i][1], i + 1
+        while j < len(words) and (more := _count_value(words[j][0])) is not None:
+            value, j = value * more, j + 1
+        for counted, _, end in words[j : j + 1 + _COUNT_GAP]:
+            if stems := tokenize(counted):
+                found.append((value, stems[0], start, end))
+                break
+        i = j
+    return found
+
+
+def _count_value(word: str) -> float | None:
+    lowered = word.lower()
+    return None if lowered == "one" else number_value(lowered)
+
+
+def _other_count(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
+    counts = _counts(words)
+    for value, counted, _, _ in _counts(asked):
+        same = [(v, start, end) for v, c, start, end in counts if c == counted]
+        if same and not any(math.isclose(v, value) for v, _, _ in same):
+            return same[0][1], same[0][2]
+    return None
+
+
+def _other_name(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
+    lowered_q = [w.lower() for w, _, _ in asked]
+    lowered_s = [w.lower() for w, _, _ in words]
+    for i in range(len(asked)):
+        for j in range(len(words)):
+            if lowered_q[i] != lowered_s[j] or (i and j and lowered_q[i - 1] == lowered_s[j - 1]):
+                continue
+            run = 0
+            while (i + run < len(asked) and j + run < len(words)
+                   and lowered_q[i + run] == lowered_s[j + run]):  # fmt: skip
+                run += 1
+            if run < _RUN or not tokenize(" ".join(lowered_q[i : i + run])):
+                continue
+            name = _name_at(asked, i + run)
+            other = _name_at(words, j + run)
+            if not name or not other:
+                continue
+            following = set(lowered_s[j + run : j + run + _NAME_WINDOW])
+            if following.isdisjoint(w.lower() for w in name) and set(
+                w.lower() for w in other
+            ).isdisjoint(lowered_q):
+                return words[j][1], words[j + run + len(other) - 1][2]
+    return None
+
+
+def _name_at(words: list[_Token], at: int) -> list[str]:
+    """The capitalised words from ``at`` on: a name ("Geely Holding Group")."""
+    name = []
+    for word, _, _ in words[at:]:
+        if not word[0].isupper():
+            break
+        name.append(word)
+    return name
 
 
 def read_verdict(top: Sequence[tuple[str, float]]) -> Judged | None:
@@ -109,8 +228,11 @@ async def judge_verdict(
     messages = render_verdict_prompt(list(sentences), question)
     top = await first_token_alternatives(llm, messages, deadline, timings, name)
     judged = None if top is None else read_verdict(top)
-    if judged is not None and states_other_figures(question, sentences):
-        return Judged(judged.support, "no")
+    if judged is None:
+        return None
+    otherwise = stated_otherwise(question, sentences)
+    if otherwise is not None or states_other_figures(question, sentences):
+        return Judged(judged.support, "no", otherwise)
     return judged
 
 

@@ -66,6 +66,33 @@ def test_a_false_premise_is_answered_no_before_the_quote_that_shows_it(
     assert question in judged and "five brands" in judged
 
 
+def test_a_sentence_that_names_another_is_no_though_the_reply_and_judge_say_yes(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    hybrid = label_of(upstream, "hybrid models")
+    upstream.queue(f"Yes, they will be based on the platform technology of Renault {hybrid}.",
+                   _three_way("yes"))  # fmt: skip
+    question = "Will the hybrid models be based on the platform technology of Renault?"
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    # The sentence's own words that say otherwise are the quote, under the verdict.
+    assert body["verdict"] == "no"
+    assert body["answer"] == "No: based on the platform technology of Geely Holding Group [1]."
+    assert "hybrid models" in body["citations"][0]["text"]
+
+
+def test_a_refused_yes_no_question_is_judged_on_the_sentence_that_counts_otherwise(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    upstream.queue("NOT FOUND", _three_way("yes"))
+    question = "Does Renault group have ten brands?"
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert body["answer"] == "No: five brands [1]." and body["verdict"] == "no"
+    judged = upstream.requests[-1]["messages"][-1]["content"]
+    assert "five brands" in judged and "300 Ten thousand" not in judged
+
+
 def test_a_yes_no_question_the_text_does_not_settle_is_abstained(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:

@@ -10,6 +10,7 @@ from service.answering import (
     asks_yes_or_no,
     figures_in,
     read_verdict,
+    stated_otherwise,
     states_other_figures,
     with_verdict,
     without_verdict,
@@ -77,3 +78,38 @@ def test_a_figure_the_sentence_does_not_state_is_a_false_premise() -> None:
     assert states_other_figures("Has Renault group set 2030 as the year?", [carbon])
     assert not states_other_figures("Has Renault group set 2050 as the year?", [carbon])
     assert not states_other_figures("Is Renault group carbon neutral?", [carbon])
+
+
+_BRANDS = "Renault group has five brands ―― Renault (Renault)、 Dacia (Dacia)、Alpine and Mobilize"
+_HYBRID = (
+    "The two sides will jointly develop Renault brand hybrid models based on the platform "
+    "technology of Geely Holding Group ."
+)
+_SALES = "Renault group is in 130 Many countries sell cars , In the world with 18 10000 employees"
+
+
+@pytest.mark.parametrize(
+    ("question", "otherwise"),
+    [
+        ("Does Renault group have ten brands?", "five brands"),
+        ("Does Renault group have 5 brands?", None),
+        ("Is Dacia one of the brands of Renault group?", None),  # "one of" is no count
+        (
+            "Will the hybrid models be based on the platform technology of Renault?",
+            "based on the platform technology of Geely Holding Group",
+        ),
+        ("Will the hybrid models be based on the platform technology of Geely?", None),
+        ("Does Renault group sell cars in 50 countries?", "130 Many countries"),
+        ("Does Renault group sell cars in 130 countries?", None),
+        ("Does Renault group have 180,000 employees?", None),  # "18 10000" read as one count
+        ("Does Renault group have 18,000 employees?", "18 10000 employees"),
+        ("Is Renault group allied with Toyota?", None),  # nothing the sentences count or frame
+    ],
+)
+def test_a_sentence_that_counts_or_names_otherwise_is_found(
+    question: str, otherwise: str | None
+) -> None:
+    sentences = [_SALES, _BRANDS, _HYBRID]
+    found = stated_otherwise(question, sentences)
+    shown = None if found is None else sentences[found.sentence][found.start : found.end]
+    assert shown == otherwise
