@@ -41,6 +41,7 @@ from service.answering.verdict import (
     Otherwise,
     asks_yes_or_no,
     judge_verdict,
+    settling_clauses,
     stated_otherwise,
     with_verdict,
     without_verdict,
@@ -622,6 +623,8 @@ class Answerer:
                 sentence = judged_on[otherwise.sentence]
                 text = reading.sentences[sentence].text[otherwise.start : otherwise.end]
                 given.add([VerifiedClaim(text, sentence, support)])
+            elif q.yes_or_no:
+                given = _settling(q, given)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
             response = _composed(given, q, "llm", degraded=unjudged)
         return msgspec.structs.replace(response, support=support)
@@ -690,6 +693,18 @@ def _shortest(q: Asking, given: Composition, reply: str, support: float) -> Comp
     shortest = q.reading.composition()
     shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
     return shortest
+
+
+def _settling(q: Asking, given: Composition) -> Composition:
+    """A yes/no answer's quotes without the clauses at their edges that do not bear on it."""
+    sentence_of = {n: i for i, n in given.numbers.items()}
+    settling = q.reading.composition()
+    settling.add([
+        VerifiedClaim(settling_clauses(body, q.retrieval.question), sentence_of[n],
+                      given.citations[n - 1].score)
+        for body, n in zip(given.claims, given.markers, strict=True)
+    ])  # fmt: skip
+    return settling
 
 
 def _settle(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from index import tokenize
 from service.answering.judge import first_token_alternatives
-from service.answering.measures import number_value, numbers_supported
+from service.answering.measures import adds_to, number_value, numbers_supported, terms
 from service.answering.prompts import render_verdict_prompt
 from service.llm import ChatModel
 from service.schemas import Verdict
@@ -30,6 +30,7 @@ __all__ = [
     "asks_yes_or_no",
     "judge_verdict",
     "read_verdict",
+    "settling_clauses",
     "stated_otherwise",
     "states_other_figures",
     "with_verdict",
@@ -195,6 +196,33 @@ def _name_at(words: list[_Token], at: int) -> list[str]:
             break
         name.append(word)
     return name
+
+
+# Where a quote's clauses meet: " , " (the article's spacing), ", ", "，", ";".
+_CLAUSE = re.compile(r"\s*[,;，；]\s*")
+
+
+def settling_clauses(quote: str, question: str) -> str:
+    """``quote`` without the clauses at its edges that do not bear on a yes/no question.
+
+    A clause bears on it when it holds one of the question's terms. Of two that do, one
+    at an edge that only repeats the question is left out too: "Renault group and Geely
+    Holding Group , The two sides have signed a memorandum of understanding (MoU)" is
+    quoted from "The two sides" for "Did Renault group and Geely Holding Group sign a
+    memorandum of understanding?". The result is a span of ``quote``; a quote none of whose
+    clauses bears on the question is kept whole.
+    """
+    asked = terms(question)
+    edges = [0, *(e for m in _CLAUSE.finditer(quote) for e in (m.start(), m.end())), len(quote)]
+    clauses = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
+    bearing = [(start, end) for start, end in clauses if terms(quote[start:end]) & asked]
+    if not bearing:
+        return quote
+    while len(bearing) > 1 and not adds_to(question, quote[slice(*bearing[0])]):
+        bearing.pop(0)
+    while len(bearing) > 1 and not adds_to(question, quote[slice(*bearing[-1])]):
+        bearing.pop()
+    return quote[bearing[0][0] : bearing[-1][1]]
 
 
 def read_verdict(top: Sequence[tuple[str, float]]) -> Judged | None:

@@ -93,6 +93,25 @@ def test_a_refused_yes_no_question_is_judged_on_the_sentence_that_counts_otherwi
     assert "five brands" in judged and "300 Ten thousand" not in judged
 
 
+def test_a_yes_answer_quotes_the_clause_that_settles_it_not_the_names_the_question_gave(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    memorandum = label_of(upstream, "memorandum of understanding")
+    upstream.queue(
+        "Yes, Renault group and Geely Holding Group , The two sides have signed a "
+        f"memorandum of understanding (MoU) {memorandum}.",
+        _three_way("yes"),
+    )
+    question = "Did Renault group and Geely Holding Group sign a memorandum of understanding?"
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert body["verdict"] == "yes"
+    assert body["answer"] == (
+        "Yes: The two sides have signed a memorandum of understanding (MoU) [1]."
+    )
+    assert body["citations"][0]["text"].startswith("[ Car home")
+
+
 def test_a_yes_no_question_the_text_does_not_settle_is_abstained(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:

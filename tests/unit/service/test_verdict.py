@@ -10,6 +10,7 @@ from service.answering import (
     asks_yes_or_no,
     figures_in,
     read_verdict,
+    settling_clauses,
     stated_otherwise,
     states_other_figures,
     with_verdict,
@@ -113,3 +114,37 @@ def test_a_sentence_that_counts_or_names_otherwise_is_found(
     found = stated_otherwise(question, sentences)
     shown = None if found is None else sentences[found.sentence][found.start : found.end]
     assert shown == otherwise
+
+
+@pytest.mark.parametrize(
+    ("question", "quote", "shown"),
+    [
+        (  # a leading clause that only repeats the question's names
+            "Did Renault group and Geely Holding Group sign a memorandum of understanding?",
+            "Renault group and Geely Holding Group , The two sides have signed a memorandum "
+            "of understanding (MoU)",
+            "The two sides have signed a memorandum of understanding (MoU)",
+        ),
+        (  # clauses with none of the question's terms
+            "Has Renault group set 2030 as the year of carbon neutrality in Europe?",
+            "To meet the challenges of environmental problems , Renault group has set 2050 "
+            "Achieve the goal of carbon neutrality in Europe in",
+            "Renault group has set 2050 Achieve the goal of carbon neutrality in Europe in",
+        ),
+        (
+            "Does Renault group sell cars in 130 countries?",
+            _SALES + " ,2020 The global sales volume was nearly 300 Ten thousand units",
+            "Renault group is in 130 Many countries sell cars",
+        ),
+        (  # one clause, or none that bears on the question: kept whole
+            "Is Renault group allied with Nissan?",
+            "Renault group has strengthened its strength through the alliance with Nissan",
+            "Renault group has strengthened its strength through the alliance with Nissan",
+        ),
+        ("Is it sunny?", "five brands , Dacia", "five brands , Dacia"),
+    ],
+)
+def test_a_yes_no_quote_keeps_the_clauses_that_bear_on_the_question(
+    question: str, quote: str, shown: str
+) -> None:
+    assert settling_clauses(quote, question) == shown
