@@ -9,7 +9,9 @@ Figures: cold start to ready (embedder, index, LLM load and prompt-cache warm-up
 answer after ready, p50/p95 of search, ask in extractive mode and ask with the LLM over the
 development questions, and peak RSS. Baselines: a bare query ``encode`` for search, and a bare
 chat completion with the identical prompt for the LLM ask, so each ratio is the pipeline's own
-overhead over the work it cannot avoid.
+overhead over the work it cannot avoid. With the judge on, a verified answer cannot cost less
+than that completion plus the judge's one-word reply about the best sentence: the floor, timed
+bare as well.
 
 With ``--corpus``, the questions are asked of an index of those documents (built once, under
 ``var/eval-<checksum>`` as ``citeqa eval`` builds it), which is the large-corpus case: the
@@ -32,7 +34,7 @@ from typing import Any
 import httpx
 
 from service import Settings, eval_settings, load_runtime, read_questions
-from service.answering import AnswerDelta
+from service.answering import AnswerDelta, render_judge_prompt
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "article_questions.json"
 FALLBACK = [
@@ -159,6 +161,16 @@ async def main(
         await answerer.ask(q)
         ask.append((time.perf_counter() - t) * 1000)
     after = counters.read()
+    # The judge's own floor: its one-word answer about the question's best sentence, the
+    # least a verified answer adds to the bare completion.
+    bare_judge = []
+    for q in questions:
+        best = answerer.retriever.retrieve(q).candidates[0].index
+        messages = render_judge_prompt([answerer.index.sentences[best].text], q)
+        t = time.perf_counter()
+        await runtime.llm.complete(messages, max_tokens=1)
+        bare_judge.append((time.perf_counter() - t) * 1000)
+    floor = [answer + judge for answer, judge in zip(bare_llm, bare_judge, strict=True)]
     # Streaming: time to the first shown text and to the end, against the time to the
     # first token of a bare upstream stream with the identical prompt.
     first_text, stream_total, bare_first = [], [], []
@@ -189,6 +201,10 @@ async def main(
         "ask_llm_ms": _ms(ask),
         "baseline_bare_llm_ms": _ms(bare_llm),
         "ask_llm_over_bare_llm_p50": round(statistics.median(ask) / statistics.median(bare_llm), 2),
+        "baseline_bare_judge_ms": _ms(bare_judge),
+        "floor_bare_llm_plus_judge_ms": _ms(floor),
+        "floor_over_bare_llm_p50": round(statistics.median(floor) / statistics.median(bare_llm), 2),
+        "ask_llm_over_floor_p50": round(statistics.median(ask) / statistics.median(floor), 2),
         "stream_first_text_ms": _ms(first_text),
         "stream_total_ms": _ms(stream_total),
         "baseline_bare_first_token_ms": _ms(bare_first),

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from index import corpus_checksum, read_documents
-from service.answering import answer_language, language_of
+from service.answering import VERDICT_WORDS, answer_language, language_of
 from service.answering.conversation import standalone_question
 from service.answering.pipeline import Answerer
 from service.http.wire import ChatMessage, chat_completion
 from service.observe import elapsed_ms
-from service.schemas import AnswerMode, AskResponse
+from service.schemas import AnswerMode, AskResponse, Verdict
 from service.settings import Settings
 
 __all__ = [
@@ -145,11 +145,20 @@ def _normalise(text: str) -> str:
 
 
 _MARKER = re.compile(r"\s*\[\d+\]")
+_VERDICT_OPENING = re.compile(r"^(\S+?)[:：]\s*")
 
 
 def shown_words(answer: str) -> str:
     """What a reader reads as the answer: the text without its ``[n]`` markers."""
     return " ".join(_MARKER.sub("", answer).split())
+
+
+def quoted_words(answer: str, verdict: Verdict | None) -> str:
+    """The shown words of an answer after its verdict ("No: five brands" -> "five brands")."""
+    if verdict is None:
+        return answer
+    words = {language[verdict] for language in VERDICT_WORDS.values()}
+    return _VERDICT_OPENING.sub(lambda m: "" if m[1] in words else m[0], answer, count=1)
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -222,7 +231,8 @@ def _row(
     verbatim = [docs[c.doc_id].text[c.start : c.end] == c.text for c in response.citations]
     answer = shown_words(response.answer) if response.answerable else ""
     correct = q.answerable and response.answerable and is_correct(q, answer, response.verdict)
-    words = len(answer.split())
+    # A max_words leaves the verdict aside: it is one word of a fixed pair, not the quote.
+    words = len(quoted_words(answer, response.verdict).split())
     return {
         "id": q.id,
         "question": q.question,

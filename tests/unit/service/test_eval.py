@@ -17,6 +17,7 @@ from service import (
     exact_match,
     is_correct,
     is_gold,
+    quoted_words,
     read_conversations,
     read_questions,
     shown_words,
@@ -147,6 +148,13 @@ def test_the_shown_text_is_scored_without_its_markers_as_squad_scores_it() -> No
     assert exact_match(shown, "Eiffel Tower") and token_f1(shown, "Eiffel Tower") == 1.0
     # With the marker, "1" was a word of the answer, and no short answer could score 1.
     assert token_f1("the Eiffel Tower [1].", "Eiffel Tower") < 1.0
+
+
+def test_a_yes_no_answers_length_leaves_its_verdict_aside() -> None:
+    assert quoted_words("No: five brands.", "no") == "five brands."
+    assert quoted_words("否：五个品牌。", "no") == "五个品牌。"
+    assert quoted_words("Renault: five brands.", None) == "Renault: five brands."
+    assert quoted_words("Renault: five brands.", "yes") == "Renault: five brands."
 
 
 def test_a_yes_no_question_is_right_only_with_its_verdict() -> None:
