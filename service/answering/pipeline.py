@@ -475,7 +475,8 @@ class Answerer:
         """The sentences the judge is asked about.
 
         Those the answer cites; or else the first the reply labelled; or else the best
-        retrieved one.
+        retrieved one. For a yes/no question, first a sentence among those (or among the
+        passages) that counts or names otherwise than the question (``stated_otherwise``).
         """
         untrusted = q.reading.grounder.untrusted
         if q.yes_or_no:
