@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from index import tokenize
 from service.answering.judge import first_token_alternatives
@@ -166,25 +167,20 @@ def _other_count(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | 
 def _other_name(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
     lowered_q = [w.lower() for w, _, _ in asked]
     lowered_s = [w.lower() for w, _, _ in words]
-    for i in range(len(asked)):
-        for j in range(len(words)):
-            if lowered_q[i] != lowered_s[j] or (i and j and lowered_q[i - 1] == lowered_s[j - 1]):
-                continue
-            run = 0
-            while (i + run < len(asked) and j + run < len(words)
-                   and lowered_q[i + run] == lowered_s[j + run]):  # fmt: skip
-                run += 1
-            if run < _RUN or not tokenize(" ".join(lowered_q[i : i + run])):
-                continue
-            name = _name_at(asked, i + run)
-            other = _name_at(words, j + run)
-            if not name or not other:
-                continue
-            following = set(lowered_s[j + run : j + run + _NAME_WINDOW])
-            if following.isdisjoint(w.lower() for w in name) and set(
-                w.lower() for w in other
-            ).isdisjoint(lowered_q):
-                return words[j][1], words[j + run + len(other) - 1][2]
+    shared = SequenceMatcher(None, lowered_q, lowered_s, autojunk=False).get_matching_blocks()
+    for i, j, run in shared:
+        if run < _RUN or not tokenize(" ".join(lowered_q[i : i + run])):
+            continue  # too short, or function words only ("of the")
+        name = {w.lower() for w in _name_at(asked, i + run)}
+        other = _name_at(words, j + run)
+        following = set(lowered_s[j + run : j + run + _NAME_WINDOW])
+        if (
+            name
+            and other
+            and name.isdisjoint(following)
+            and not {w.lower() for w in other} & set(lowered_q)
+        ):
+            return words[j][1], words[j + run + len(other) - 1][2]
     return None
 
 
