@@ -482,8 +482,8 @@ class Answerer:
         if q.yes_or_no:
             # A sentence that states otherwise ("five brands" for "ten brands") settles it,
             # whichever the reply cited.
-            shown = composition.cited or [c.index for c in q.retrieval.candidates]
-            trusted = [i for i in shown if i not in untrusted][: q.top_k]
+            among = composition.cited or [c.index for c in q.retrieval.candidates]
+            trusted = [i for i in among if i not in untrusted][: q.top_k]
             texts = [q.reading.sentences[i].text for i in trusted]
             otherwise = stated_otherwise(q.retrieval.question, texts)
             if otherwise is not None:
