@@ -620,10 +620,9 @@ class Answerer:
             if support is not None and phrase:
                 given = _shortest(q, given, phrase, support)
             if support is not None and otherwise is not None:
-                given = reading.composition()
                 sentence = judged_on[otherwise.sentence]
                 text = reading.sentences[sentence].text[otherwise.start : otherwise.end]
-                given.add([VerifiedClaim(text, sentence, support)])
+                given = _quoting(q, VerifiedClaim(text, sentence, support))
             elif q.yes_or_no:
                 given = _settling(q, given)
             q.timings.setdefault("first_text", elapsed_ms(q.started))
@@ -691,21 +690,24 @@ def _shortest(q: Asking, given: Composition, reply: str, support: float) -> Comp
         return given
     if not phrase.quote.copied and len(phrase.quote.text.split()) >= len(given.statement.split()):
         return given
-    shortest = q.reading.composition()
-    shortest.add([VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support)])
-    return shortest
+    return _quoting(q, VerifiedClaim(phrase.quote.text, cited[phrase.sentence], support))
 
 
 def _settling(q: Asking, given: Composition) -> Composition:
     """A yes/no answer's quotes without the clauses at their edges that do not bear on it."""
     sentence_of = {n: i for i, n in given.numbers.items()}
-    settling = q.reading.composition()
-    settling.add([
+    return _quoting(q, *(
         VerifiedClaim(settling_clauses(body, q.retrieval.question), sentence_of[n],
                       given.citations[n - 1].score)
         for body, n in zip(given.claims, given.markers, strict=True)
-    ])  # fmt: skip
-    return settling
+    ))  # fmt: skip
+
+
+def _quoting(q: Asking, *claims: VerifiedClaim) -> Composition:
+    """An answer of just these claims, in place of the one composed so far."""
+    composition = q.reading.composition()
+    composition.add(claims)
+    return composition
 
 
 def _settle(
