@@ -91,10 +91,12 @@ from service.answering.verdict import (
     Judged,
     Otherwise,
     asks_yes_or_no,
+    credits_unstated,
     read_verdict,
     settling_clauses,
     stated_otherwise,
     states_other_figures,
+    through_the_asked,
     with_verdict,
     without_verdict,
 )
@@ -145,6 +147,7 @@ __all__ = [
     "asks_yes_or_no",
     "claims_of",
     "coverage",
+    "credits_unstated",
     "cuts_a_list",
     "document_instructions",
     "entities_supported",
@@ -173,6 +176,7 @@ __all__ = [
     "suspect",
     "suspect_question",
     "terms",
+    "through_the_asked",
     "with_verdict",
     "without_verdict",
 ]

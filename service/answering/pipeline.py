@@ -43,6 +43,7 @@ from service.answering.verdict import (
     judge_verdict,
     settling_clauses,
     stated_otherwise,
+    through_the_asked,
     with_verdict,
     without_verdict,
 )
@@ -475,15 +476,16 @@ class Answerer:
         """The sentences the judge is asked about.
 
         Those the answer cites; or else the first the reply labelled; or else the best
-        retrieved one. For a yes/no question, first a sentence among those (or among the
-        passages) that counts or names otherwise than the question (``stated_otherwise``).
+        retrieved one. For a yes/no question, first a sentence among those it cites, then
+        among the passages, that states otherwise than the question (``stated_otherwise``).
         """
         untrusted = q.reading.grounder.untrusted
         if q.yes_or_no:
-            # A sentence that states otherwise ("five brands" for "ten brands") settles it,
-            # whichever the reply cited.
-            among = composition.cited or [c.index for c in q.retrieval.candidates]
-            trusted = [i for i in among if i not in untrusted][: q.top_k]
+            # A sentence that states otherwise ("five brands" for "ten brands", or for "Is
+            # Nissan a brand …?") settles it, whichever the reply cited.
+            passages = [c.index for c in q.retrieval.candidates[: q.top_k]]
+            among = dict.fromkeys([*composition.cited, *passages])
+            trusted = [i for i in among if i not in untrusted]
             texts = [q.reading.sentences[i].text for i in trusted]
             otherwise = stated_otherwise(q.retrieval.question, texts)
             if otherwise is not None:
@@ -694,13 +696,19 @@ def _shortest(q: Asking, given: Composition, reply: str, support: float) -> Comp
 
 
 def _settling(q: Asking, given: Composition) -> Composition:
-    """A yes/no answer's quotes without the clauses at their edges that do not bear on it."""
+    """A yes/no answer's quotes without the clauses at their edges that do not bear on it.
+
+    A yes quote also ends at the last word the question asks about (``through_the_asked``).
+    """
+    question = q.retrieval.question
     sentence_of = {n: i for i, n in given.numbers.items()}
-    return _quoting(q, *(
-        VerifiedClaim(settling_clauses(body, q.retrieval.question), sentence_of[n],
-                      given.citations[n - 1].score)
-        for body, n in zip(given.claims, given.markers, strict=True)
-    ))  # fmt: skip
+    claims = []
+    for body, n in zip(given.claims, given.markers, strict=True):
+        quote = settling_clauses(body, question)
+        if q.verdict == "yes":
+            quote = through_the_asked(quote, question)
+        claims.append(VerifiedClaim(quote, sentence_of[n], given.citations[n - 1].score))
+    return _quoting(q, *claims)
 
 
 def _quoting(q: Asking, *claims: VerifiedClaim) -> Composition:

@@ -29,11 +29,13 @@ __all__ = [
     "Judged",
     "Otherwise",
     "asks_yes_or_no",
+    "credits_unstated",
     "judge_verdict",
     "read_verdict",
     "settling_clauses",
     "stated_otherwise",
     "states_other_figures",
+    "through_the_asked",
     "with_verdict",
     "without_verdict",
 ]
@@ -93,6 +95,32 @@ def states_other_figures(question: str, sentences: Sequence[str]) -> bool:
     return not any(numbers_supported(question, sentence) for sentence in sentences)
 
 
+# "developed by Renault", "made by Geely Holding Group": whom a question credits with a deed.
+_CREDITED = re.compile(r"\bby\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)")
+_BY = re.compile(r"\bby\b", re.IGNORECASE)
+_CREDIT_WINDOW = 4  # words after a sentence's "by" where the name credited may stand
+
+
+def credits_unstated(question: str, sentences: Sequence[str]) -> bool:
+    """Whether a yes/no question credits a deed to a name that no sentence credits it to.
+
+    "Is Geely based on the CMA platform developed by Renault?" asked of "… will be based on
+    Lingke energy saving platform CMA …": no sentence says by whom, so the text does not
+    settle the question, whatever the small judge says (it sees the question's words).
+    """
+    credited = [m[1].split() for m in _CREDITED.finditer(question)]
+    if not credited:
+        return False
+    after_by = [
+        {w.lower() for w in sentence[m.end() :].split()[:_CREDIT_WINDOW]}
+        for sentence in sentences
+        for m in _BY.finditer(sentence)
+    ]
+    return not all(
+        any({w.lower() for w in name} & following for following in after_by) for name in credited
+    )
+
+
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _RUN = 3  # words the question and the sentence share before the names they give differ
 _NAME_WINDOW = 8  # words after the shared run where the sentence may still give the name
@@ -106,6 +134,9 @@ def stated_otherwise(question: str, sentences: Sequence[str]) -> Otherwise | Non
     - Another name in the same frame: "… the platform technology of Renault" where the
       sentence goes on "… the platform technology of Geely Holding Group", and does not
       give the question's name in the words that follow.
+    - A list that leaves the name out: "Is Nissan a brand of Renault group?" where the
+      sentence counts the brands and names them ("five brands ―― Renault (Renault)、 …
+      Alpine and Mobilize") without Nissan.
 
     The small judge says yes to both (it sees the question's words in the sentence); a
     sentence that states otherwise settles the question as no.
@@ -114,6 +145,7 @@ def stated_otherwise(question: str, sentences: Sequence[str]) -> Otherwise | Non
     for k, sentence in enumerate(sentences):
         words = _tokens(sentence)
         span = _other_count(asked, words) or _other_name(asked, words)
+        span = span or _not_listed(asked, words)
         if span is not None:
             return Otherwise(k, *span)
     return None
@@ -162,6 +194,40 @@ def _other_count(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | 
         if same and not any(math.isclose(v, value) for v, _, _ in same):
             return same[0][1], same[0][2]
     return None
+
+
+def _not_listed(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
+    """The count and the list of names it gives, when the question's name is not among them."""
+    asked_stems = {stem for word, _, _ in asked for stem in tokenize(word)}
+    in_sentence = {w.lower() for w, _, _ in words}
+    names = [w for w, _, _ in asked[1:] if w[0].isupper() and w.lower() not in in_sentence]
+    if not names:
+        return None
+    for _, counted, start, end in _counts(words):
+        if counted not in asked_stems:
+            continue
+        at = next(k for k, (_, _, word_end) in enumerate(words) if word_end == end)
+        listed = _listed_names(words, at + 1)
+        if len(listed) >= 2:
+            return start, words[listed[-1]][2]
+    return None
+
+
+def _listed_names(words: list[_Token], at: int) -> list[int]:
+    """The positions of the names listed from ``at`` on, up to the name after "and" or "or"."""
+    listed: list[int] = []
+    closing = False  # "and" seen: the name after it is the last
+    for k in range(at, len(words)):
+        word = words[k][0]
+        if word.lower() in _AND and listed:
+            closing = True
+        elif word[0].isupper():
+            listed.append(k)
+            if closing:
+                break
+        else:
+            break
+    return listed
 
 
 def _other_name(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
@@ -221,6 +287,42 @@ def settling_clauses(quote: str, question: str) -> str:
     return quote[bearing[0][0] : bearing[-1][1]]
 
 
+_AND = frozenset({"and", "or"})
+_TAIL_MIN = 3  # words a yes quote's tail must have to be cut: "(MoU)" stays
+_CLOSERS = ")]\u201d\u2019\"'%"
+
+
+def through_the_asked(quote: str, question: str) -> str:
+    """A yes answer's quote up to the last word the question asks about.
+
+    "two sides will jointly develop Renault brand hybrid models based on the platform
+    technology of Geely Holding Group" is quoted to "… hybrid models" for "Will the two sides
+    develop Renault brand hybrid models?": what follows says more than was asked. A name
+    that word starts is kept whole, a list of names too, and a tail of fewer than three words
+    is kept. Not for a
+    no, whose tail may be what makes it no ("based in Paris" for "… based in Lyon?").
+    """
+    asked = terms(question)
+    words = _tokens(quote)
+    last = max((k for k, (word, _, _) in enumerate(words) if terms(word) & asked), default=None)
+    if last is None:
+        return quote
+    while last + 1 < len(words) and words[last][0][0].isupper():
+        following = words[last + 1 : last + 3]
+        if following[0][0][0].isupper():
+            last += 1  # "Geely Holding Group": the name goes on
+        elif len(following) == 2 and following[0][0] in _AND and following[1][0][0].isupper():
+            last += 2  # "Nissan and Mitsubishi": so does a list of names
+        else:
+            break
+    if len(words) - 1 - last < _TAIL_MIN:
+        return quote
+    end = words[last][2]
+    while end < len(quote) and quote[end] in _CLOSERS:
+        end += 1
+    return quote[:end]
+
+
 def read_verdict(top: Sequence[tuple[str, float]]) -> Judged | None:
     """The judgement in a reply's first token alternatives; None without any."""
     yes = no = unknown = 0.0
@@ -257,6 +359,8 @@ async def judge_verdict(
     otherwise = stated_otherwise(question, sentences)
     if otherwise is not None or states_other_figures(question, sentences):
         return Judged(judged.support, "no", otherwise)
+    if credits_unstated(question, sentences):
+        return Judged(0.0, judged.verdict)  # the sentences do not say by whom: unsettled
     return judged
 
 

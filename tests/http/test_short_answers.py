@@ -81,6 +81,20 @@ def test_a_sentence_that_names_another_is_no_though_the_reply_and_judge_say_yes(
     assert "hybrid models" in body["citations"][0]["text"]
 
 
+def test_a_name_left_out_of_the_list_a_sentence_gives_is_no_though_the_judge_says_yes(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    nissan = label_of(upstream, "alliance with Nissan")
+    upstream.queue(f"Yes, through the alliance with Nissan {nissan}.", _three_way("yes"))
+    question = "Is Nissan a brand of Renault group?"
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert body["verdict"] == "no"
+    assert body["answer"].startswith("No: five brands ―― Renault (Renault)")
+    assert body["answer"].endswith("Alpine and Mobilize [1].")
+    assert "five brands" in body["citations"][0]["text"]
+
+
 def test_a_refused_yes_no_question_is_judged_on_the_sentence_that_counts_otherwise(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
@@ -112,6 +126,23 @@ def test_a_yes_answer_quotes_the_clause_that_settles_it_not_the_names_the_questi
     assert body["citations"][0]["text"].startswith("[ Car home")
 
 
+def test_a_yes_quote_ends_where_what_was_asked_ends_and_a_no_quote_does_not(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    hybrid = label_of(upstream, "hybrid models")
+    reply = (
+        "Yes, two sides will jointly develop Renault brand hybrid models based on the platform "
+        f"technology of Geely Holding Group {hybrid}."
+    )
+    question = "Will the two sides develop Renault brand hybrid models?"
+    upstream.queue(reply, _three_way("yes"), reply, _three_way("no"))
+    yes = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert yes["answer"] == "Yes: two sides will jointly develop Renault brand hybrid models [1]."
+    no = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    assert no["answer"].startswith("No: ") and "Geely Holding Group [1]." in no["answer"]
+
+
 def test_a_yes_no_question_the_text_does_not_settle_is_abstained(
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
@@ -123,6 +154,19 @@ def test_a_yes_no_question_the_text_does_not_settle_is_abstained(
         base + "/v1/ask", json={"question": "Does Renault group sell trucks?"}, timeout=30
     ).json()
     assert body["answerable"] is False and body["verdict"] is None and body["citations"] == []
+
+
+def test_a_deed_credited_to_a_name_the_text_does_not_credit_is_abstained_though_judged_yes(
+    live_server: Server, upstream: QueuedUpstream
+) -> None:
+    base = live_server(support_judge=True)
+    cma = label_of(upstream, "Lingke")
+    upstream.queue(f"Yes, Geely is based on the CMA platform {cma}.", _three_way("yes"))
+    question = "Is Geely based on the CMA platform developed by Renault?"
+    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    # The sentence says nothing of who developed CMA: neither yes nor no is the text's.
+    assert body["answerable"] is False and body["verdict"] is None and body["citations"] == []
+    assert body["support"] == 0.0
 
 
 def test_a_mistranslated_figure_carries_its_reading_beside_the_verbatim_quote(

@@ -8,11 +8,13 @@ import pytest
 
 from service.answering import (
     asks_yes_or_no,
+    credits_unstated,
     figures_in,
     read_verdict,
     settling_clauses,
     stated_otherwise,
     states_other_figures,
+    through_the_asked,
     with_verdict,
     without_verdict,
 )
@@ -105,6 +107,11 @@ _SALES = "Renault group is in 130 Many countries sell cars , In the world with 1
         ("Does Renault group have 180,000 employees?", None),  # "18 10000" read as one count
         ("Does Renault group have 18,000 employees?", "18 10000 employees"),
         ("Is Renault group allied with Toyota?", None),  # nothing the sentences count or frame
+        (
+            "Is Nissan a brand of Renault group?",
+            "five brands ―― Renault (Renault)、 Dacia (Dacia)、Alpine and Mobilize",
+        ),
+        ("Is Alpine a brand of Renault group?", None),  # listed
     ],
 )
 def test_a_sentence_that_counts_or_names_otherwise_is_found(
@@ -114,6 +121,30 @@ def test_a_sentence_that_counts_or_names_otherwise_is_found(
     found = stated_otherwise(question, sentences)
     shown = None if found is None else sentences[found.sentence][found.start : found.end]
     assert shown == otherwise
+
+
+_CMA = (
+    "Renault group and Geely Holding will be based on Lingke energy saving platform CMA "
+    "Cooperate with the architecture , Jointly develop models suitable for the Korean market ."
+)
+_BY_BOTH = "The platform was developed by Renault and Geely Holding Group ."
+
+
+@pytest.mark.parametrize(
+    ("question", "sentences", "unstated"),
+    [
+        ("Is Geely based on the CMA platform developed by Renault?", [_CMA], True),
+        ("Was the platform developed by Geely?", [_BY_BOTH], False),
+        ("Was the platform developed by Renault?", [_CMA, _BY_BOTH], False),
+        ("Was the platform developed by Nissan?", [_BY_BOTH], True),
+        ("Will Renault grow by 2030?", [_CMA], False),  # a date, no one credited
+        ("Is the platform run by the state?", [_CMA], False),  # no name credited
+    ],
+)
+def test_a_deed_credited_to_a_name_no_sentence_credits_is_found(
+    question: str, sentences: list[str], unstated: bool
+) -> None:
+    assert credits_unstated(question, sentences) is unstated
 
 
 @pytest.mark.parametrize(
@@ -148,3 +179,37 @@ def test_a_yes_no_quote_keeps_the_clauses_that_bear_on_the_question(
     question: str, quote: str, shown: str
 ) -> None:
     assert settling_clauses(quote, question) == shown
+
+
+@pytest.mark.parametrize(
+    ("question", "quote", "shown"),
+    [
+        (
+            "Will the two sides develop Renault brand hybrid models?",
+            "two sides will jointly develop Renault brand hybrid models based on the platform "
+            "technology of Geely Holding Group",
+            "two sides will jointly develop Renault brand hybrid models",
+        ),
+        (  # a name and a list of names are kept whole
+            "Is Renault group allied with Nissan?",
+            "Renault group has strengthened its strength through the alliance with Nissan and "
+            "Mitsubishi and with its unique expertise in the field of electric vehicles",
+            "Renault group has strengthened its strength through the alliance with Nissan and "
+            "Mitsubishi",
+        ),
+        (  # a tail of fewer than three words stays
+            "Did the two sides sign a memorandum of understanding?",
+            "The two sides have signed a memorandum of understanding (MoU)",
+            "The two sides have signed a memorandum of understanding (MoU)",
+        ),
+        (  # nothing asked in it: kept whole
+            "Is Renault group committed?",
+            "five brands",
+            "five brands",
+        ),
+    ],
+)
+def test_a_yes_quote_ends_at_the_last_word_the_question_asks_about(
+    question: str, quote: str, shown: str
+) -> None:
+    assert through_the_asked(quote, question) == shown
