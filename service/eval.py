@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from index import corpus_checksum, read_documents
-from service.answering import VERDICT_WORDS, answer_language, language_of
+from service.answering import VERDICT_WORDS, answer_language, in_no_language, language_of
 from service.answering.conversation import standalone_question
 from service.answering.pipeline import Answerer
 from service.http.wire import ChatMessage, chat_completion
@@ -240,7 +240,9 @@ def _row(
         "abstained": not response.answerable,
         "answer": response.answer,
         "language": language_of(q.question),
-        "answer_language": answer_language(response.answer),
+        "answer_language": ""
+        if in_no_language(response.answer)
+        else answer_language(response.answer),
         "correct": correct,
         # Right and short: within the question's max_words, when it gives one.
         "clean": correct and (q.max_words is None or words <= q.max_words),
@@ -356,8 +358,9 @@ def summary_figures(
         "abstention_precision": share(sum(not r["answerable"] for r in abstained), len(abstained)),
         "abstention_recall": share(sum(r["abstained"] for r in unanswerable), len(unanswerable)),
         "false_abstention_rate": share(sum(r["abstained"] for r in answerable), len(answerable)),
+        # An answer of names and figures only ("2050 [1]") is in every language.
         "in_question_language": share(
-            sum(r["answer_language"] == r["language"] for r in rows), len(rows)
+            sum(r["answer_language"] in (r["language"], "") for r in rows), len(rows)
         ),
         "degraded": sum(r["degraded"] for r in rows),
         "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,

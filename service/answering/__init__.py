@@ -47,6 +47,7 @@ from service.answering.language import (
     LANGUAGE_NAMES,
     abstain_text,
     answer_language,
+    in_no_language,
     language_of,
 )
 from service.answering.measures import (
@@ -154,6 +155,7 @@ __all__ = [
     "figures_in",
     "history",
     "holds_what_is_asked",
+    "in_no_language",
     "is_frontend_task",
     "language_of",
     "looks_dependent",

@@ -15,7 +15,14 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 from index import CJK_CHAR
 
-__all__ = ["ABSTAIN_TEXTS", "LANGUAGE_NAMES", "abstain_text", "answer_language", "language_of"]
+__all__ = [
+    "ABSTAIN_TEXTS",
+    "LANGUAGE_NAMES",
+    "abstain_text",
+    "answer_language",
+    "in_no_language",
+    "language_of",
+]
 
 LANGUAGE_NAMES = {
     "en": "English",
@@ -71,6 +78,20 @@ def abstain_text(language: str) -> str:
 
 
 _QUOTED = re.compile(r"[“\"][^”\"]*[”\"]|\[\d+\]")
+
+
+_LETTERED = re.compile(r"[^\W\d_]+")
+
+
+def in_no_language(answer: str) -> bool:
+    """Whether an answer, its quotes and markers set aside, shows only names and figures.
+
+    "2050 [1]", "Renault [1] (“Renault”)" and "Geely Holding Group [1]." read the same in
+    every language: nothing in them was left untranslated. An English "Yes" or "No" is a
+    word of a language.
+    """
+    words = _LETTERED.findall(_QUOTED.sub(" ", answer))
+    return all(w[0].isupper() and w not in ("Yes", "No") for w in words)
 
 
 def answer_language(answer: str) -> str:

@@ -142,6 +142,18 @@ def test_figures_count_right_answers_and_right_abstentions() -> None:
     assert figures["answers_clean"] == 0.5 and figures["answer_words_p50"] == 1.5
 
 
+def test_an_answer_in_no_language_counts_as_in_the_askers() -> None:
+    row = {"answerable": True, "abstained": False, "correct": True, "gold_cited": True,
+           "f1": 1.0, "citations": 1, "verbatim": 1, "gold_rank": 1, "latency_ms": 10.0,
+           "degraded": False, "clean": True, "words": 1, "exact": True}  # fmt: skip
+    rows = [
+        row | {"language": "zh", "answer_language": ""},  # "2050 [1]"
+        row | {"language": "zh", "answer_language": "en"},  # left in English
+    ]
+    figures = summary_figures(rows, [_question()], "llm", Settings())
+    assert figures["in_question_language"] == 0.5
+
+
 def test_the_shown_text_is_scored_without_its_markers_as_squad_scores_it() -> None:
     shown = shown_words("the Eiffel Tower [1].")
     assert shown == "the Eiffel Tower."

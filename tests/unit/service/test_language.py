@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.answering import answer_language, language_of
+from service.answering import answer_language, in_no_language, language_of
 
 EVAL = Path(__file__).resolve().parents[3] / "corpus" / "eval"
 
@@ -45,3 +45,19 @@ def test_an_answer_is_in_the_language_it_says_things_in_not_that_of_its_quotes(
     answer: str, language: str
 ) -> None:
     assert answer_language(answer) == language
+
+
+@pytest.mark.parametrize(
+    ("answer", "none"),
+    [
+        ("2050 [1] (“2050”).", True),
+        ("Renault [1] (“Renault”).", True),
+        ("Geely Holding Group [1]（“Geely Holding Group”）。", True),
+        ("No: Dacia [1].", False),  # the verdict is an English word
+        ("20 ans [1] (“20 Years”).", False),
+        ("memorandum of understanding (MoU) [1].", False),
+        ("300万 [1]（“300 Ten thousand units”）。", False),
+    ],
+)
+def test_an_answer_of_names_and_figures_only_is_in_no_language(answer: str, none: bool) -> None:
+    assert in_no_language(answer) is none
