@@ -112,7 +112,7 @@ def credits_unstated(question: str, sentences: Sequence[str]) -> bool:
     if not credited:
         return False
     after_by = [
-        {w.lower() for w in sentence[m.end() :].split()[:_CREDIT_WINDOW]}
+        {w.lower() for w in _TOKEN.findall(sentence[m.end() :])[:_CREDIT_WINDOW]}
         for sentence in sentences
         for m in _BY.finditer(sentence)
     ]
@@ -194,6 +194,9 @@ def _other_count(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | 
         if same and not any(math.isclose(v, value) for v, _, _ in same):
             return same[0][1], same[0][2]
     return None
+
+
+_AND = frozenset({"and", "or"})
 
 
 def _not_listed(asked: list[_Token], words: list[_Token]) -> tuple[int, int] | None:
@@ -287,7 +290,6 @@ def settling_clauses(quote: str, question: str) -> str:
     return quote[bearing[0][0] : bearing[-1][1]]
 
 
-_AND = frozenset({"and", "or"})
 _TAIL_MIN = 3  # words a yes quote's tail must have to be cut: "(MoU)" stays
 _CLOSERS = ")]\u201d\u2019\"'%"
 
@@ -299,22 +301,16 @@ def through_the_asked(quote: str, question: str) -> str:
     technology of Geely Holding Group" is quoted to "… hybrid models" for "Will the two sides
     develop Renault brand hybrid models?": what follows says more than was asked. A name
     that word starts is kept whole, a list of names too, and a tail of fewer than three words
-    is kept. Not for a
-    no, whose tail may be what makes it no ("based in Paris" for "… based in Lyon?").
+    is kept. Not for a no, whose tail may be what makes it no ("based in Paris" for "… based
+    in Lyon?").
     """
     asked = terms(question)
     words = _tokens(quote)
     last = max((k for k, (word, _, _) in enumerate(words) if terms(word) & asked), default=None)
     if last is None:
         return quote
-    while last + 1 < len(words) and words[last][0][0].isupper():
-        following = words[last + 1 : last + 3]
-        if following[0][0][0].isupper():
-            last += 1  # "Geely Holding Group": the name goes on
-        elif len(following) == 2 and following[0][0] in _AND and following[1][0][0].isupper():
-            last += 2  # "Nissan and Mitsubishi": so does a list of names
-        else:
-            break
+    if words[last][0][0].isupper():  # "Geely Holding Group", "Nissan and Mitsubishi"
+        last = _listed_names(words, last)[-1]
     if len(words) - 1 - last < _TAIL_MIN:
         return quote
     end = words[last][2]
