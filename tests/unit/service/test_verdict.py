@@ -137,6 +137,7 @@ _BY_BOTH = "The platform was developed by Renault and Geely Holding Group ."
         ("Was the platform developed by Geely?", [_BY_BOTH], False),
         ("Was the platform developed by Renault?", [_CMA, _BY_BOTH], False),
         ("Was the platform developed by Nissan?", [_BY_BOTH], True),
+        ("Was it developed by Geely?", ["It was developed by Geely, in Hangzhou ."], False),
         ("Will Renault grow by 2030?", [_CMA], False),  # a date, no one credited
         ("Is the platform run by the state?", [_CMA], False),  # no name credited
     ],
