@@ -23,6 +23,12 @@ def _three_way(verdict: str) -> Scripted:
     return Scripted([verdict], first_top=top)
 
 
+def _judged_yes(base: str, upstream: QueuedUpstream, reply: str, question: str) -> Any:
+    """/v1/ask's answer to ``question`` when the LLM replies ``reply`` and the judge says yes."""
+    upstream.queue(reply, _three_way("yes"))
+    return httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+
+
 def _streamed_chat(base: str, question: str) -> str:
     with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
         chunks = list(
@@ -85,10 +91,8 @@ def test_a_name_left_out_of_the_list_a_sentence_gives_is_no_though_the_judge_say
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(support_judge=True)
-    nissan = label_of(upstream, "alliance with Nissan")
-    upstream.queue(f"Yes, through the alliance with Nissan {nissan}.", _three_way("yes"))
-    question = "Is Nissan a brand of Renault group?"
-    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    reply = f"Yes, through the alliance with Nissan {label_of(upstream, 'alliance with Nissan')}."
+    body = _judged_yes(base, upstream, reply, "Is Nissan a brand of Renault group?")
     assert body["verdict"] == "no"
     assert body["answer"].startswith("No: five brands ―― Renault (Renault)")
     assert body["answer"].endswith("Alpine and Mobilize [1].")
@@ -160,10 +164,9 @@ def test_a_deed_credited_to_a_name_the_text_does_not_credit_is_abstained_though_
     live_server: Server, upstream: QueuedUpstream
 ) -> None:
     base = live_server(support_judge=True)
-    cma = label_of(upstream, "Lingke")
-    upstream.queue(f"Yes, Geely is based on the CMA platform {cma}.", _three_way("yes"))
+    reply = f"Yes, Geely is based on the CMA platform {label_of(upstream, 'Lingke')}."
     question = "Is Geely based on the CMA platform developed by Renault?"
-    body = httpx.post(base + "/v1/ask", json={"question": question}, timeout=30).json()
+    body = _judged_yes(base, upstream, reply, question)
     # The sentence says nothing of who developed CMA: neither yes nor no is the text's.
     assert body["answerable"] is False and body["verdict"] is None and body["citations"] == []
     assert body["support"] == 0.0
