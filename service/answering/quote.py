@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from index import CJK, CJK_CHAR, stem_words
 from service.answering.measures import asks_several, name_list_spans, number_value
 
-__all__ = ["Quote", "align"]
+__all__ = ["Quote", "align", "closed"]
 
 # A word, a figure, or one CJK character (CJK has no spaces to split on).
 _WORD = re.compile(rf"[{CJK}]|\d+(?:[.,]\d+)*|[^\W\d_{CJK}]+", re.UNICODE)
@@ -135,7 +135,7 @@ def _weight(word: str, asked: frozenset[str]) -> float:
 _PAIRS = {")": "(", "]": "[", "\u201d": "\u201c", "\u2019": "\u2018"}  # closer: opener
 
 
-def _closing(source: str, start: int, end: int) -> int:
+def closed(source: str, start: int, end: int) -> int:
     """Extend a span over the closers right after it that it opens, and a percent sign.
 
     "Great Fire of 1901" keeps its closing quote when it holds the opening one; "Euler" in
@@ -355,7 +355,7 @@ def align(reply: str, source: str, question: str = "", *, statement: bool = Fals
         start, end = _whole_lists(source, start, end)
     start, end = _enclosed(source, start, end)
     start = _opening(source, start, end)
-    end = _closing(source, start, end)
+    end = closed(source, start, end)
     return Quote(source[start:end], start, end, round(recall, 4), copied is not None)
 
 

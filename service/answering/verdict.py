@@ -21,6 +21,7 @@ from index import tokenize
 from service.answering.judge import first_token_alternatives
 from service.answering.measures import adds_to, number_value, numbers_supported, terms
 from service.answering.prompts import render_verdict_prompt
+from service.answering.quote import closed
 from service.llm import ChatModel
 from service.schemas import Verdict
 
@@ -95,6 +96,12 @@ def states_other_figures(question: str, sentences: Sequence[str]) -> bool:
     return not any(numbers_supported(question, sentence) for sentence in sentences)
 
 
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
+_RUN = 3  # words the question and the sentence share before the names they give differ
+_NAME_WINDOW = 8  # words after the shared run where the sentence may still give the name
+_COUNT_GAP = 1  # words that may stand between a count and what it counts ("130 Many countries")
+
+
 # "developed by Renault", "made by Geely Holding Group": whom a question credits with a deed.
 _CREDITED = re.compile(r"\bby\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)")
 _BY = re.compile(r"\bby\b", re.IGNORECASE)
@@ -119,12 +126,6 @@ def credits_unstated(question: str, sentences: Sequence[str]) -> bool:
     return not all(
         any({w.lower() for w in name} & following for following in after_by) for name in credited
     )
-
-
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
-_RUN = 3  # words the question and the sentence share before the names they give differ
-_NAME_WINDOW = 8  # words after the shared run where the sentence may still give the name
-_COUNT_GAP = 1  # words that may stand between a count and what it counts ("130 Many countries")
 
 
 def stated_otherwise(question: str, sentences: Sequence[str]) -> Otherwise | None:
@@ -291,7 +292,6 @@ def settling_clauses(quote: str, question: str) -> str:
 
 
 _TAIL_MIN = 3  # words a yes quote's tail must have to be cut: "(MoU)" stays
-_CLOSERS = ")]\u201d\u2019\"'%"
 
 
 def through_the_asked(quote: str, question: str) -> str:
@@ -313,10 +313,7 @@ def through_the_asked(quote: str, question: str) -> str:
         last = _listed_names(words, last)[-1]
     if len(words) - 1 - last < _TAIL_MIN:
         return quote
-    end = words[last][2]
-    while end < len(quote) and quote[end] in _CLOSERS:
-        end += 1
-    return quote[:end]
+    return quote[: closed(quote, 0, words[last][2])]
 
 
 def read_verdict(top: Sequence[tuple[str, float]]) -> Judged | None:
@@ -347,17 +344,17 @@ async def judge_verdict(
     name: str = "verdict",
 ) -> Judged | None:
     """Whether ``sentences`` settle a yes/no question, and which way; None on no judgement."""
+    otherwise = stated_otherwise(question, sentences)
+    contradicted = otherwise is not None or states_other_figures(question, sentences)
+    if not contradicted and credits_unstated(question, sentences):
+        # The sentences do not say by whom: unsettled, whatever the judge would say.
+        return Judged(0.0, "no")
     messages = render_verdict_prompt(list(sentences), question)
     top = await first_token_alternatives(llm, messages, deadline, timings, name)
     judged = None if top is None else read_verdict(top)
     if judged is None:
         return None
-    otherwise = stated_otherwise(question, sentences)
-    if otherwise is not None or states_other_figures(question, sentences):
-        return Judged(judged.support, "no", otherwise)
-    if credits_unstated(question, sentences):
-        return Judged(0.0, judged.verdict)  # the sentences do not say by whom: unsettled
-    return judged
+    return Judged(judged.support, "no", otherwise) if contradicted else judged
 
 
 def with_verdict(answer: str, verdict: Verdict, language: str) -> str:
