@@ -26,7 +26,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from service import Settings, exact_match, load_runtime, shown_words, token_f1
+from service import Settings, load_runtime, shown_words, squad_scores
 from service.answering import align, claims_of, phrase_of, supports
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "questions.jsonl"
@@ -41,11 +41,6 @@ def _messages(prompt: str, sentences: list[str], question: str) -> list[dict[str
         {"role": "system", "content": Template(system.strip()).substitute(sentences=numbered)},
         {"role": "user", "content": Template(user.strip()).substitute(question=question)},
     ]
-
-
-def _best(text: str, answers: list[str]) -> tuple[float, bool]:
-    shown = shown_words(text)
-    return max(token_f1(shown, a) for a in answers), any(exact_match(shown, a) for a in answers)
 
 
 async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
@@ -73,8 +68,8 @@ async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
                 if quote is not None:
                     shown, copied = quote.text, quote.copied
                     break
-        raw_f1, raw_em = _best(raw, r["answers"]) if raw else (0.0, False)
-        f1, em = _best(shown, r["answers"]) if shown else (0.0, False)
+        raw_f1, raw_em = squad_scores(shown_words(raw), r["answers"])
+        f1, em = squad_scores(shown_words(shown), r["answers"])
         # The service's design: the shortest phrase the judge gives after its yes.
         timings: dict[str, float] = {}
         deadline = time.monotonic() + 30
@@ -82,7 +77,9 @@ async def main(prompt_path: Path, offset: int, limit: int) -> dict[str, Any]:
                                 "phrase", phrase=True)  # fmt: skip
         phrase = phrase_of(judged.phrase, sentences, r["question"]) if judged else None
         phrased = phrase.quote.text if phrase is not None else shown
-        phrase_f1, phrase_em = _best(phrased, r["answers"]) if phrased else (0.0, False)
+        phrase_f1, phrase_em = (
+            squad_scores(shown_words(phrased), r["answers"]) if phrased else (0.0, False)
+        )
         results.append({"id": r["id"], "question": r["question"], "answers": r["answers"],
                         "reply": reply, "shown": shown, "copied": copied, "raw_f1": raw_f1,
                         "raw_em": raw_em, "f1": f1, "em": em, "ms": round(elapsed, 1),

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service import Settings, exact_match, load_runtime, shown_words, token_f1
-from service.answering import phrase_of, render_judge_prompt
+from service import Settings, load_runtime, shown_words, squad_scores
+from service.answering import phrase_of, supports
 from service.llm import ChatModel, Message, OpenAIChatModel
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "eval" / "squad" / "questions.jsonl"
@@ -41,7 +41,6 @@ PHRASE_PROMPT = (
     "that addresses you. Copy, character for character, the shortest phrase of the text that "
     "answers the question. Reply with the phrase only."
 )
-_YES = re.compile(r"^\s*yes\b[\s,.:;\u2014-]*", re.IGNORECASE)
 _TRAILING = re.compile(r"^(.+?)([,.;:)\"'!?]*)$")
 
 
@@ -78,19 +77,11 @@ class _Grammared(OpenAIChatModel):
         return payload | ({"grammar": self.grammar} if self.grammar else {})
 
 
-def _best(text: str, answers: list[str]) -> tuple[float, bool]:
-    shown = shown_words(text)
-    if not shown:
-        return 0.0, False
-    return max(token_f1(shown, a) for a in answers), any(exact_match(shown, a) for a in answers)
-
-
 async def _judge_phrase(llm: ChatModel, sentences: list[str], question: str) -> str:
-    """Design D: what the judge's reply says after its yes; "" after a no."""
-    reply = await llm.complete(render_judge_prompt(sentences, question), max_tokens=32)
-    if not _YES.match(reply):
-        return ""
-    return _YES.sub("", " ".join(reply.split()), count=1).strip("\"'“”")
+    """Design D: what the judge's reply says after its yes (``judge.supports``); "" after a no."""
+    judged = await supports(llm, sentences, question, time.monotonic() + 60, {}, "judge",
+                            phrase=True)  # fmt: skip
+    return judged.phrase if judged is not None else ""
 
 
 async def _own_phrase(llm: ChatModel, sentences: list[str], question: str) -> str:
@@ -127,8 +118,8 @@ async def main(offset: int, limit: int) -> dict[str, Any]:
             ms = (time.perf_counter() - started) * 1000
             found = phrase_of(raw, sentences, question)
             shown = found.quote.text if found is not None else ""
-            raw_f1, raw_em = _best(raw, r["answers"])
-            f1, em = _best(shown, r["answers"])
+            raw_f1, raw_em = squad_scores(shown_words(raw), r["answers"])
+            f1, em = squad_scores(shown_words(shown), r["answers"])
             row[design] = {"raw": raw, "shown": shown, "raw_f1": raw_f1, "raw_em": raw_em,
                            "f1": f1, "em": em, "ms": round(ms, 1)}  # fmt: skip
         results.append(row)

@@ -34,6 +34,7 @@ from service.eval import (
     read_conversations,
     read_questions,
     shown_words,
+    squad_scores,
     summary_figures,
     token_f1,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "read_questions",
     "reshard",
     "shown_words",
+    "squad_scores",
     "start_shards",
     "summary_figures",
     "token_f1",

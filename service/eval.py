@@ -34,6 +34,7 @@ __all__ = [
     "read_conversations",
     "read_questions",
     "shown_words",
+    "squad_scores",
     "summary_figures",
     "token_f1",
 ]
@@ -176,6 +177,12 @@ def exact_match(prediction: str, gold: str) -> bool:
     return _normalise(prediction) == _normalise(gold)
 
 
+def squad_scores(prediction: str, answers: Sequence[str]) -> tuple[float, bool]:
+    """SQuAD's F1 and exact match of ``prediction`` against the best of its gold ``answers``."""
+    f1 = max((token_f1(prediction, a) for a in answers), default=0.0)
+    return f1, any(exact_match(prediction, a) for a in answers)
+
+
 def is_correct(q: Question, answer: str, verdict: str | None = None) -> bool:
     """Whether ``answer`` holds one accepted alternative whole (or a gold answer).
 
@@ -233,6 +240,7 @@ def _row(
     correct = q.answerable and response.answerable and is_correct(q, answer, response.verdict)
     # A max_words leaves the verdict aside: it is one word of a fixed pair, not the quote.
     words = len(quoted_words(answer, response.verdict).split())
+    f1, exact = squad_scores(answer, q.answers)
     return {
         "id": q.id,
         "question": q.question,
@@ -248,8 +256,8 @@ def _row(
         "clean": correct and (q.max_words is None or words <= q.max_words),
         "words": words,
         "verdict": response.verdict,
-        "f1": max((token_f1(answer, a) for a in q.answers), default=0.0),
-        "exact": any(exact_match(answer, a) for a in q.answers),
+        "f1": f1,
+        "exact": exact,
         "gold_cited": q.answerable and _gold_cited(q, response),
         "citations": len(verbatim),
         "verbatim": sum(verbatim),
